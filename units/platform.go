@@ -1,0 +1,40 @@
+package units
+
+import "strings"
+
+// PlatformUnits are the platform's own units, in the order they are written.
+var PlatformUnits = []string{
+	"berth-router.socket", "berth-router.service",
+	"berth-dnsd.socket", "berth-dnsd.service",
+	"berth-agent.service",
+	"berth-passivate.service", "berth-passivate.timer",
+}
+
+// Platform renders the platform's own units. Their configuration comes from
+// /etc/berth/berth.env (BERTH_* variables, see docs/units.md), so the same
+// files serve every node.
+func Platform(o Options) ([]File, error) {
+	o = o.withDefaults()
+	var files []File
+	for _, name := range PlatformUnits {
+		u, err := loadTemplate(name)
+		if err != nil {
+			return nil, err
+		}
+		for _, opt := range u.opts {
+			if opt.Section == "Service" && opt.Name == "ExecStart" {
+				path, err := ExecArg(o.Berth)
+				if err != nil {
+					return nil, err
+				}
+				opt.Value = path + strings.TrimPrefix(opt.Value, "/opt/bin/berth")
+			}
+		}
+		f, err := u.file(name)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, f)
+	}
+	return files, nil
+}

@@ -1,0 +1,341 @@
+package units
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berthproject/berth/internal/spec"
+)
+
+// Options are the machine paths the rendered units use. The zero value
+// gives Flatcar's layout.
+type Options struct {
+	// Berth is the berth binary (default /opt/bin/berth).
+	Berth string
+	// Docker is the docker CLI (default /usr/bin/docker).
+	Docker string
+	// Podman is the podman CLI (default /usr/bin/podman).
+	Podman string
+	// RunDir holds per-instance state such as allocated ports (default /run/berth).
+	RunDir string
+}
+
+func (o Options) withDefaults() Options {
+	if o.Berth == "" {
+		o.Berth = "/opt/bin/berth"
+	}
+	if o.Docker == "" {
+		o.Docker = "/usr/bin/docker"
+	}
+	if o.Podman == "" {
+		o.Podman = "/usr/bin/podman"
+	}
+	if o.RunDir == "" {
+		o.RunDir = "/run/berth"
+	}
+	return o
+}
+
+// TemplateName is the name of an app's template unit: "<app>@.service".
+func TemplateName(app string) string { return app + "@.service" }
+
+// InstanceName is the unit name of one instance: "<app>@<instance>.service".
+func InstanceName(app, instance string) string { return app + "@" + instance + ".service" }
+
+// Render renders the template unit of a validated app spec.
+func Render(app *spec.App, o Options) ([]File, error) {
+	o = o.withDefaults()
+	u, err := loadTemplate("app.service")
+	if err != nil {
+		return nil, err
+	}
+	r := &appRenderer{app: app, o: o, u: u}
+	if err := r.render(); err != nil {
+		return nil, fmt.Errorf("app %s: %w", app.Name, err)
+	}
+	f, err := u.file(TemplateName(app.Name))
+	if err != nil {
+		return nil, err
+	}
+	return []File{f}, nil
+}
+
+type appRenderer struct {
+	app *spec.App
+	o   Options
+	u   *unitFile
+	err error
+}
+
+// exec adds an Exec line, keeping the first error.
+func (r *appRenderer) exec(name, prefix string, argv ...Arg) {
+	line, err := ExecLine(prefix, argv...)
+	if err != nil {
+		if r.err == nil {
+			r.err = fmt.Errorf("%s: %w", name, err)
+		}
+		return
+	}
+	r.u.add("Service", name, line)
+}
+
+func (r *appRenderer) env(key, value string) {
+	v, err := EnvAssignment(key, value)
+	if err != nil {
+		if r.err == nil {
+			r.err = fmt.Errorf("env: %w", err)
+		}
+		return
+	}
+	r.u.add("Service", "Environment", v)
+}
+
+func (r *appRenderer) render() error {
+	a := r.app
+	name, err := Value(a.Name + " (berth app, version " + a.Version + ")")
+	if err != nil {
+		return err
+	}
+	r.u.add("Unit", "Description", name+" instance %i")
+	r.u.add("Unit", "StartLimitIntervalSec", seconds(a.Restart.Interval.D()))
+	r.u.add("Unit", "StartLimitBurst", strconv.Itoa(a.Restart.Burst))
+
+	r.env("BERTH_APP", a.Name)
+	r.u.add("Service", "Environment", "BERTH_INSTANCE=%i")
+	switch a.Runtime {
+	case spec.RuntimeExec:
+		r.renderExec()
+	default:
+		r.renderContainer()
+	}
+	r.u.add("Service", "Restart", a.Restart.Policy)
+	r.u.add("Service", "RestartSec", seconds(a.Restart.Delay.D()))
+	r.u.add("Service", "TimeoutStartSec", seconds(a.StartTimeout.D()))
+	r.renderPlacement()
+	return r.err
+}
+
+// hook returns the argv of "berth hook <phase>" for this app.
+func (r *appRenderer) hook(phase string, extra ...Arg) []Arg {
+	argv := []Arg{Lit(r.o.Berth), Lit("hook"), Lit(phase), Lit("--app"), Lit(r.app.Name), Lit("--instance"), Raw("%i")}
+	return append(argv, extra...)
+}
+
+// postStartArgs tell the post-start hook how to find and check the instance.
+func (r *appRenderer) postStartArgs() []Arg {
+	a := r.app
+	args := Lits("--runtime", a.Runtime, "--version", a.Version)
+	if len(a.Ports) > 0 {
+		p := a.Ports[0]
+		args = append(args, Lits("--port", fmt.Sprintf("%d/%s", p.Container, p.Protocol))...)
+		if p.Host != 0 {
+			args = append(args, Lits("--host-port", strconv.Itoa(p.Host))...)
+		}
+		if len(p.Tags) > 0 {
+			args = append(args, Lits("--tags", strings.Join(p.Tags, ","))...)
+		}
+	}
+	if a.Runtime == spec.RuntimeExec {
+		args = append(args, Lit("--env-file"), Raw(r.envFile()))
+	}
+	if h := a.Health; h != nil {
+		switch {
+		case h.HTTP != "":
+			args = append(args, Lits("--health", "http:"+h.HTTP)...)
+		case h.TCP:
+			args = append(args, Lits("--health", "tcp")...)
+		}
+		args = append(args, Lits("--health-timeout", h.StartPeriod.String())...)
+	}
+	return args
+}
+
+func (r *appRenderer) envFile() string {
+	return r.o.RunDir + "/" + r.app.Name + "/%i.env"
+}
+
+// containerName is the seed's "%p-%i" convention.
+const containerName = "%p-%i"
+
+func (r *appRenderer) renderContainer() {
+	a := r.app
+	cli := r.o.Docker
+	if a.Runtime == spec.RuntimePodman {
+		cli = r.o.Podman
+	}
+	stop := int(math.Ceil(a.StopTimeout.D().Seconds()))
+
+	r.exec("ExecStartPre", "-", Lit(cli), Lit("rm"), Lit("-f"), Raw(containerName))
+	switch a.Pull {
+	case spec.PullAlways:
+		r.exec("ExecStartPre", "", Lit(cli), Lit("pull"), Lit(a.Image))
+	case spec.PullMissing:
+		r.exec("ExecStartPre", "-", Lit(cli), Lit("pull"), Lit(a.Image))
+	}
+	r.exec("ExecStartPre", "", r.hook("pre-start")...)
+
+	argv := []Arg{Lit(cli), Lit("run"), Lit("--rm"), Lit("--name"), Raw(containerName),
+		Lit("--init"), Lit("--log-driver=journald"), Lit("--stop-timeout"), Lit(strconv.Itoa(stop)),
+		Lit("--label"), Lit("berth.app=" + a.Name), Lit("--label"), Raw("berth.instance=%i"),
+		Lit("--label"), Lit("berth.version=" + a.Version)}
+	for _, kv := range containerEnv(a) {
+		argv = append(argv, Lit("-e"), Lit(kv))
+	}
+	for _, p := range a.Ports {
+		pub := fmt.Sprintf("%d/%s", p.Container, p.Protocol)
+		if p.Host != 0 {
+			pub = fmt.Sprintf("%d:%s", p.Host, pub)
+		}
+		argv = append(argv, Lit("-p"), Lit(pub))
+	}
+	for _, v := range a.Volumes {
+		m := v.Source + ":" + v.Target
+		if v.ReadOnly {
+			m += ":ro"
+		}
+		argv = append(argv, Lit("-v"), Lit(m))
+	}
+	if a.Resources.Memory != "" {
+		argv = append(argv, Lit("--memory"), Lit(strings.ToLower(a.Resources.Memory)))
+	}
+	if a.Resources.CPUs > 0 {
+		argv = append(argv, Lit("--cpus"), Lit(strconv.FormatFloat(a.Resources.CPUs, 'f', -1, 64)))
+	}
+	if a.User != "" {
+		argv = append(argv, Lit("--user"), Lit(a.User))
+	}
+	for _, k := range sortedKeys(a.Labels) {
+		argv = append(argv, Lit("--label"), Lit(k+"="+a.Labels[k]))
+	}
+	cmd := a.Command
+	if len(cmd) > 0 {
+		argv = append(argv, Lit("--entrypoint"), Lit(cmd[0]))
+		cmd = cmd[1:]
+	}
+	argv = append(argv, Lit(a.Image))
+	argv = append(argv, Lits(cmd...)...)
+	argv = append(argv, Lits(a.Args...)...)
+	r.exec("ExecStart", "", argv...)
+
+	r.exec("ExecStartPost", "", r.hook("post-start", r.postStartArgs()...)...)
+	r.exec("ExecStop", "", Lit(cli), Lit("stop"), Lit("-t"), Lit(strconv.Itoa(stop)), Raw(containerName))
+	r.exec("ExecStopPost", "-", r.hook("post-stop")...)
+	r.exec("ExecStopPost", "-", Lit(cli), Lit("rm"), Lit("-f"), Raw(containerName))
+	// The CLI gets N seconds to stop the container, systemd a margin on top.
+	r.u.add("Service", "TimeoutStopSec", strconv.Itoa(stop+5))
+	if a.Runtime == spec.RuntimeDocker {
+		r.u.add("Unit", "Requires", "docker.service")
+		r.u.add("Unit", "After", "docker.service")
+	}
+}
+
+// containerEnv is the app's environment plus registrator's SERVICE_*
+// conventions; values the spec sets itself win.
+func containerEnv(a *spec.App) []string {
+	env := map[string]string{"SERVICE_NAME": a.Name}
+	if len(a.Ports) == 1 && len(a.Ports[0].Tags) > 0 {
+		env["SERVICE_TAGS"] = strings.Join(a.Ports[0].Tags, ",")
+	}
+	for _, p := range a.Ports {
+		env[fmt.Sprintf("SERVICE_%d_NAME", p.Container)] = p.Name
+		if len(p.Tags) > 0 {
+			env[fmt.Sprintf("SERVICE_%d_TAGS", p.Container)] = strings.Join(p.Tags, ",")
+		}
+	}
+	for k, v := range a.Env {
+		env[k] = v
+	}
+	out := make([]string, 0, len(env))
+	for _, k := range sortedKeys(env) {
+		out = append(out, k+"="+env[k])
+	}
+	return out
+}
+
+// PortVar is the environment variable that tells an exec-runtime instance
+// which port to listen on: PORT for the first port, PORT_<NAME> for each.
+func PortVar(name string) string {
+	return "PORT_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+func (r *appRenderer) renderExec() {
+	a := r.app
+	for _, k := range sortedKeys(a.Env) {
+		r.env(k, a.Env[k])
+	}
+	// Fixed ports are set here; the others are allocated by the pre-start
+	// hook and read from the environment file it writes.
+	var alloc []Arg
+	for i, p := range a.Ports {
+		vars := []string{PortVar(p.Name)}
+		if i == 0 {
+			vars = append([]string{"PORT"}, vars...)
+		}
+		if p.Host == 0 {
+			// One free port, published under every name of this port.
+			alloc = append(alloc, Lit("--alloc"), Lit(strings.Join(vars, ",")))
+			continue
+		}
+		for _, v := range vars {
+			r.env(v, strconv.Itoa(p.Host))
+		}
+	}
+	r.u.add("Service", "EnvironmentFile", "-"+r.envFile())
+	pre := append([]Arg{Lit("--env-file"), Raw(r.envFile())}, alloc...)
+	r.exec("ExecStartPre", "", r.hook("pre-start", pre...)...)
+	argv := append(Lits(a.Command...), Lits(a.Args...)...)
+	r.exec("ExecStart", "", argv...)
+	r.exec("ExecStartPost", "", r.hook("post-start", r.postStartArgs()...)...)
+	r.exec("ExecStopPost", "-", r.hook("post-stop", Lit("--env-file"), Raw(r.envFile()))...)
+	r.u.add("Service", "TimeoutStopSec", seconds(a.StopTimeout.D()))
+	if a.User != "" {
+		user, group, _ := strings.Cut(a.User, ":")
+		r.u.add("Service", "User", user)
+		if group != "" {
+			r.u.add("Service", "Group", group)
+		}
+	}
+	if a.Resources.Memory != "" {
+		r.u.add("Service", "MemoryMax", a.Resources.Memory)
+	}
+	if a.Resources.CPUs > 0 {
+		r.u.add("Service", "CPUQuota", strconv.FormatFloat(a.Resources.CPUs*100, 'f', -1, 64)+"%")
+	}
+}
+
+func (r *appRenderer) renderPlacement() {
+	p := r.app.Placement
+	if !p.AllowColocation && !p.Global {
+		r.u.add("X-Fleet", "Conflicts", r.app.Name+"@*.service")
+	}
+	for _, m := range p.MachineMetadata {
+		r.u.add("X-Fleet", "MachineMetadata", m)
+	}
+	if p.Global {
+		r.u.add("X-Fleet", "Global", "true")
+	}
+	if p.MachineOf != "" {
+		r.u.add("X-Fleet", "MachineOf", p.MachineOf)
+	}
+}
+
+// seconds formats d for systemd time settings, in whole seconds or ms.
+func seconds(d time.Duration) string {
+	if d%time.Second == 0 {
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	}
+	return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

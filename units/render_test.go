@@ -113,7 +113,7 @@ var hostile = []string{
 }
 
 func TestHostileValuesRoundTrip(t *testing.T) {
-	for _, runtime := range []string{spec.RuntimeDocker, spec.RuntimeExec} {
+	for _, runtime := range []string{spec.RuntimeDocker, spec.RuntimePodman, spec.RuntimeExec} {
 		t.Run(runtime, func(t *testing.T) {
 			a := &spec.App{APIVersion: spec.APIVersion, Name: "app", Runtime: runtime, Env: map[string]string{}}
 			if runtime == spec.RuntimeExec {

@@ -88,4 +88,3 @@ func noArgs(_ *cobra.Command, args []string) error {
 	}
 	return nil
 }
-

@@ -26,8 +26,8 @@ const (
 
 // Instance is /berth/v1/instances/<app>/<id>, written on a lease.
 type Instance struct {
-	App     string   `json:"-"` // from the key
-	ID      string   `json:"-"` // from the key
+	App     string   `json:"-"`                 // from the key
+	ID      string   `json:"-"`                 // from the key
 	Addr    string   `json:"addr"`              // host:port the router dials
 	Node    string   `json:"node,omitempty"`    // machine id of the node
 	Unit    string   `json:"unit,omitempty"`    // systemd unit, e.g. paas-monitor@1.service

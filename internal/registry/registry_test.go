@@ -118,7 +118,6 @@ func TestUndecodableValuesAreSkipped(t *testing.T) {
 type gatedWatcher struct {
 	clientv3.Watcher
 	gate  chan struct{}
-	once  sync.Once
 	calls chan int64
 }
 

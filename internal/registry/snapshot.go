@@ -78,21 +78,3 @@ func (s *Snapshot) LastAccess(app string) (lastMS int64, conns int) {
 	}
 	return lastMS, conns
 }
-
-// setNested sets or deletes m[outer][inner] copying the inner map first.
-func setNested[V any](m map[string]map[string]V, outer, inner string, v V, del bool) {
-	in := maps.Clone(m[outer])
-	if in == nil {
-		in = map[string]V{}
-	}
-	if del {
-		delete(in, inner)
-	} else {
-		in[inner] = v
-	}
-	if len(in) == 0 {
-		delete(m, outer)
-		return
-	}
-	m[outer] = in
-}

@@ -77,6 +77,8 @@ passivates idle apps.`,
 	root.AddCommand(
 		newVersionCommand(g),
 		newRenderCommand(g),
+		newStatusCommand(g),
+		newRoutesCommand(g),
 	)
 	return root
 }

@@ -279,3 +279,12 @@ func (c *Cache) watch(ctx context.Context, rev int64) error {
 	}
 	return errWatchClosed
 }
+
+// Load lists the registry once (no watch) and returns the snapshot; for
+// commands such as "berth status".
+func (c *Cache) Load(ctx context.Context) (*Snapshot, error) {
+	if _, err := c.list(ctx); err != nil {
+		return nil, err
+	}
+	return c.Snapshot(), nil
+}

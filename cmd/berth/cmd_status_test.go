@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/berthproject/berth/internal/etcdtest"
+	"github.com/berthproject/berth/internal/registry"
+	"github.com/berthproject/berth/internal/spec"
+)
+
+func TestStatusAndRoutes(t *testing.T) {
+	srv, cli := etcdtest.New(t)
+	k, _ := registry.NewKeys("")
+	apps, err := spec.ParseFile("../../examples/paas-monitor.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := registry.PublishApp(ctx, cli, k, apps[0]); err != nil {
+		t.Fatal(err)
+	}
+	for i, addr := range []string{"127.0.0.1:8001", "127.0.0.1:8002"} {
+		key, val, err := registry.InstanceKV(k, &registry.Instance{App: "paas-monitor", ID: string(rune('1' + i)), Addr: addr, State: registry.StateUp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cli.Put(ctx, key, val)
+	}
+	if _, err := registry.Transition(ctx, cli, k, "paas-monitor", 0, registry.Status{Current: registry.StatusStarted, Expected: registry.StatusStarted}); err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, errOut := berth(t, "routes", "--etcd-endpoints", srv.Endpoint)
+	if code != 0 || !strings.Contains(out, "paas-monitor.example.com") || !strings.Contains(out, "127.0.0.1:8001,127.0.0.1:8002") {
+		t.Fatalf("routes: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	code, out, _ = berth(t, "status", "-o", "json", "--etcd-endpoints", srv.Endpoint)
+	var rows []statusRow
+	if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 1 || rows[0].Up != 2 || rows[0].Current != "started" {
+		t.Fatalf("status: exit %d, %q", code, out)
+	}
+}
+
+func TestUnreachableEtcdNamesEndpoint(t *testing.T) {
+	code, _, errOut := berth(t, "status", "--etcd-endpoints", "127.0.0.1:1", "--etcd-request-timeout", "300ms", "--etcd-dial-timeout", "300ms")
+	if code != exitFailure || !strings.Contains(errOut, "127.0.0.1:1") || !strings.Contains(errOut, "unreachable") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}

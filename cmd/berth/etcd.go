@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/berthproject/berth/internal/registry"
+)
+
+// EtcdOptions are the connection flags of every command that talks to etcd.
+type EtcdOptions struct {
+	Endpoints      []string      // client URLs (default 127.0.0.1:2379)
+	CACert         string        // CA bundle to verify the servers (enables TLS)
+	Cert, Key      string        // client certificate and key (TLS client auth)
+	User, Password string        // etcd auth
+	DialTimeout    time.Duration // connection timeout (default 5s)
+	RequestTimeout time.Duration // per-request timeout for commands (default 5s)
+	Prefix         string        // schema root (default /berth)
+}
+
+// AddFlags registers the flags; each has a BERTH_ETCD_* environment default.
+func (o *EtcdOptions) AddFlags(f *pflag.FlagSet) {
+	f.StringSliceVar(&o.Endpoints, "etcd-endpoints", strings.Split(envOr("BERTH_ETCD_ENDPOINTS", "127.0.0.1:2379"), ","), "etcd client endpoints (env BERTH_ETCD_ENDPOINTS)")
+	f.StringVar(&o.CACert, "etcd-cacert", os.Getenv("BERTH_ETCD_CACERT"), "CA certificate to verify etcd servers; enables TLS (env BERTH_ETCD_CACERT)")
+	f.StringVar(&o.Cert, "etcd-cert", os.Getenv("BERTH_ETCD_CERT"), "client certificate for etcd (env BERTH_ETCD_CERT)")
+	f.StringVar(&o.Key, "etcd-key", os.Getenv("BERTH_ETCD_KEY"), "client key for etcd (env BERTH_ETCD_KEY)")
+	f.StringVar(&o.User, "etcd-user", os.Getenv("BERTH_ETCD_USER"), "etcd user name (env BERTH_ETCD_USER)")
+	f.StringVar(&o.Password, "etcd-password", os.Getenv("BERTH_ETCD_PASSWORD"), "etcd password; prefer the environment variable (env BERTH_ETCD_PASSWORD)")
+	f.DurationVar(&o.DialTimeout, "etcd-dial-timeout", 5*time.Second, "etcd connection timeout")
+	f.DurationVar(&o.RequestTimeout, "etcd-request-timeout", 5*time.Second, "etcd request timeout")
+	f.StringVar(&o.Prefix, "etcd-prefix", envOr("BERTH_ETCD_PREFIX", registry.DefaultRoot), "key prefix of berth's schema (env BERTH_ETCD_PREFIX)")
+}
+
+// Keys returns the key builder for the configured prefix.
+func (o *EtcdOptions) Keys() (registry.Keys, error) {
+	k, err := registry.NewKeys(o.Prefix)
+	if err != nil {
+		return k, usagef("--etcd-prefix: %v", err)
+	}
+	return k, nil
+}
+
+// Client connects to etcd. Connection is lazy: errors show on first use,
+// which wrapErr turns into a message naming the endpoints.
+func (o *EtcdOptions) Client() (*clientv3.Client, error) {
+	cfg := clientv3.Config{
+		Endpoints: o.Endpoints, DialTimeout: o.DialTimeout, Username: o.User, Password: o.Password,
+		Logger: zap.NewNop(), DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second,
+	}
+	if o.CACert != "" || o.Cert != "" {
+		t := &tls.Config{MinVersion: tls.VersionTLS12}
+		if o.CACert != "" {
+			pem, err := os.ReadFile(o.CACert)
+			if err != nil {
+				return nil, fmt.Errorf("--etcd-cacert: %w", err)
+			}
+			t.RootCAs = x509.NewCertPool()
+			if !t.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--etcd-cacert %s: no PEM certificate in it", o.CACert)
+			}
+		}
+		if o.Cert != "" || o.Key != "" {
+			pair, err := tls.LoadX509KeyPair(o.Cert, o.Key)
+			if err != nil {
+				return nil, fmt.Errorf("--etcd-cert/--etcd-key: %w", err)
+			}
+			t.Certificates = []tls.Certificate{pair}
+		}
+		cfg.TLS = t
+	}
+	cli, err := clientv3.New(cfg)
+	if err != nil {
+		return nil, o.wrapErr(err)
+	}
+	return cli, nil
+}
+
+// wrapErr names the endpoints in connection errors.
+func (o *EtcdOptions) wrapErr(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("etcd at %s unreachable (no answer within %s): check --etcd-endpoints, the ssh tunnel (bin/tunnel.sh) or TLS options", strings.Join(o.Endpoints, ","), o.RequestTimeout)
+	}
+	return fmt.Errorf("etcd at %s: %w", strings.Join(o.Endpoints, ","), err)
+}

@@ -222,6 +222,7 @@ func (r *appRenderer) renderContainer() {
 	r.exec("ExecStart", "", argv...)
 
 	r.exec("ExecStartPost", "", r.hook("post-start", r.postStartArgs()...)...)
+	r.exec("ExecStop", "-", r.hook("drain")...)
 	r.exec("ExecStop", "", Lit(cli), Lit("stop"), Lit("-t"), Lit(strconv.Itoa(stop)), Raw(containerName))
 	r.exec("ExecStopPost", "-", r.hook("post-stop")...)
 	r.exec("ExecStopPost", "-", Lit(cli), Lit("rm"), Lit("-f"), Raw(containerName))
@@ -290,6 +291,7 @@ func (r *appRenderer) renderExec() {
 	argv := append(Lits(a.Command...), Lits(a.Args...)...)
 	r.exec("ExecStart", "", argv...)
 	r.exec("ExecStartPost", "", r.hook("post-start", r.postStartArgs()...)...)
+	r.exec("ExecStop", "-", r.hook("drain")...)
 	r.exec("ExecStopPost", "-", r.hook("post-stop", Lit("--env-file"), Raw(r.envFile()))...)
 	r.u.add("Service", "TimeoutStopSec", seconds(a.StopTimeout.D()))
 	if a.User != "" {

@@ -196,7 +196,11 @@ func TestContainerUnitShape(t *testing.T) {
 			t.Errorf("ExecStart %q lacks %q", start, want)
 		}
 	}
-	stop, _ := SplitExec(values(opts, "Service", "ExecStop")[0], instanceSpecifiers)
+	stops := values(opts, "Service", "ExecStop")
+	if len(stops) != 2 || !strings.Contains(stops[0], "hook drain") {
+		t.Fatalf("ExecStop: got %q, want drain then docker stop", stops)
+	}
+	stop, _ := SplitExec(stops[1], instanceSpecifiers)
 	if !slices.Equal(stop, []string{"/usr/bin/docker", "stop", "-t", "10", "app-7"}) {
 		t.Errorf("ExecStop: got %q", stop)
 	}

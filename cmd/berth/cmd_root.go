@@ -79,6 +79,7 @@ passivates idle apps.`,
 		newRenderCommand(g),
 		newStatusCommand(g),
 		newRoutesCommand(g),
+		newHookCommand(g),
 	)
 	return root
 }

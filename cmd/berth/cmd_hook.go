@@ -1,0 +1,312 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/berthproject/berth/internal/hook"
+	"github.com/berthproject/berth/internal/registry"
+)
+
+// HookOptions are the flags shared by the hook commands.
+type HookOptions struct {
+	Etcd     EtcdOptions
+	App      string        // app name (required)
+	Instance string        // instance, systemd's %i (required)
+	EnvFile  string        // exec runtime: file of allocated ports
+	Timeout  time.Duration // bound on the whole hook
+}
+
+// AddFlags registers the flags.
+func (o *HookOptions) AddFlags(f *pflag.FlagSet) {
+	o.Etcd.AddFlags(f)
+	f.StringVar(&o.App, "app", "", "app name (required)")
+	f.StringVar(&o.Instance, "instance", "", "instance name, systemd's %i (required)")
+	f.StringVar(&o.EnvFile, "env-file", "", "environment file with the instance's allocated ports (exec runtime)")
+	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "give up after this long; the hook never hangs a unit")
+}
+
+func (o *HookOptions) check() error {
+	if o.App == "" || o.Instance == "" {
+		return usagef("--app and --instance are required")
+	}
+	return nil
+}
+
+// PostStartOptions are the extra flags of "berth hook post-start".
+type PostStartOptions struct {
+	HookOptions
+	Runtime       string
+	Version       string
+	Port          string
+	HostPort      int
+	Tags          []string
+	Health        string
+	HealthTimeout time.Duration
+	AdvertiseIP   string
+	Node          string
+	TTL           time.Duration
+	Docker        string
+	Podman        string
+}
+
+// AddFlags registers the flags.
+func (o *PostStartOptions) AddFlags(f *pflag.FlagSet) {
+	o.HookOptions.AddFlags(f)
+	f.StringVar(&o.Runtime, "runtime", "docker", "docker, podman or exec")
+	f.StringVar(&o.Version, "version", "", "app version to record")
+	f.StringVar(&o.Port, "port", "", "the app's first port as PORT/PROTO (container side)")
+	f.IntVar(&o.HostPort, "host-port", 0, "fixed published host port, if any")
+	f.StringSliceVar(&o.Tags, "tags", nil, "registry tags")
+	f.StringVar(&o.Health, "health", "", "health check: http:/path or tcp (none if empty)")
+	f.DurationVar(&o.HealthTimeout, "health-timeout", 60*time.Second, "how long the instance may take to become healthy")
+	f.StringVar(&o.AdvertiseIP, "advertise-ip", os.Getenv("BERTH_ADVERTISE_IP"), "IP routers and DNS clients reach this node on (env BERTH_ADVERTISE_IP; default: first interface address)")
+	f.StringVar(&o.Node, "node", os.Getenv("BERTH_NODE"), "node id (env BERTH_NODE; default /etc/machine-id)")
+	f.DurationVar(&o.TTL, "ttl", 10*time.Second, "lease TTL of the instance record: how long a crashed instance stays routed")
+	f.StringVar(&o.Docker, "docker", "/usr/bin/docker", "docker CLI")
+	f.StringVar(&o.Podman, "podman", "/usr/bin/podman", "podman CLI")
+}
+
+func newHookCommand(g *GlobalOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "hook",
+		Short: "Hooks called by the generated units (ExecStartPre/Post, ExecStop, ExecStopPost)",
+	}
+	cmd.AddCommand(newPreStartCommand(g), newPostStartCommand(g), newDrainCommand(g), newPostStopCommand(g), newKeeperCommand(g))
+	return cmd
+}
+
+// withHooks connects to etcd and runs f with a bounded context.
+func withHooks(ctx context.Context, g *GlobalOptions, o *HookOptions, timeout time.Duration, f func(context.Context, *hook.Hooks, *clientv3.Client) error) error {
+	if err := o.check(); err != nil {
+		return err
+	}
+	log, err := g.Logger()
+	if err != nil {
+		return err
+	}
+	k, err := o.Etcd.Keys()
+	if err != nil {
+		return err
+	}
+	cli, err := o.Etcd.Client()
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	h := &hook.Hooks{KV: cli, Keys: k, Log: log.WithFields(map[string]any{"component": "hook", "app": o.App, "instance": o.Instance})}
+	if err := f(ctx, h, cli); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%s@%s: %w", o.App, o.Instance, o.Etcd.wrapErr(err))
+		}
+		return fmt.Errorf("%s@%s: %w", o.App, o.Instance, err)
+	}
+	return nil
+}
+
+func newPreStartCommand(g *GlobalOptions) *cobra.Command {
+	var opts HookOptions
+	var alloc []string
+	cmd := &cobra.Command{
+		Use:   "pre-start --app A --instance I",
+		Short: "Mark the app starting, clear a stale record, allocate ports (exec runtime)",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(alloc) > 0 && opts.EnvFile == "" {
+				return usagef("--alloc needs --env-file")
+			}
+			return withHooks(cmd.Context(), g, &opts, opts.Timeout, func(ctx context.Context, h *hook.Hooks, _ *clientv3.Client) error {
+				if len(alloc) > 0 {
+					if _, err := hook.AllocPorts(opts.EnvFile, alloc); err != nil {
+						return err
+					}
+				}
+				return h.PreStart(ctx, &hook.Instance{App: opts.App, ID: opts.Instance})
+			})
+		},
+	}
+	opts.AddFlags(cmd.Flags())
+	cmd.Flags().StringArrayVar(&alloc, "alloc", nil, "allocate a free port into --env-file under these comma-separated names (repeatable)")
+	return cmd
+}
+
+func newPostStartCommand(g *GlobalOptions) *cobra.Command {
+	var opts PostStartOptions
+	cmd := &cobra.Command{
+		Use:   "post-start --app A --instance I [--port P/tcp] [--health http:/path]",
+		Short: "Wait for the instance to be healthy, then register it in etcd on a lease",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runPostStart(cmd.Context(), g, opts)
+		},
+	}
+	opts.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func runPostStart(ctx context.Context, g *GlobalOptions, o PostStartOptions) error {
+	if o.AdvertiseIP == "" {
+		o.AdvertiseIP = hook.DetectIP()
+	}
+	if o.Node == "" {
+		o.Node = hook.NodeID()
+	}
+	cli := o.Docker
+	if o.Runtime == "podman" {
+		cli = o.Podman
+	}
+	in := &hook.Instance{App: o.App, ID: o.Instance, Node: o.Node, Version: o.Version, Tags: o.Tags, Runtime: o.Runtime,
+		Port: o.Port, HostPort: o.HostPort, EnvFile: o.EnvFile, IP: o.AdvertiseIP, CLI: cli}
+	return withHooks(ctx, g, &o.HookOptions, o.HealthTimeout+o.Timeout, func(ctx context.Context, h *hook.Hooks, _ *clientv3.Client) error {
+		addr, err := h.Address(ctx, in)
+		if err != nil {
+			return err
+		}
+		hctx, cancel := context.WithTimeout(ctx, o.HealthTimeout)
+		defer cancel()
+		if err := hook.Check(o.Health).WaitHealthy(hctx, addr, 250*time.Millisecond); err != nil {
+			return err
+		}
+		rec, err := json.Marshal(in.Record(addr))
+		if err != nil {
+			return err
+		}
+		if err := spawnKeeper(ctx, o, string(rec)); err != nil {
+			return err
+		}
+		h.Log.WithField("addr", addr).Info("instance registered")
+		return h.MarkStarted(ctx, o.App)
+	})
+}
+
+// spawnKeeper starts "berth hook keeper" in its own session (it stays in
+// the unit's cgroup, so systemd stops it with the unit) and waits until it
+// reports that the record is written.
+func spawnKeeper(ctx context.Context, o PostStartOptions, record string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	args := append([]string{"hook", "keeper", "--app", o.App, "--instance", o.Instance, "--record", record,
+		"--ttl", o.TTL.String(), "--etcd-prefix", o.Etcd.Prefix, "--etcd-endpoints", strings.Join(o.Etcd.Endpoints, ",")},
+		tlsArgs(o.Etcd)...)
+	cmd := exec.Command(self, args...)
+	cmd.Env = append(os.Environ(), "BERTH_ETCD_PASSWORD="+o.Etcd.Password)
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start keeper: %w", err)
+	}
+	ready := make(chan error, 1)
+	go func() {
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err == nil && strings.TrimSpace(line) == "ready" {
+			ready <- nil
+			return
+		}
+		ready <- fmt.Errorf("keeper exited before registering the instance (%v)", cmd.Wait())
+	}()
+	select {
+	case err := <-ready:
+		if err == nil {
+			cmd.Process.Release()
+		}
+		return err
+	case <-ctx.Done():
+		cmd.Process.Kill()
+		return fmt.Errorf("keeper: %w", ctx.Err())
+	}
+}
+
+func tlsArgs(o EtcdOptions) []string {
+	var args []string
+	for flag, v := range map[string]string{"--etcd-cacert": o.CACert, "--etcd-cert": o.Cert, "--etcd-key": o.Key, "--etcd-user": o.User} {
+		if v != "" {
+			args = append(args, flag, v)
+		}
+	}
+	return args
+}
+
+func newKeeperCommand(g *GlobalOptions) *cobra.Command {
+	var opts HookOptions
+	var record string
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:    "keeper",
+		Short:  "Keep an instance record alive on a lease (started by post-start)",
+		Hidden: true,
+		Args:   noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var rec registry.Instance
+			if err := json.Unmarshal([]byte(record), &rec); err != nil {
+				return usagef("--record: %v", err)
+			}
+			rec.App, rec.ID = opts.App, opts.Instance
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+			defer stop()
+			// No overall timeout: the keeper lives as long as the instance.
+			return withHooks(ctx, g, &opts, 1<<62, func(ctx context.Context, h *hook.Hooks, cli *clientv3.Client) error {
+				return h.Keep(ctx, cli, &rec, ttl, func() { fmt.Fprintln(g.stdout, "ready") })
+			})
+		},
+	}
+	opts.AddFlags(cmd.Flags())
+	cmd.Flags().StringVar(&record, "record", "", "instance record (JSON)")
+	cmd.Flags().DurationVar(&ttl, "ttl", 10*time.Second, "lease TTL")
+	return cmd
+}
+
+func newDrainCommand(g *GlobalOptions) *cobra.Command {
+	var opts HookOptions
+	cmd := &cobra.Command{
+		Use:   "drain --app A --instance I",
+		Short: "Mark the instance draining so routers stop sending it new requests",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withHooks(cmd.Context(), g, &opts, opts.Timeout, func(ctx context.Context, h *hook.Hooks, _ *clientv3.Client) error {
+				return h.Drain(ctx, opts.App, opts.Instance)
+			})
+		},
+	}
+	opts.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func newPostStopCommand(g *GlobalOptions) *cobra.Command {
+	var opts HookOptions
+	cmd := &cobra.Command{
+		Use:   "post-stop --app A --instance I",
+		Short: "Remove the instance record at once",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withHooks(cmd.Context(), g, &opts, opts.Timeout, func(ctx context.Context, h *hook.Hooks, _ *clientv3.Client) error {
+				if opts.EnvFile != "" {
+					os.Remove(opts.EnvFile)
+				}
+				return h.PostStop(ctx, opts.App, opts.Instance)
+			})
+		},
+	}
+	opts.AddFlags(cmd.Flags())
+	return cmd
+}

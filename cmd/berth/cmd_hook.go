@@ -61,6 +61,7 @@ type PostStartOptions struct {
 	TTL           time.Duration
 	Docker        string
 	Podman        string
+	SkyDNSZone    string
 }
 
 // AddFlags registers the flags.
@@ -78,6 +79,7 @@ func (o *PostStartOptions) AddFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.TTL, "ttl", 10*time.Second, "lease TTL of the instance record: how long a crashed instance stays routed")
 	f.StringVar(&o.Docker, "docker", "/usr/bin/docker", "docker CLI")
 	f.StringVar(&o.Podman, "podman", "/usr/bin/podman", "podman CLI")
+	f.StringVar(&o.SkyDNSZone, "skydns-zone", os.Getenv("BERTH_SKYDNS_ZONE"), "also mirror the instance under /skydns for CoreDNS's etcd plugin, in this zone (env BERTH_SKYDNS_ZONE; off if empty)")
 }
 
 func newHookCommand(g *GlobalOptions) *cobra.Command {
@@ -203,7 +205,7 @@ func spawnKeeper(ctx context.Context, o PostStartOptions, record string) error {
 		return err
 	}
 	args := append([]string{"hook", "keeper", "--app", o.App, "--instance", o.Instance, "--record", record,
-		"--ttl", o.TTL.String(), "--etcd-prefix", o.Etcd.Prefix, "--etcd-endpoints", strings.Join(o.Etcd.Endpoints, ",")},
+		"--ttl", o.TTL.String(), "--skydns-zone", o.SkyDNSZone, "--etcd-prefix", o.Etcd.Prefix, "--etcd-endpoints", strings.Join(o.Etcd.Endpoints, ",")},
 		tlsArgs(o.Etcd)...)
 	cmd := exec.Command(self, args...)
 	cmd.Env = append(os.Environ(), "BERTH_ETCD_PASSWORD="+o.Etcd.Password)
@@ -249,7 +251,7 @@ func tlsArgs(o EtcdOptions) []string {
 
 func newKeeperCommand(g *GlobalOptions) *cobra.Command {
 	var opts HookOptions
-	var record string
+	var record, skydnsZone string
 	var ttl time.Duration
 	cmd := &cobra.Command{
 		Use:    "keeper",
@@ -266,13 +268,14 @@ func newKeeperCommand(g *GlobalOptions) *cobra.Command {
 			defer stop()
 			// No overall timeout: the keeper lives as long as the instance.
 			return withHooks(ctx, g, &opts, 1<<62, func(ctx context.Context, h *hook.Hooks, cli *clientv3.Client) error {
-				return h.Keep(ctx, cli, &rec, ttl, func() { fmt.Fprintln(g.stdout, "ready") })
+				return h.Keep(ctx, cli, &rec, ttl, skydnsZone, func() { fmt.Fprintln(g.stdout, "ready") })
 			})
 		},
 	}
 	opts.AddFlags(cmd.Flags())
 	cmd.Flags().StringVar(&record, "record", "", "instance record (JSON)")
 	cmd.Flags().DurationVar(&ttl, "ttl", 10*time.Second, "lease TTL")
+	cmd.Flags().StringVar(&skydnsZone, "skydns-zone", "", "mirror zone under /skydns (off if empty)")
 	return cmd
 }
 

@@ -92,7 +92,7 @@ func TestHookLifecycleExec(t *testing.T) {
 
 	start := time.Now()
 	code, _, errOut = berth(t, append([]string{"hook", "post-start", "--runtime", "exec", "--env-file", envFile,
-		"--health", "http:/health", "--health-timeout", "10s", "--advertise-ip", "127.0.0.1", "--ttl", "2s", "--tags", "http"}, base...)...)
+		"--health", "http:/health", "--health-timeout", "10s", "--advertise-ip", "127.0.0.1", "--ttl", "2s", "--tags", "http", "--skydns-zone", "berth.example."}, base...)...)
 	if code != 0 {
 		t.Fatalf("post-start: %s", errOut)
 	}
@@ -102,6 +102,10 @@ func TestHookLifecycleExec(t *testing.T) {
 	in, lease := getInstance(t, cli, "web", "1")
 	if in == nil || in.State != registry.StateUp || in.Addr != "127.0.0.1:"+env["PORT"] || lease == 0 || in.Tags[0] != "http" {
 		t.Fatalf("instance after post-start: %+v lease %d", in, lease)
+	}
+	sky, _ := cli.Get(context.Background(), "/skydns/example/berth/service/web/1")
+	if len(sky.Kvs) != 1 || sky.Kvs[0].Lease != lease || !strings.Contains(string(sky.Kvs[0].Value), `"port":`+env["PORT"]) {
+		t.Fatalf("skydns mirror: %v", sky.Kvs)
 	}
 	st, _, _ = registry.GetStatus(context.Background(), cli, k, "web")
 	if st.Current != registry.StatusStarted {
@@ -125,6 +129,10 @@ func TestHookLifecycleExec(t *testing.T) {
 	if in, _ := getInstance(t, cli, "web", "1"); in != nil {
 		t.Fatalf("record still there after post-stop: %+v", in)
 	}
+	eventually(t, "skydns mirror removed", func() bool {
+		r, _ := cli.Get(context.Background(), "/skydns/", clientv3.WithPrefix())
+		return len(r.Kvs) == 0
+	})
 	eventually(t, "keeper revokes its lease", func() bool {
 		r, err := cli.TimeToLive(context.Background(), clientv3.LeaseID(lease))
 		return err == nil && r.TTL == -1

@@ -14,7 +14,10 @@ import (
 // re-writing it on a new lease when the lease is lost. ready is called once
 // the record is written. This is the interim owner of instance leases
 // until the node agent takes them over.
-func (h *Hooks) Keep(ctx context.Context, cli *clientv3.Client, rec *registry.Instance, ttl time.Duration, ready func()) error {
+//
+// With skydnsZone set, the record is also mirrored in the SkyDNS layout on
+// the same lease (see registry.SkyDNSKV).
+func (h *Hooks) Keep(ctx context.Context, cli *clientv3.Client, rec *registry.Instance, ttl time.Duration, skydnsZone string, ready func()) error {
 	key, val, err := registry.InstanceKV(h.Keys, rec)
 	if err != nil {
 		return err
@@ -22,6 +25,15 @@ func (h *Hooks) Keep(ctx context.Context, cli *clientv3.Client, rec *registry.In
 	owner := registry.NewLeaseOwner(cli, cli, ttl, h.Log)
 	if err := owner.Put(ctx, key, val); err != nil {
 		return err
+	}
+	if skydnsZone != "" {
+		sk, sv, err := registry.SkyDNSKV(skydnsZone, rec)
+		if err != nil {
+			return err
+		}
+		if err := owner.Put(ctx, sk, sv); err != nil {
+			return err
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer func() { cancel(); <-owner.Done() }()

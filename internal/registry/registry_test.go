@@ -18,7 +18,7 @@ import (
 
 func nullLog() logrus.FieldLogger { l, _ := test.NewNullLogger(); return l }
 
-func keys(t *testing.T) Keys {
+func keys(t testing.TB) Keys {
 	t.Helper()
 	k, err := NewKeys("/berth")
 	if err != nil {
@@ -27,7 +27,7 @@ func keys(t *testing.T) Keys {
 	return k
 }
 
-func startCache(t *testing.T, cli *clientv3.Client, w clientv3.Watcher) *Cache {
+func startCache(t testing.TB, cli *clientv3.Client, w clientv3.Watcher) *Cache {
 	t.Helper()
 	if w == nil {
 		w = cli
@@ -56,7 +56,7 @@ func waitFor(t *testing.T, c *Cache, what string, cond func(*Snapshot) bool) {
 	}
 }
 
-func put(t *testing.T, kv clientv3.KV, key string, v any) {
+func put(t testing.TB, kv clientv3.KV, key string, v any) {
 	t.Helper()
 	b, ok := v.([]byte)
 	if !ok {
@@ -67,7 +67,7 @@ func put(t *testing.T, kv clientv3.KV, key string, v any) {
 	}
 }
 
-func instKey(t *testing.T, app, id string) string {
+func instKey(t testing.TB, app, id string) string {
 	t.Helper()
 	k, err := keys(t).Instance(app, id)
 	if err != nil {
@@ -292,4 +292,31 @@ func FuzzParseKey(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestLeaderLossWatchContinues(t *testing.T) {
+	cl, err := etcdtest.StartCluster(t.TempDir(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	cli := etcdtest.Client(t, cl.Endpoints...)
+	put(t, cli, instKey(t, "web", "1"), up("127.0.0.1:8001"))
+	c := startCache(t, cli, nil)
+	waitFor(t, c, "first sync", func(s *Snapshot) bool { return len(s.Live("web")) == 1 })
+	leader := -1
+	for leader < 0 {
+		leader = cl.Leader()
+	}
+	cl.Stop(leader)
+	// Writes go on through the remaining quorum; the cache must see them.
+	for i := 2; i <= 20; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := cli.Put(ctx, instKey(t, "web", fmt.Sprint(i)), `{"addr":"127.0.0.1:9000","state":"up"}`)
+		cancel()
+		if err != nil {
+			t.Fatalf("put %d after leader loss: %v", i, err)
+		}
+	}
+	waitFor(t, c, "every write after the leader loss", func(s *Snapshot) bool { return len(s.Live("web")) == 20 })
 }

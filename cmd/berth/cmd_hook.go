@@ -62,6 +62,7 @@ type PostStartOptions struct {
 	Docker        string
 	Podman        string
 	SkyDNSZone    string
+	Addr          string
 }
 
 // AddFlags registers the flags.
@@ -79,6 +80,7 @@ func (o *PostStartOptions) AddFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.TTL, "ttl", 10*time.Second, "lease TTL of the instance record: how long a crashed instance stays routed")
 	f.StringVar(&o.Docker, "docker", "/usr/bin/docker", "docker CLI")
 	f.StringVar(&o.Podman, "podman", "/usr/bin/podman", "podman CLI")
+	f.StringVar(&o.Addr, "addr", "", "the instance's address as HOST:PORT (default: found from the host port, the allocated port or docker port)")
 	f.StringVar(&o.SkyDNSZone, "skydns-zone", os.Getenv("BERTH_SKYDNS_ZONE"), "also mirror the instance under /skydns for CoreDNS's etcd plugin, in this zone (env BERTH_SKYDNS_ZONE; off if empty)")
 }
 
@@ -175,9 +177,12 @@ func runPostStart(ctx context.Context, g *GlobalOptions, o PostStartOptions) err
 	in := &hook.Instance{App: o.App, ID: o.Instance, Node: o.Node, Version: o.Version, Tags: o.Tags, Runtime: o.Runtime,
 		Port: o.Port, HostPort: o.HostPort, EnvFile: o.EnvFile, IP: o.AdvertiseIP, CLI: cli}
 	return withHooks(ctx, g, &o.HookOptions, o.HealthTimeout+o.Timeout, func(ctx context.Context, h *hook.Hooks, _ *clientv3.Client) error {
-		addr, err := h.Address(ctx, in)
-		if err != nil {
-			return err
+		addr := o.Addr
+		if addr == "" {
+			var err error
+			if addr, err = h.Address(ctx, in); err != nil {
+				return err
+			}
 		}
 		hctx, cancel := context.WithTimeout(ctx, o.HealthTimeout)
 		defer cancel()

@@ -150,7 +150,7 @@ func TestHookRecordExpiresWhenKeeperDies(t *testing.T) {
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
 	code, _, errOut := berth(t, "hook", "post-start", "--app", "crashy", "--instance", "7", "--etcd-endpoints", srv.Endpoint,
-		"--runtime", "exec", "--host-port", itoa(port), "--health", "tcp", "--advertise-ip", "127.0.0.1", "--ttl", "2s")
+		"--addr", "127.0.0.1:"+itoa(port), "--health", "tcp", "--ttl", "2s")
 	if code != 0 {
 		t.Fatalf("post-start: %s", errOut)
 	}

@@ -80,6 +80,7 @@ passivates idle apps.`,
 		newStatusCommand(g),
 		newRoutesCommand(g),
 		newHookCommand(g),
+		newApplyCommand(g),
 	)
 	return root
 }

@@ -8,19 +8,14 @@ import (
 
 	"github.com/berthproject/berth/internal/etcdtest"
 	"github.com/berthproject/berth/internal/registry"
-	"github.com/berthproject/berth/internal/spec"
 )
 
 func TestStatusAndRoutes(t *testing.T) {
 	srv, cli := etcdtest.New(t)
 	k, _ := registry.NewKeys("")
-	apps, err := spec.ParseFile("../../examples/paas-monitor.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	if err := registry.PublishApp(ctx, cli, k, apps[0]); err != nil {
-		t.Fatal(err)
+	if code, _, errOut := berth(t, "apply", "../../examples/paas-monitor.yaml", "--etcd-endpoints", srv.Endpoint); code != 0 {
+		t.Fatalf("apply: %s", errOut)
 	}
 	for i, addr := range []string{"127.0.0.1:8001", "127.0.0.1:8002"} {
 		key, val, err := registry.InstanceKV(k, &registry.Instance{App: "paas-monitor", ID: string(rune('1' + i)), Addr: addr, State: registry.StateUp})

@@ -1,0 +1,80 @@
+package router
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/pprof"
+	"sort"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// AdminHandler serves /healthz, /readyz (first snapshot applied), /metrics
+// (from reg), /routes (the table as JSON) and, with withPprof,
+// /debug/pprof/. It belongs on a separate, local listener.
+func (r *Router) AdminHandler(reg *prometheus.Registry, withPprof bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !r.Ready() {
+			http.Error(w, "waiting for the first registry snapshot", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /routes", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(r.Routes())
+	})
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}
+
+// RouteInfo is one app in /routes.
+type RouteInfo struct {
+	App       string         `json:"app"`
+	Hosts     []string       `json:"hosts"`
+	Status    string         `json:"status,omitempty"`
+	Active    int64          `json:"active"`
+	Upstreams []UpstreamInfo `json:"upstreams"`
+}
+
+// UpstreamInfo is one upstream in /routes.
+type UpstreamInfo struct {
+	ID        string `json:"id"`
+	Addr      string `json:"addr"`
+	Available bool   `json:"available"`
+	Inflight  int64  `json:"inflight"`
+	Fails     int64  `json:"fails"`
+}
+
+// Routes describes the current routing table.
+func (r *Router) Routes() []RouteInfo {
+	t := r.table.Load()
+	hosts := map[string][]string{}
+	for h, rt := range t.exact {
+		hosts[rt.app] = append(hosts[rt.app], h)
+	}
+	for h, rt := range t.wild {
+		hosts[rt.app] = append(hosts[rt.app], "*."+h)
+	}
+	out := []RouteInfo{}
+	for app, rt := range t.apps {
+		ri := RouteInfo{App: app, Hosts: hosts[app], Status: rt.status, Active: rt.stats.active.Load(), Upstreams: []UpstreamInfo{}}
+		sort.Strings(ri.Hosts)
+		for _, u := range rt.upstreams {
+			ri.Upstreams = append(ri.Upstreams, UpstreamInfo{ID: u.ID, Addr: u.Addr, Available: u.Available(), Inflight: u.Inflight(), Fails: u.fails.Load()})
+		}
+		out = append(out, ri)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].App < out[j].App })
+	return out
+}

@@ -1,0 +1,91 @@
+package router
+
+import (
+	"embed"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+//go:embed pages/*.html
+var embeddedPages embed.FS
+
+// Page names.
+const (
+	pageNotFound = "404"
+	pageBadGW    = "502"
+	pageUnavail  = "503"
+	pageWaiting  = "waiting"
+)
+
+// pages renders the router's own responses.
+type pages struct {
+	tmpl map[string]*template.Template
+}
+
+// loadPages parses the embedded pages, each replaced by dir/<name>.html
+// when that file exists.
+func loadPages(dir string) (*pages, error) {
+	p := &pages{tmpl: map[string]*template.Template{}}
+	for _, name := range []string{pageNotFound, pageBadGW, pageUnavail, pageWaiting} {
+		src, err := embeddedPages.ReadFile("pages/" + name + ".html")
+		if err != nil {
+			return nil, err
+		}
+		if dir != "" {
+			if b, err := os.ReadFile(filepath.Join(dir, name+".html")); err == nil {
+				src = b
+			}
+		}
+		t, err := template.New(name).Parse(string(src))
+		if err != nil {
+			return nil, fmt.Errorf("page %s: %w", name, err)
+		}
+		p.tmpl[name] = t
+	}
+	return p, nil
+}
+
+// pageData is what a page template sees.
+type pageData struct {
+	Status     int    `json:"status"`
+	Host       string `json:"host"`
+	App        string `json:"app,omitempty"`
+	Message    string `json:"error"`
+	RetryAfter int    `json:"retryAfter,omitempty"`
+}
+
+// wantsHTML reports whether the client is a browser asking for a page.
+func wantsHTML(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// serve writes a page: HTML for browsers, JSON for clients that accept it,
+// plain text otherwise. 503s carry Retry-After and are never cached.
+func (p *pages) serve(w http.ResponseWriter, r *http.Request, name string, d pageData) {
+	h := w.Header()
+	if d.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(d.RetryAfter))
+	}
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Berth-Page", name)
+	switch {
+	case wantsHTML(r):
+		h.Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(d.Status)
+		p.tmpl[name].Execute(w, d)
+	case strings.Contains(r.Header.Get("Accept"), "application/json"):
+		h.Set("Content-Type", "application/json")
+		w.WriteHeader(d.Status)
+		json.NewEncoder(w).Encode(d)
+	default:
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(d.Status)
+		fmt.Fprintln(w, d.Message)
+	}
+}

@@ -1,0 +1,264 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/berthproject/berth/internal/registry"
+)
+
+// Source is where the router's view comes from: the registry's watch cache.
+type Source interface {
+	Snapshot() *registry.Snapshot
+	Subscribe() (<-chan struct{}, func())
+	Synced() <-chan struct{}
+}
+
+// Waiter handles requests for an app without live instances whose status
+// says it can be woken (passivated, or starting). It returns true when it
+// answered the request. The passivation issue provides it; without one,
+// such requests get the 503 waiting page.
+type Waiter interface {
+	Wait(w http.ResponseWriter, r *http.Request, app string) bool
+}
+
+// Router is the HTTP reverse proxy. It is an http.Handler; Run keeps its
+// routing table in step with the Source.
+type Router struct {
+	cfg     Config
+	log     logrus.FieldLogger
+	src     Source
+	table   atomic.Pointer[Table]
+	builder *tableBuilder
+	proxy   *httputil.ReverseProxy
+	pages   *pages
+	metrics *metrics
+	ready   atomic.Bool
+
+	// Waiter, if set before serving, handles requests for sleeping apps.
+	Waiter Waiter
+}
+
+// New returns a router reading from src.
+func New(cfg Config, src Source, log logrus.FieldLogger) (*Router, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.ID == "" {
+		cfg.ID, _ = os.Hostname()
+	}
+	pg, err := loadPages(cfg.PagesDir)
+	if err != nil {
+		return nil, err
+	}
+	r := &Router{cfg: cfg, log: log.WithField("component", "router"), src: src, builder: newTableBuilder(), pages: pg, metrics: newMetrics()}
+	r.table.Store(r.builder.build(src.Snapshot()))
+	base := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          0,
+		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+	}
+	r.proxy = &httputil.ReverseProxy{
+		Rewrite:      r.rewrite,
+		Transport:    &retryTransport{base: base, r: r},
+		ErrorHandler: r.proxyError,
+		ErrorLog:     nil,
+	}
+	return r, nil
+}
+
+// Collectors returns the router's Prometheus metrics.
+func (r *Router) Collectors() []prometheus.Collector { return r.metrics.collectors() }
+
+// Ready reports whether the first registry snapshot has been applied.
+func (r *Router) Ready() bool { return r.ready.Load() }
+
+// Run rebuilds the routing table after every registry change until ctx
+// ends.
+func (r *Router) Run(ctx context.Context) error {
+	ch, cancel := r.src.Subscribe()
+	defer cancel()
+	select {
+	case <-r.src.Synced():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	r.rebuild()
+	r.ready.Store(true)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+			r.rebuild()
+		}
+	}
+}
+
+func (r *Router) rebuild() {
+	t := r.builder.build(r.src.Snapshot())
+	r.table.Store(t)
+	r.metrics.rebuilds.Inc()
+	r.metrics.routes.Set(float64(len(t.apps)))
+}
+
+// ServeHTTP routes one request.
+func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	start := time.Now()
+	rt := r.table.Load().lookup(req.Host)
+	if rt == nil {
+		r.metrics.requests.WithLabelValues("-", "4xx").Inc()
+		r.pages.serve(w, req, pageNotFound, pageData{Status: http.StatusNotFound, Host: req.Host,
+			Message: "no app is configured for host " + req.Host})
+		return
+	}
+	rt.stats.lastAccess.Store(time.Now().UnixMilli())
+	if rt.httpsRedirect && req.TLS == nil {
+		target := "https://" + normalizeHost(req.Host) + req.URL.RequestURI()
+		http.Redirect(w, req, target, http.StatusPermanentRedirect)
+		return
+	}
+	if len(rt.upstreams) == 0 {
+		r.noUpstream(w, req, rt)
+		return
+	}
+	if rt.maxConns > 0 && rt.stats.active.Load() >= rt.maxConns {
+		r.serveUnavailable(w, req, rt, "too many concurrent requests for "+rt.app)
+		return
+	}
+	rt.stats.active.Add(1)
+	defer rt.stats.active.Add(-1)
+	info := &requestInfo{route: rt}
+	rec := &statusRecorder{ResponseWriter: w}
+	r.proxy.ServeHTTP(rec, req.WithContext(withInfo(req.Context(), info)))
+	r.metrics.requests.WithLabelValues(rt.app, codeClass(rec.status)).Inc()
+	r.metrics.duration.WithLabelValues(rt.app).Observe(time.Since(start).Seconds())
+	fields := logrus.Fields{"host": req.Host, "app": rt.app, "method": req.Method, "path": req.URL.Path,
+		"status": rec.status, "duration_ms": time.Since(start).Milliseconds(), "attempts": info.attempts}
+	if info.upstream != nil {
+		fields["upstream"] = info.upstream.Addr
+	}
+	if r.cfg.AccessLog {
+		r.log.WithFields(fields).Info("request")
+	} else {
+		r.log.WithFields(fields).Debug("request")
+	}
+}
+
+// noUpstream answers for an app without live instances.
+func (r *Router) noUpstream(w http.ResponseWriter, req *http.Request, rt *route) {
+	sleeping := rt.status == registry.StatusPassivated || rt.expected == registry.StatusPassivated ||
+		rt.status == registry.StatusStarting
+	if sleeping && r.Waiter != nil && r.Waiter.Wait(w, req, rt.app) {
+		return
+	}
+	if sleeping {
+		r.metrics.requests.WithLabelValues(rt.app, "5xx").Inc()
+		r.pages.serve(w, req, pageWaiting, pageData{Status: http.StatusServiceUnavailable, Host: req.Host, App: rt.app,
+			Message: rt.app + " is starting; this page reloads until it is up", RetryAfter: r.retryAfter()})
+		return
+	}
+	r.serveUnavailable(w, req, rt, rt.app+" has no live instance")
+}
+
+func (r *Router) serveUnavailable(w http.ResponseWriter, req *http.Request, rt *route, msg string) {
+	r.metrics.requests.WithLabelValues(rt.app, "5xx").Inc()
+	r.pages.serve(w, req, pageUnavail, pageData{Status: http.StatusServiceUnavailable, Host: req.Host, App: rt.app,
+		Message: msg, RetryAfter: r.retryAfter()})
+}
+
+func (r *Router) retryAfter() int { return max(1, int(r.cfg.RetryAfter/time.Second)) }
+
+// proxyError answers when no upstream could give a response.
+func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error) {
+	info := infoFrom(req.Context())
+	app := ""
+	if info != nil && info.route != nil {
+		app = info.route.app
+	}
+	if req.Context().Err() != nil {
+		w.WriteHeader(499) // client closed the request; nobody reads this
+		return
+	}
+	status := http.StatusBadGateway
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		status = http.StatusGatewayTimeout
+	}
+	r.log.WithError(err).WithFields(logrus.Fields{"app": app, "host": req.Host}).Warn("upstream failed")
+	r.pages.serve(w, req, pageBadGW, pageData{Status: status, Host: req.Host, App: app,
+		Message: "no instance of " + app + " answered: " + http.StatusText(status)})
+}
+
+// rewrite builds the outbound request: the original Host is kept
+// (hipache-style), X-Forwarded-* and X-Real-IP are set, and kept from
+// trusted proxies only.
+func (r *Router) rewrite(pr *httputil.ProxyRequest) {
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = "upstream" // the transport sets the chosen upstream
+	pr.Out.Host = pr.In.Host
+	client := remoteIP(pr.In.RemoteAddr)
+	trusted := r.trusted(client)
+	if trusted {
+		if prior := pr.In.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+			pr.Out.Header["X-Forwarded-For"] = prior
+		}
+	}
+	pr.SetXForwarded()
+	realIP := client.String()
+	if trusted {
+		if p := pr.In.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
+			pr.Out.Header.Set("X-Forwarded-Proto", p)
+		}
+		if ip := pr.In.Header.Get("X-Real-IP"); ip != "" {
+			realIP = ip
+		}
+	}
+	if client.IsValid() {
+		pr.Out.Header.Set("X-Real-IP", realIP)
+	}
+}
+
+func (r *Router) trusted(ip netip.Addr) bool {
+	if !ip.IsValid() {
+		return false
+	}
+	for _, p := range r.cfg.TrustedProxies {
+		if p.Contains(ip.Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+func remoteIP(remoteAddr string) netip.Addr {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+func codeClass(status int) string {
+	if status == 0 {
+		status = http.StatusOK
+	}
+	return strconv.Itoa(status/100) + "xx"
+}

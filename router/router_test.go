@@ -1,0 +1,507 @@
+package router
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus/hooks/test"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/berthproject/berth/internal/etcdtest"
+	"github.com/berthproject/berth/internal/registry"
+)
+
+// env is a router on a real etcd, fed by the real watch cache.
+type env struct {
+	t     *testing.T
+	cli   *clientv3.Client
+	keys  registry.Keys
+	cache *registry.Cache
+	r     *Router
+	srv   *httptest.Server
+}
+
+func newEnv(t *testing.T, cfg Config) *env {
+	t.Helper()
+	_, cli := etcdtest.New(t)
+	k, _ := registry.NewKeys("")
+	log, _ := test.NewNullLogger()
+	cache := registry.NewCache(cli, cli, registry.CacheConfig{Keys: k}, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); cache.Run(ctx) }()
+	r, err := New(cfg, cache, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { defer wg.Done(); r.Run(ctx) }()
+	srv := httptest.NewServer(r)
+	t.Cleanup(func() { srv.Close(); cancel(); wg.Wait() })
+	e := &env{t: t, cli: cli, keys: k, cache: cache, r: r, srv: srv}
+	e.waitRev(0)
+	return e
+}
+
+// waitRev waits until the router's table reflects etcd revision rev.
+func (e *env) waitRev(rev int64) {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !e.r.Ready() || e.r.table.Load().Rev < rev {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("router table not at revision %d", rev)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (e *env) put(key string, v any) {
+	e.t.Helper()
+	b, _ := json.Marshal(v)
+	resp, err := e.cli.Put(context.Background(), key, string(b))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.waitRev(resp.Header.Revision)
+}
+
+func (e *env) domain(host, app string) {
+	k, _ := e.keys.Domain(host)
+	e.put(k, registry.Domain{App: app})
+}
+
+func (e *env) instance(app, id, addr string) {
+	k, _ := e.keys.Instance(app, id)
+	e.put(k, registry.Instance{Addr: addr, State: registry.StateUp})
+}
+
+func (e *env) status(app string, st registry.Status) {
+	k, _ := e.keys.Status(app)
+	e.put(k, st)
+}
+
+// backend starts an HTTP server that answers with its name.
+func backend(t *testing.T, name string) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var hits atomic.Int64
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "%s %s xff=%s real=%s proto=%s host=%s", name, r.URL.Path, r.Header.Get("X-Forwarded-For"),
+			r.Header.Get("X-Real-IP"), r.Header.Get("X-Forwarded-Proto"), r.Host)
+	}))
+	t.Cleanup(s.Close)
+	return s, &hits
+}
+
+func addr(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+
+func (e *env) get(host, path string, hdr ...string) (*http.Response, string) {
+	e.t.Helper()
+	req, _ := http.NewRequest("GET", e.srv.URL+path, nil)
+	req.Host = host
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+func TestHostMatching(t *testing.T) {
+	e := newEnv(t, Config{})
+	a, _ := backend(t, "exact")
+	b, _ := backend(t, "wild")
+	c, _ := backend(t, "byname")
+	e.instance("shop", "1", addr(a))
+	e.instance("tenant", "1", addr(b))
+	e.instance("paas-monitor", "1", addr(c))
+	e.domain("shop.example.com", "shop")
+	e.domain("*.tenants.example.com", "tenant")
+	cases := []struct{ host, want string }{
+		{"shop.example.com", "exact"},
+		{"SHOP.Example.COM:8080", "exact"},
+		{"shop.example.com.", "exact"},
+		{"a.tenants.example.com", "wild"},
+		{"x.y.tenants.example.com", "wild"},
+		{"paas-monitor.anything.io", "byname"},
+		{"paas-monitor", "byname"},
+	}
+	for _, c := range cases {
+		resp, body := e.get(c.host, "/")
+		if resp.StatusCode != 200 || !strings.HasPrefix(body, c.want+" ") {
+			t.Errorf("Host %q: got %d %q, want %s", c.host, resp.StatusCode, body, c.want)
+		}
+	}
+	for _, host := range []string{"tenants.example.com", "unknown.example.com", "example.com"} {
+		resp, body := e.get(host, "/", "Accept", "text/html")
+		if resp.StatusCode != 404 || !strings.Contains(body, "<html") {
+			t.Errorf("Host %q: got %d %q, want the 404 page", host, resp.StatusCode, body)
+		}
+	}
+	resp, body := e.get("nope.example.com", "/", "Accept", "application/json")
+	if resp.StatusCode != 404 || !strings.Contains(body, `"status":404`) {
+		t.Errorf("JSON 404: got %d %q", resp.StatusCode, body)
+	}
+}
+
+func TestRoundRobinSpreadsEvenly(t *testing.T) {
+	e := newEnv(t, Config{})
+	counts := map[string]int{}
+	for i := range 3 {
+		s, _ := backend(t, fmt.Sprint("b", i))
+		e.instance("web", fmt.Sprint(i), addr(s))
+	}
+	for range 30 {
+		_, body := e.get("web.local", "/")
+		counts[strings.Fields(body)[0]]++
+	}
+	for name, n := range counts {
+		if n != 10 {
+			t.Errorf("%s got %d of 30 requests, want 10 (%v)", name, n, counts)
+		}
+	}
+}
+
+func deadAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := l.Addr().String()
+	l.Close()
+	return a
+}
+
+func TestRetryOnDialErrorAndPassiveDown(t *testing.T) {
+	e := newEnv(t, Config{FailWindow: time.Minute})
+	good, hits := backend(t, "good")
+	dead := deadAddr(t)
+	e.instance("web", "1", dead)
+	e.instance("web", "2", addr(good))
+	for i := range 20 {
+		method := "GET"
+		if i%2 == 1 {
+			method = "POST" // nothing was sent to the dead one: POST may retry too
+		}
+		req, _ := http.NewRequest(method, e.srv.URL+"/", strings.NewReader("body"))
+		req.Host = "web.x"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d (%s): got %d, want 200 after a retry", i, method, resp.StatusCode)
+		}
+	}
+	if hits.Load() != 20 {
+		t.Errorf("good backend got %d requests, want 20", hits.Load())
+	}
+	for _, ri := range e.r.Routes() {
+		for _, u := range ri.Upstreams {
+			if u.Addr == dead && (u.Available || u.Fails != 1) {
+				t.Errorf("dead upstream: available=%v fails=%d, want marked down after one failure", u.Available, u.Fails)
+			}
+		}
+	}
+}
+
+// An upstream that reads the request and then drops the connection: a GET
+// is retried elsewhere, a POST is not (it may have been applied).
+func TestNoRetryOfSentNonIdempotentRequest(t *testing.T) {
+	e := newEnv(t, Config{})
+	var dropped atomic.Int64
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				br := bufio.NewReader(c)
+				if req, err := http.ReadRequest(br); err == nil {
+					io.Copy(io.Discard, req.Body)
+					dropped.Add(1)
+				}
+				c.Close()
+			}()
+		}
+	}()
+	good, goodHits := backend(t, "good")
+	e.instance("web", "1", l.Addr().String())
+	e.instance("web", "2", addr(good))
+	// Round robin starts at instance 1: the dropping one.
+	req, _ := http.NewRequest("POST", e.srv.URL+"/", strings.NewReader("charge the card"))
+	req.Host = "web.x"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway || goodHits.Load() != 0 {
+		t.Fatalf("POST: got %d with %d requests on the good backend, want 502 and 0", resp.StatusCode, goodHits.Load())
+	}
+	// The dropping upstream is now down: mark it up again to force the case.
+	for _, u := range e.r.table.Load().apps["web"].upstreams {
+		u.markHealthy()
+	}
+	e.r.table.Load().apps["web"].selector = &RoundRobin{}
+	resp, body := e.get("web.x", "/")
+	if resp.StatusCode != 200 || !strings.HasPrefix(body, "good") {
+		t.Fatalf("GET: got %d %q, want a retry on the good backend", resp.StatusCode, body)
+	}
+}
+
+func TestMaintenance503IsNotDeath(t *testing.T) {
+	e := newEnv(t, Config{})
+	maint := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "30")
+		w.WriteHeader(503)
+	}))
+	defer maint.Close()
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }))
+	defer broken.Close()
+	e.instance("maint", "1", addr(maint))
+	e.instance("broken", "1", addr(broken))
+	e.get("maint.x", "/")
+	e.get("broken.x", "/")
+	for _, ri := range e.r.Routes() {
+		want := ri.App == "maint"
+		if got := ri.Upstreams[0].Available; got != want {
+			t.Errorf("%s: available=%v, want %v", ri.App, got, want)
+		}
+	}
+}
+
+func TestNoLiveInstancePages(t *testing.T) {
+	e := newEnv(t, Config{RetryAfter: 7 * time.Second})
+	e.domain("down.example.com", "down")
+	e.domain("sleepy.example.com", "sleepy")
+	e.status("sleepy", registry.Status{Current: registry.StatusPassivated, Expected: registry.StatusPassivated})
+	resp, body := e.get("down.example.com", "/")
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "7" || !strings.Contains(body, "no live instance") {
+		t.Errorf("down: got %d %q %q", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	resp, body = e.get("sleepy.example.com", "/", "Accept", "text/html")
+	if resp.StatusCode != 503 || resp.Header.Get("X-Berth-Page") != "waiting" || !strings.Contains(body, "refresh") ||
+		resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("sleepy: got %d %v %q", resp.StatusCode, resp.Header, body)
+	}
+}
+
+func TestForwardedHeaders(t *testing.T) {
+	e := newEnv(t, Config{})
+	s, _ := backend(t, "b")
+	e.instance("web", "1", addr(s))
+	_, body := e.get("web.x", "/", "X-Forwarded-For", "6.6.6.6", "X-Real-IP", "6.6.6.6", "X-Forwarded-Proto", "https")
+	if !strings.Contains(body, "xff=127.0.0.1 ") || !strings.Contains(body, "real=127.0.0.1 ") || !strings.Contains(body, "proto=http ") ||
+		!strings.Contains(body, "host=web.x") {
+		t.Errorf("untrusted client: %q", body)
+	}
+	e2 := newEnv(t, Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	e2.instance("web", "1", addr(s))
+	_, body = e2.get("web.x", "/", "X-Forwarded-For", "6.6.6.6", "X-Real-IP", "6.6.6.6", "X-Forwarded-Proto", "https")
+	if !strings.Contains(body, "xff=6.6.6.6, 127.0.0.1 ") || !strings.Contains(body, "real=6.6.6.6 ") || !strings.Contains(body, "proto=https ") {
+		t.Errorf("trusted proxy: %q", body)
+	}
+}
+
+func TestHopByHopHeadersRemoved(t *testing.T) {
+	e := newEnv(t, Config{})
+	var got http.Header
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.Header.Clone() }))
+	defer s.Close()
+	e.instance("web", "1", addr(s))
+	e.get("web.x", "/", "Connection", "X-Secret", "X-Secret", "1", "Keep-Alive", "timeout=5", "Proxy-Authorization", "x")
+	for _, h := range []string{"X-Secret", "Keep-Alive", "Proxy-Authorization"} {
+		if got.Get(h) != "" {
+			t.Errorf("hop-by-hop header %s reached the upstream", h)
+		}
+	}
+}
+
+func TestWebSocket(t *testing.T) {
+	e := newEnv(t, Config{})
+	up := websocket.Upgrader{}
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for {
+			mt, msg, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			c.WriteMessage(mt, append([]byte("echo "), msg...))
+		}
+	}))
+	defer s.Close()
+	e.instance("ws", "1", addr(s))
+	d := websocket.Dialer{NetDial: func(network, _ string) (net.Conn, error) { return net.Dial(network, addr(e.srv)) }}
+	c, _, err := d.Dial("ws://ws.example.com/socket", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 3 {
+		c.WriteMessage(websocket.TextMessage, []byte(fmt.Sprint("hi", i)))
+		_, msg, err := c.ReadMessage()
+		if err != nil || string(msg) != fmt.Sprint("echo hi", i) {
+			t.Fatalf("got %q %v", msg, err)
+		}
+	}
+	if a := e.r.table.Load().apps["ws"].stats.active.Load(); a != 1 {
+		t.Errorf("an open websocket counts as %d active connections, want 1", a)
+	}
+}
+
+func TestServerSentEventsFlushAtOnce(t *testing.T) {
+	e := newEnv(t, Config{})
+	release := make(chan struct{})
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		<-release
+	}))
+	defer s.Close()
+	defer close(release)
+	e.instance("sse", "1", addr(s))
+	req, _ := http.NewRequest("GET", e.srv.URL+"/events", nil)
+	req.Host = "sse.x"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "data: first\n" {
+		t.Fatalf("got %q %v: the event did not arrive while the stream is open", line, err)
+	}
+}
+
+func TestMaxConns(t *testing.T) {
+	e := newEnv(t, Config{})
+	block := make(chan struct{})
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-block }))
+	defer s.Close()
+	defer close(block)
+	k, _ := e.keys.App("limited")
+	e.put(k, map[string]any{"name": "limited", "routing": map[string]any{"maxConns": 1}})
+	e.instance("limited", "1", addr(s))
+	go func() {
+		req, _ := http.NewRequest("GET", e.srv.URL+"/", nil)
+		req.Host = "limited.x"
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for e.r.table.Load().apps["limited"].stats.active.Load() < 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	resp, _ := e.get("limited.x", "/")
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("second request over maxConns 1: got %d", resp.StatusCode)
+	}
+}
+
+func TestAdminAndAccessRecords(t *testing.T) {
+	e := newEnv(t, Config{ID: "r1", AccessInterval: 20 * time.Millisecond})
+	s, _ := backend(t, "b")
+	e.instance("web", "1", addr(s))
+	e.get("web.x", "/")
+	log, _ := test.NewNullLogger()
+	owner := registry.NewLeaseOwner(e.cli, e.cli, 5*time.Second, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go owner.Run(ctx)
+	go e.r.RunAccess(ctx, e.keys, owner)
+	key, _ := e.keys.Access("web", "r1")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r, _ := e.cli.Get(context.Background(), key)
+		if len(r.Kvs) == 1 && r.Kvs[0].Lease != 0 && strings.Contains(string(r.Kvs[0].Value), `"last":`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no access record on a lease")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	admin := httptest.NewServer(e.r.AdminHandler(prometheus.NewRegistry(), false))
+	defer admin.Close()
+	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/routes": `"app":"web"`} {
+		resp, err := http.Get(admin.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
+			t.Errorf("%s: got %d %q", path, resp.StatusCode, b)
+		}
+	}
+	// Nothing administrative on the public listener.
+	if resp, _ := e.get("web.x", "/routes"); !strings.HasPrefix(fmt.Sprint(resp.StatusCode), "2") {
+		t.Logf("public /routes is proxied to the app, as it should be")
+	}
+}
+
+func TestSelectors(t *testing.T) {
+	ups := []*Upstream{{ID: "a"}, {ID: "b"}, {ID: "c"}}
+	ups[0].inflight.Store(5)
+	ups[1].inflight.Store(1)
+	ups[2].inflight.Store(3)
+	if got := (LeastConn{}).Select(ups); got.ID != "b" {
+		t.Errorf("least conn: got %s, want b", got.ID)
+	}
+	for range 100 {
+		if got := (P2C{}).Select(ups); got.ID == "a" {
+			t.Fatal("p2c chose the most loaded of three")
+		}
+	}
+}
+
+func FuzzLookup(f *testing.F) {
+	for _, s := range []string{"shop.example.com", "A.B.C:80", "[::1]:80", "...", ".", "x.", "*.a.com", ""} {
+		f.Add(s)
+	}
+	tb := newTableBuilder()
+	snap := &registry.Snapshot{Domains: map[string]string{"shop.example.com": "shop", "*.a.com": "shop"},
+		Instances: map[string]map[string]*registry.Instance{"shop": {"1": {ID: "1", Addr: "127.0.0.1:1", State: registry.StateUp}}}}
+	table := tb.build(snap)
+	f.Fuzz(func(t *testing.T, host string) {
+		r := table.lookup(host)
+		if r != nil && r.app != "shop" {
+			t.Fatalf("%q routed to %q", host, r.app)
+		}
+		n := normalizeHost(host)
+		if normalizeHost(n) != n && !strings.HasPrefix(n, "[") {
+			t.Fatalf("normalizeHost is not idempotent on %q: %q then %q", host, n, normalizeHost(n))
+		}
+	})
+}

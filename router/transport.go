@@ -1,0 +1,180 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+)
+
+// errNoUpstream is returned when a request has no upstream left to try.
+var errNoUpstream = errors.New("no live upstream")
+
+type ctxKey struct{}
+
+// requestInfo travels with a request from the handler to the transport.
+type requestInfo struct {
+	route    *route
+	attempts int // upstreams tried
+	upstream *Upstream
+}
+
+func withInfo(ctx context.Context, info *requestInfo) context.Context {
+	return context.WithValue(ctx, ctxKey{}, info)
+}
+
+func infoFrom(ctx context.Context) *requestInfo {
+	info, _ := ctx.Value(ctxKey{}).(*requestInfo)
+	return info
+}
+
+// retryTransport sends a request to an upstream chosen by the route's
+// selector and retries on another one when that is safe: after a dial
+// error (nothing was sent) for any request, after other errors only for
+// idempotent requests whose body was not read.
+type retryTransport struct {
+	base http.RoundTripper
+	r    *Router
+}
+
+// guardedBody records whether the body was read, and ignores Close so the
+// same body can be offered to another upstream (the server closes it).
+type guardedBody struct {
+	rc   io.ReadCloser
+	read atomic.Bool
+}
+
+func (g *guardedBody) Read(p []byte) (int, error) {
+	g.read.Store(true)
+	return g.rc.Read(p)
+}
+func (g *guardedBody) Close() error { return nil }
+
+func idempotent(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return req.Header.Get("Idempotency-Key") != "" || req.Header.Get("X-Idempotency-Key") != ""
+}
+
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// pick chooses among available upstreams not yet tried; if every untried
+// upstream is marked down, it tries them anyway (the mark is a hint).
+func pick(r *route, tried map[*Upstream]bool) *Upstream {
+	var avail, down []*Upstream
+	for _, u := range r.upstreams {
+		if tried[u] {
+			continue
+		}
+		if u.Available() {
+			avail = append(avail, u)
+		} else {
+			down = append(down, u)
+		}
+	}
+	if len(avail) > 0 {
+		return r.selector.Select(avail)
+	}
+	if len(down) > 0 {
+		return r.selector.Select(down)
+	}
+	return nil
+}
+
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	info := infoFrom(req.Context())
+	if info == nil || info.route == nil {
+		return nil, errNoUpstream
+	}
+	var body *guardedBody
+	if req.Body != nil && req.Body != http.NoBody {
+		body = &guardedBody{rc: req.Body}
+		req.Body = body
+	}
+	cfg := t.r.cfg
+	tried := map[*Upstream]bool{}
+	var lastErr error = errNoUpstream
+	for info.attempts < cfg.MaxAttempts {
+		up := pick(info.route, tried)
+		if up == nil {
+			break
+		}
+		tried[up] = true
+		info.attempts++
+		info.upstream = up
+		out := *req
+		u := *req.URL
+		u.Host = up.Addr
+		out.URL = &u
+		up.inflight.Add(1)
+		resp, err := t.base.RoundTrip(&out)
+		if err == nil {
+			t.observe(req, up, resp)
+			resp.Body = countBody(resp.Body, up)
+			return resp, nil
+		}
+		up.inflight.Add(-1)
+		lastErr = err
+		if req.Context().Err() != nil {
+			return nil, err // the client went away: not the upstream's fault
+		}
+		up.markFailed(cfg.FailWindow)
+		t.r.metrics.upstreamFailures.WithLabelValues(info.route.app).Inc()
+		bodyRead := body != nil && body.read.Load()
+		if bodyRead || !(isDialError(err) || idempotent(req)) {
+			return nil, err
+		}
+		t.r.metrics.retries.WithLabelValues(info.route.app).Inc()
+	}
+	return nil, lastErr
+}
+
+// observe applies passive health to a response: a 5xx to an idempotent
+// request marks the upstream down, except a 503 with Retry-After
+// (maintenance, not death); anything else marks it healthy again.
+func (t *retryTransport) observe(req *http.Request, up *Upstream, resp *http.Response) {
+	switch {
+	case resp.StatusCode >= 500 && idempotent(req) &&
+		!(resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != ""):
+		up.markFailed(t.r.cfg.FailWindow)
+	case resp.StatusCode < 500:
+		up.markHealthy()
+	}
+}
+
+// countBody keeps the upstream's in-flight count until the body is closed;
+// an upgraded connection's body stays an io.ReadWriteCloser.
+func countBody(b io.ReadCloser, up *Upstream) io.ReadCloser {
+	c := &countedBody{ReadCloser: b, up: up}
+	if rw, ok := b.(io.ReadWriteCloser); ok {
+		return &countedRWBody{countedBody: c, w: rw}
+	}
+	return c
+}
+
+type countedBody struct {
+	io.ReadCloser
+	up   *Upstream
+	done atomic.Bool
+}
+
+func (c *countedBody) Close() error {
+	if c.done.CompareAndSwap(false, true) {
+		c.up.inflight.Add(-1)
+	}
+	return c.ReadCloser.Close()
+}
+
+type countedRWBody struct {
+	*countedBody
+	w io.Writer
+}
+
+func (c *countedRWBody) Write(p []byte) (int, error) { return c.w.Write(p) }

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -261,4 +262,23 @@ func codeClass(status int) string {
 		status = http.StatusOK
 	}
 	return strconv.Itoa(status/100) + "xx"
+}
+
+// Drain waits until no request or upgraded connection is open, or ctx
+// ends; http.Server.Shutdown does not wait for hijacked connections.
+func (r *Router) Drain(ctx context.Context) error {
+	for {
+		open := int64(0)
+		for _, rt := range r.table.Load().apps {
+			open += rt.stats.active.Load()
+		}
+		if open == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d connection(s) still open: %w", open, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

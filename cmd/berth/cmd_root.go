@@ -81,6 +81,7 @@ passivates idle apps.`,
 		newRoutesCommand(g),
 		newHookCommand(g),
 		newApplyCommand(g),
+		newRouterCommand(g),
 	)
 	return root
 }

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/berthproject/berth/internal/daemon"
+	"github.com/berthproject/berth/internal/registry"
+	"github.com/berthproject/berth/router"
+)
+
+// RouterOptions are the flags of "berth router".
+type RouterOptions struct {
+	Etcd              EtcdOptions
+	Listen            string
+	ListenTLS         string
+	TLSCerts          []string
+	TLSKeys           []string
+	Admin             string
+	Pprof             bool
+	TrustedProxies    []string
+	ID                string
+	PagesDir          string
+	AccessLog         bool
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	UpstreamTimeout   time.Duration
+	MaxHeaderBytes    int
+	ShutdownTimeout   time.Duration
+	LeaseTTL          time.Duration
+}
+
+// AddFlags registers the flags.
+func (o *RouterOptions) AddFlags(f *pflag.FlagSet) {
+	o.Etcd.AddFlags(f)
+	f.StringVar(&o.Listen, "listen", envOr("BERTH_ROUTER_LISTEN", ":80"), "HTTP address, unless systemd passes a socket named http (env BERTH_ROUTER_LISTEN)")
+	f.StringVar(&o.ListenTLS, "listen-tls", envOr("BERTH_ROUTER_LISTEN_TLS", ""), "HTTPS address (HTTP/2 and HTTP/1.1), with --tls-cert/--tls-key; a socket named https is used too")
+	f.StringArrayVar(&o.TLSCerts, "tls-cert", nil, "certificate file (repeatable; chosen by SNI)")
+	f.StringArrayVar(&o.TLSKeys, "tls-key", nil, "key file, one per --tls-cert")
+	f.StringVar(&o.Admin, "admin", envOr("BERTH_ROUTER_ADMIN", "127.0.0.1:9080"), "admin address: /healthz /readyz /metrics /routes (local by default; empty disables)")
+	f.BoolVar(&o.Pprof, "pprof", false, "serve /debug/pprof on the admin listener")
+	f.StringSliceVar(&o.TrustedProxies, "trusted-proxies", nil, "networks whose X-Forwarded-* headers are kept (e.g. the load balancer's subnet)")
+	f.StringVar(&o.ID, "id", envOr("BERTH_ROUTER_ID", daemon.Hostname()), "this router's id in access records")
+	f.StringVar(&o.PagesDir, "pages", "", "directory with 404.html, 502.html, 503.html, waiting.html overriding the built-in pages")
+	f.BoolVar(&o.AccessLog, "access-log", false, "log every request at info level")
+	f.DurationVar(&o.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send request headers")
+	f.DurationVar(&o.IdleTimeout, "idle-timeout", 120*time.Second, "keep-alive idle timeout towards clients")
+	f.DurationVar(&o.UpstreamTimeout, "upstream-timeout", 60*time.Second, "time an upstream has to send response headers")
+	f.IntVar(&o.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request header accepted")
+	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests and websockets may drain on stop")
+	f.DurationVar(&o.LeaseTTL, "lease-ttl", 15*time.Second, "TTL of this router's access records")
+}
+
+func newRouterCommand(g *GlobalOptions) *cobra.Command {
+	var opts RouterOptions
+	cmd := &cobra.Command{
+		Use:   "router",
+		Short: "Run the HTTP reverse proxy that routes by Host header to live instances",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runRouter(cmd.Context(), g, opts)
+		},
+	}
+	opts.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func (o *RouterOptions) config() (router.Config, error) {
+	cfg := router.Config{ID: o.ID, PagesDir: o.PagesDir, AccessLog: o.AccessLog, ResponseHeaderTimeout: o.UpstreamTimeout}
+	for _, s := range o.TrustedProxies {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return cfg, usagef("--trusted-proxies: %q is not a network or address", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		cfg.TrustedProxies = append(cfg.TrustedProxies, p)
+	}
+	return cfg, nil
+}
+
+func (o *RouterOptions) tlsConfig() (*tls.Config, error) {
+	if len(o.TLSCerts) != len(o.TLSKeys) {
+		return nil, usagef("give one --tls-key per --tls-cert")
+	}
+	if len(o.TLSCerts) == 0 {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	for i := range o.TLSCerts {
+		pair, err := tls.LoadX509KeyPair(o.TLSCerts[i], o.TLSKeys[i])
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert %s: %w", o.TLSCerts[i], err)
+		}
+		c.Certificates = append(c.Certificates, pair)
+	}
+	return c, nil
+}
+
+func runRouter(ctx context.Context, g *GlobalOptions, o RouterOptions) error {
+	log, err := g.Logger()
+	if err != nil {
+		return err
+	}
+	cfg, err := o.config()
+	if err != nil {
+		return err
+	}
+	tlsCfg, err := o.tlsConfig()
+	if err != nil {
+		return err
+	}
+	k, err := o.Etcd.Keys()
+	if err != nil {
+		return err
+	}
+	cli, err := o.Etcd.Client()
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+
+	cache := registry.NewCache(cli, cli, registry.CacheConfig{Keys: k}, log)
+	r, err := router.New(cfg, cache, log)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(cache.Collectors()...)
+	reg.MustRegister(r.Collectors()...)
+	owner := registry.NewLeaseOwner(cli, cli, o.LeaseTTL, log)
+
+	plain, secure, err := o.listeners(tlsCfg)
+	if err != nil {
+		return err
+	}
+	bg, stopBG := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	goRun := func(f func(context.Context) error) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(bg) }()
+	}
+	defer func() { stopBG(); wg.Wait() }()
+	goRun(cache.Run)
+	goRun(r.Run)
+	goRun(owner.Run)
+	goRun(func(ctx context.Context) error { return r.RunAccess(ctx, k, owner) })
+	if _, err := daemon.ServeAdmin(bg, o.Admin, r.AdminHandler(reg, o.Pprof), log); err != nil {
+		return err
+	}
+
+	log.Info("waiting for the first registry snapshot")
+	for !r.Ready() {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	srv := &http.Server{Handler: r, ReadHeaderTimeout: o.ReadHeaderTimeout, IdleTimeout: o.IdleTimeout,
+		MaxHeaderBytes: o.MaxHeaderBytes, TLSConfig: tlsCfg, ErrorLog: newStdlog(log)}
+	errs := make(chan error, len(plain)+len(secure))
+	for _, l := range plain {
+		go func() { errs <- srv.Serve(l) }()
+		log.WithField("addr", l.Addr().String()).Info("router listening (http)")
+	}
+	for _, l := range secure {
+		go func() { errs <- srv.ServeTLS(l, "", "") }()
+		log.WithField("addr", l.Addr().String()).Info("router listening (https)")
+	}
+	daemon.Ready(log)
+	goRun(func(ctx context.Context) error { daemon.Watchdog(ctx, r.Ready); return nil })
+
+	select {
+	case <-ctx.Done():
+	case err := <-errs:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
+	daemon.Stopping()
+	log.WithField("timeout", o.ShutdownTimeout).Info("stopping: draining requests")
+	sctx, cancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.WithError(err).Warn("shutdown")
+	}
+	if err := r.Drain(sctx); err != nil {
+		log.WithError(err).Warn("drain")
+	}
+	return nil
+}
+
+// listeners returns the HTTP and HTTPS listeners: systemd's sockets named
+// http and https when socket-activated, else --listen and --listen-tls.
+func (o *RouterOptions) listeners(tlsCfg *tls.Config) (plain, secure []net.Listener, err error) {
+	if plain, err = daemon.Listeners("http"); err != nil {
+		return nil, nil, err
+	}
+	if secure, err = daemon.Listeners("https"); err != nil {
+		return nil, nil, err
+	}
+	if len(plain) == 0 && o.Listen != "" {
+		l, err := net.Listen("tcp", o.Listen)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--listen: %w", err)
+		}
+		plain = []net.Listener{l}
+	}
+	if len(secure) == 0 && o.ListenTLS != "" {
+		l, err := net.Listen("tcp", o.ListenTLS)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--listen-tls: %w", err)
+		}
+		secure = []net.Listener{l}
+	}
+	if len(secure) > 0 && tlsCfg == nil {
+		return nil, nil, usagef("an HTTPS listener needs --tls-cert and --tls-key")
+	}
+	return plain, secure, nil
+}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berthproject/berth/internal/etcdtest"
+	"github.com/berthproject/berth/internal/registry"
+)
+
+// notifySocket listens where a systemd service would send sd_notify.
+func notifySocket(t *testing.T) (string, <-chan string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	msgs := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	return path, msgs
+}
+
+func waitMsg(t *testing.T, msgs <-chan string, want string) {
+	t.Helper()
+	timeout := time.After(15 * time.Second)
+	for {
+		select {
+		case m := <-msgs:
+			if strings.Contains(m, want) {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no %q from sd_notify", want)
+		}
+	}
+}
+
+// activated starts "berth ARGS..." as systemd would with socket
+// activation: the listener as fd 3 named name, LISTEN_PID set to the child.
+func activated(t *testing.T, l *net.TCPListener, name, notify string, args ...string) *exec.Cmd {
+	t.Helper()
+	f, err := l.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, _ := os.Executable()
+	cmd := exec.Command("/bin/sh", append([]string{"-c", `LISTEN_PID=$$ exec "$0" "$@"`, self}, args...)...)
+	cmd.Env = append(os.Environ(), "BERTH_TEST_AS_MAIN=1", "LISTEN_FDS=1", "LISTEN_FDNAMES="+name, "NOTIFY_SOCKET="+notify)
+	cmd.ExtraFiles = []*os.File{f}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd
+}
+
+func TestRouterCommandSocketActivationAndGracefulStop(t *testing.T) {
+	srv, cli := etcdtest.New(t)
+	k, _ := registry.NewKeys("")
+	started := make(chan struct{}, 1)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			started <- struct{}{}
+			time.Sleep(700 * time.Millisecond)
+		}
+		io.WriteString(w, "hello from backend")
+	}))
+	defer backend.Close()
+	key, val, _ := registry.InstanceKV(k, &registry.Instance{App: "web", ID: "1", Addr: strings.TrimPrefix(backend.URL, "http://"), State: registry.StateUp})
+	cli.Put(context.Background(), key, val)
+
+	l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	notify, msgs := notifySocket(t)
+	cmd := activated(t, l, "http", notify, "router", "--etcd-endpoints", srv.Endpoint, "--admin", "127.0.0.1:0", "--log-level", "warn")
+	waitMsg(t, msgs, "READY=1")
+
+	get := func(path string) (int, string, error) {
+		req, _ := http.NewRequest("GET", "http://"+l.Addr().String()+path, nil)
+		req.Host = "web.example.com"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), nil
+	}
+	if code, body, err := get("/"); err != nil || code != 200 || body != "hello from backend" {
+		t.Fatalf("through the activated socket: %d %q %v", code, body, err)
+	}
+	slow := make(chan string, 1)
+	go func() {
+		code, body, err := get("/slow")
+		slow <- strings.TrimSpace(strings.Join([]string{http.StatusText(code), body, errString(err)}, " "))
+	}()
+	<-started
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitMsg(t, msgs, "STOPPING=1")
+	if got := <-slow; got != "OK hello from backend" {
+		t.Fatalf("in-flight request during stop: %q", got)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("router exit: %v", err)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

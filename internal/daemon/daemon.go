@@ -1,0 +1,113 @@
+// Package daemon is the systemd plumbing shared by berth's long-running
+// commands: socket-activated listeners, sd_notify readiness and stopping,
+// the watchdog, and the local admin listener.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/activation"
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/sirupsen/logrus"
+)
+
+// Listeners returns the stream listeners systemd passed with
+// FileDescriptorName=name (socket activation), or nil when there are none.
+func Listeners(name string) ([]net.Listener, error) {
+	ls, err := activation.ListenersWithNames()
+	if err != nil {
+		return nil, fmt.Errorf("socket activation: %w", err)
+	}
+	return ls[name], nil
+}
+
+// PacketConns returns the datagram sockets systemd passed (socket
+// activation), or nil.
+func PacketConns() ([]net.PacketConn, error) {
+	pcs, err := activation.PacketConns()
+	if err != nil {
+		return nil, fmt.Errorf("socket activation: %w", err)
+	}
+	var out []net.PacketConn
+	for _, pc := range pcs {
+		if pc != nil {
+			out = append(out, pc)
+		}
+	}
+	return out, nil
+}
+
+// Ready tells systemd the service is ready (Type=notify); a no-op outside
+// systemd.
+func Ready(log logrus.FieldLogger) {
+	if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		log.WithError(err).Warn("sd_notify READY failed")
+	} else if ok {
+		log.Debug("notified systemd: ready")
+	}
+}
+
+// Stopping tells systemd the service is shutting down.
+func Stopping() { daemon.SdNotify(false, daemon.SdNotifyStopping) }
+
+// Watchdog pings systemd's watchdog at half its interval until ctx ends,
+// as long as healthy returns true. Without WatchdogSec it returns at once.
+func Watchdog(ctx context.Context, healthy func() bool) {
+	interval, err := daemon.SdWatchdogEnabled(false)
+	if err != nil || interval == 0 {
+		return
+	}
+	t := time.NewTicker(interval / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if healthy() {
+				daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+			}
+		}
+	}
+}
+
+// ServeAdmin serves h on addr until ctx ends. An empty addr disables it.
+// It returns the listener's address (useful with port 0) at once.
+func ServeAdmin(ctx context.Context, addr string, h http.Handler, log logrus.FieldLogger) (string, error) {
+	if addr == "" {
+		return "", nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("admin listener: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.WithError(err).Error("admin listener failed")
+		}
+	}()
+	log.WithField("addr", l.Addr().String()).Info("admin listening")
+	return l.Addr().String(), nil
+}
+
+// Hostname returns the host name, or "unknown".
+func Hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "unknown"
+	}
+	return h
+}

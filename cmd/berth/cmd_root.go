@@ -82,6 +82,8 @@ passivates idle apps.`,
 		newHookCommand(g),
 		newApplyCommand(g),
 		newRouterCommand(g),
+		newDNSDCommand(g),
+		newDNSCommand(g),
 	)
 	return root
 }

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/berthproject/berth/internal/etcdtest"
+	"github.com/berthproject/berth/internal/registry"
+)
+
+func TestDNSDCommand(t *testing.T) {
+	srv, cli := etcdtest.New(t)
+	k, _ := registry.NewKeys("")
+	key, val, _ := registry.InstanceKV(k, &registry.Instance{App: "web", ID: "1", Addr: "10.9.8.7:8080", Node: "n1", State: registry.StateUp})
+	cli.Put(context.Background(), key, val)
+
+	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	notify, msgs := notifySocket(t)
+	self, _ := os.Executable()
+	cmd := exec.Command(self, "dnsd", "--listen", addr, "--etcd-endpoints", srv.Endpoint, "--admin", "", "--log-level", "warn")
+	cmd.Env = append(os.Environ(), "BERTH_TEST_AS_MAIN=1", "NOTIFY_SOCKET="+notify)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitMsg(t, msgs, "READY=1")
+	host, port, _ := net.SplitHostPort(addr)
+	out, err := exec.Command("dig", "@"+host, "-p", port, "+short", "web.service.berth", "A").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "10.9.8.7" {
+		t.Fatalf("dig: %q %v", out, err)
+	}
+	code, listing, errOut := berth(t, "dns", "--etcd-endpoints", srv.Endpoint)
+	if code != 0 || !strings.Contains(listing, "_web._tcp.service.berth.") || !strings.Contains(listing, "1 1 8080 web-1.n1.node.berth.") {
+		t.Fatalf("berth dns: exit %d %q %q", code, listing, errOut)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitMsg(t, msgs, "STOPPING=1")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("dnsd exit: %v", err)
+	}
+}

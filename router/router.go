@@ -9,7 +9,6 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"os"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -46,6 +45,9 @@ type Router struct {
 	pages   *pages
 	metrics *metrics
 	ready   atomic.Bool
+	// logRequests is set when per-request logs are wanted (access log or
+	// debug level): building their fields costs allocations otherwise.
+	logRequests bool
 
 	// Waiter, if set before serving, handles requests for sleeping apps.
 	Waiter Waiter
@@ -80,7 +82,14 @@ func New(cfg Config, src Source, log logrus.FieldLogger) (*Router, error) {
 		Rewrite:      r.rewrite,
 		Transport:    &retryTransport{base: base, r: r},
 		ErrorHandler: r.proxyError,
-		ErrorLog:     nil,
+		BufferPool:   newBufferPool(),
+	}
+	r.logRequests = cfg.AccessLog
+	if e, ok := log.(*logrus.Entry); ok && e.Logger.IsLevelEnabled(logrus.DebugLevel) {
+		r.logRequests = true
+	}
+	if l, ok := log.(*logrus.Logger); ok && l.IsLevelEnabled(logrus.DebugLevel) {
+		r.logRequests = true
 	}
 	return r, nil
 }
@@ -149,8 +158,10 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	info := &requestInfo{route: rt}
 	rec := &statusRecorder{ResponseWriter: w}
 	r.proxy.ServeHTTP(rec, req.WithContext(withInfo(req.Context(), info)))
-	r.metrics.requests.WithLabelValues(rt.app, codeClass(rec.status)).Inc()
-	r.metrics.duration.WithLabelValues(rt.app).Observe(time.Since(start).Seconds())
+	rt.stats.observe(r.metrics, rt.app, rec.status, time.Since(start))
+	if !r.logRequests {
+		return
+	}
 	fields := logrus.Fields{"host": req.Host, "app": rt.app, "method": req.Method, "path": req.URL.Path,
 		"status": rec.status, "duration_ms": time.Since(start).Milliseconds(), "attempts": info.attempts}
 	if info.upstream != nil {
@@ -255,13 +266,6 @@ func remoteIP(remoteAddr string) netip.Addr {
 		return netip.Addr{}
 	}
 	return ap.Addr().Unmap()
-}
-
-func codeClass(status int) string {
-	if status == 0 {
-		status = http.StatusOK
-	}
-	return strconv.Itoa(status/100) + "xx"
 }
 
 // Drain waits until no request or upgraded connection is open, or ctx

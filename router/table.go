@@ -1,9 +1,13 @@
 package router
 
 import (
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/berthproject/berth/internal/registry"
 )
@@ -25,6 +29,29 @@ type route struct {
 type appStats struct {
 	active     atomic.Int64 // requests and connections open now
 	lastAccess atomic.Int64 // unix ms of the last request
+
+	once     sync.Once
+	codes    [6]prometheus.Counter // requests by status class 1xx..5xx
+	duration prometheus.Observer
+}
+
+// observe counts a finished request; the metric children are resolved
+// once per app, not per request.
+func (s *appStats) observe(m *metrics, app string, status int, d time.Duration) {
+	s.once.Do(func() {
+		for i := 1; i <= 5; i++ {
+			s.codes[i] = m.requests.WithLabelValues(app, strconv.Itoa(i)+"xx")
+		}
+		s.duration = m.duration.WithLabelValues(app)
+	})
+	class := status / 100
+	if status == 0 {
+		class = 2
+	}
+	if class >= 1 && class <= 5 {
+		s.codes[class].Inc()
+	}
+	s.duration.Observe(d.Seconds())
 }
 
 // Table is an immutable routing table built from one registry snapshot.

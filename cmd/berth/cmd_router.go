@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -112,6 +114,11 @@ func (o *RouterOptions) tlsConfig() (*tls.Config, error) {
 }
 
 func runRouter(ctx context.Context, g *GlobalOptions, o RouterOptions) error {
+	if os.Getenv("GOGC") == "" {
+		// A proxy's heap is small and its garbage plentiful: collecting at
+		// every doubling of a tiny heap costs more CPU than it saves.
+		debug.SetGCPercent(400)
+	}
 	log, err := g.Logger()
 	if err != nil {
 		return err

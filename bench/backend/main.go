@@ -1,0 +1,26 @@
+// Command backend is the HTTP backend of the benchmarks: it answers every
+// request with a small fixed body, keep-alive, as fast as Go's net/http can.
+package main
+
+import (
+	"flag"
+	"log"
+	"net/http"
+	"strconv"
+)
+
+func main() {
+	addr := flag.String("listen", "127.0.0.1:18081", "address")
+	size := flag.Int("size", 64, "response body size")
+	flag.Parse()
+	body := make([]byte, *size)
+	for i := range body {
+		body[i] = 'x'
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+	})
+	log.Fatal(http.ListenAndServe(*addr, h))
+}

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Router throughput and latency on 127.0.0.1, against the same load sent
+# directly to the backend and through nginx and haproxy (keep-alive
+# upstreams, 2 workers), all in one run. Needs: wrk nginx haproxy etcd.
+#   bench/router.sh [duration-seconds]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dur=${1:-10}
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+for tool in wrk nginx haproxy etcd; do
+  command -v "$tool" >/dev/null || { echo "bench/router.sh needs $tool (apt-get install wrk nginx-light haproxy etcd-server)" >&2; exit 1; }
+done
+
+go build -o "$work/berth" ./cmd/berth
+go build -o "$work/backend" ./bench/backend
+"$work/backend" -listen 127.0.0.1:18081 & pids+=($!)
+etcd --data-dir "$work/etcd" --listen-client-urls http://127.0.0.1:23790 --advertise-client-urls http://127.0.0.1:23790 \
+  --listen-peer-urls http://127.0.0.1:23800 --initial-advertise-peer-urls http://127.0.0.1:23800 \
+  --initial-cluster default=http://127.0.0.1:23800 --log-level error >/dev/null 2>&1 & pids+=($!)
+for _ in $(seq 50); do ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:23790 endpoint health >/dev/null 2>&1 && break; sleep 0.1; done
+ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:23790 put /berth/v1/instances/bench/1 '{"addr":"127.0.0.1:18081","state":"up"}' >/dev/null
+ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:23790 put /berth/v1/domains/bench.local '{"app":"bench"}' >/dev/null
+GOMAXPROCS=2 "$work/berth" router --etcd-endpoints 127.0.0.1:23790 --listen 127.0.0.1:18080 --admin 127.0.0.1:19080 --log-level error & pids+=($!)
+
+cat > "$work/nginx.conf" <<NGINX
+worker_processes 2;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream backend { server 127.0.0.1:18081; keepalive 128; }
+  server {
+    listen 127.0.0.1:18082;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host \$host; }
+  }
+}
+NGINX
+nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
+
+cat > "$work/haproxy.cfg" <<HAPROXY
+global
+  nbthread 2
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:18083
+  default_backend be
+backend be
+  http-reuse always
+  server s1 127.0.0.1:18081
+HAPROXY
+haproxy -f "$work/haproxy.cfg" & pids+=($!)
+
+for _ in $(seq 100); do curl -sf -H 'Host: bench.local' http://127.0.0.1:18080/ >/dev/null 2>&1 && break; sleep 0.1; done
+curl -sf -H 'Host: bench.local' http://127.0.0.1:18080/ >/dev/null || { echo "berth router not routing" >&2; exit 1; }
+
+rps() { wrk -t2 -c64 -d"${dur}s" -H 'Host: bench.local' "$1" | awk '/Requests\/sec/ {print $2}'; }
+lat() { wrk -t1 -c1 -d"$((dur/2 > 2 ? dur/2 : 2))s" --latency -H 'Host: bench.local' "$1" | awk '$1=="50%"{p50=$2} $1=="99%"{p99=$2} END{print p50, p99}'; }
+
+declare -A R L
+for target in direct:18081 berth:18080 nginx:18082 haproxy:18083; do
+  name=${target%%:*}; port=${target##*:}
+  R[$name]=$(rps "http://127.0.0.1:$port/")
+  L[$name]=$(lat "http://127.0.0.1:$port/")
+done
+echo "| target | req/s (wrk -t2 -c64 -d${dur}s) | ratio to direct | p50 / p99 at 1 connection |"
+echo "|---|---|---|---|"
+for name in direct berth nginx haproxy; do
+  ratio=$(awk -v a="${R[$name]}" -v b="${R[direct]}" 'BEGIN{printf "%.2f", a/b}')
+  echo "| $name | ${R[$name]} | $ratio | ${L[$name]/ / / } |"
+done

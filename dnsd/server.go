@@ -70,7 +70,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return ctx.Err()
 	}
 	for {
-		s.view.Store(buildView(s.src.Snapshot(), &s.cfg))
+		s.view.Store(s.view.Load().update(s.src.Snapshot(), &s.cfg))
 		s.ready.Store(true)
 		select {
 		case <-ctx.Done():
@@ -93,16 +93,21 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
 		size := dns.MinMsgSize
 		if opt := req.IsEdns0(); opt != nil {
-			size = int(min(opt.UDPSize(), s.cfg.UDPSize))
+			size = max(int(min(opt.UDPSize(), s.cfg.UDPSize)), dns.MinMsgSize)
 		}
-		m.Truncate(max(size, dns.MinMsgSize))
+		// Most answers fit uncompressed; only larger ones pay for
+		// compression and, if still too big, truncation (TC).
+		if m.Len() > size {
+			m.Compress = true
+			m.Truncate(size)
+		}
 	}
 	w.WriteMsg(m)
-	qtype := "none"
+	var qtype uint16
 	if len(req.Question) == 1 {
-		qtype = dns.TypeToString[req.Question[0].Qtype]
+		qtype = req.Question[0].Qtype
 	}
-	s.metrics.queries.WithLabelValues(qtype, dns.RcodeToString[m.Rcode]).Inc()
+	s.metrics.count(qtype, m.Rcode)
 	s.metrics.duration.Observe(time.Since(start).Seconds())
 }
 
@@ -119,7 +124,7 @@ func (s *Server) answer(w dns.ResponseWriter, req *dns.Msg) *dns.Msg {
 		return m
 	}
 	q := req.Question[0]
-	name := strings.ToLower(q.Name)
+	name := lower(q.Name)
 	inZone := dns.IsSubDomain(s.cfg.Zone, name)
 	inReverse := s.cfg.Reverse && (dns.IsSubDomain("in-addr.arpa.", name) || dns.IsSubDomain("ip6.arpa.", name))
 	if !inZone && !inReverse {
@@ -150,7 +155,7 @@ func (s *Server) answer(w dns.ResponseWriter, req *dns.Msg) *dns.Msg {
 	}
 	n := v.names[name]
 	if n == nil {
-		if !v.ents[name] {
+		if !v.isEmptyNonTerminal(name) {
 			m.Rcode = dns.RcodeNameError
 		}
 		m.Ns = append(m.Ns, s.soa(s.cfg.Zone))
@@ -260,7 +265,7 @@ func (s *Server) forward(w dns.ResponseWriter, req *dns.Msg) {
 		resp, _, err := s.fwd.Exchange(req, up)
 		if err == nil {
 			w.WriteMsg(resp)
-			s.metrics.queries.WithLabelValues(dns.TypeToString[req.Question[0].Qtype], "forwarded").Inc()
+			s.metrics.queries.WithLabelValues(qtypeName(req.Question[0].Qtype), "forwarded").Inc()
 			return
 		}
 		s.log.WithError(err).WithField("upstream", up).Debug("forward failed")
@@ -268,4 +273,15 @@ func (s *Server) forward(w dns.ResponseWriter, req *dns.Msg) {
 	m := new(dns.Msg)
 	m.SetRcode(req, dns.RcodeServerFailure)
 	w.WriteMsg(m)
+}
+
+// lower is strings.ToLower without an allocation for names already in
+// lowercase (nearly all queries).
+func lower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
 }

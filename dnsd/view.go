@@ -2,8 +2,10 @@ package dnsd
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,7 +17,7 @@ import (
 
 // target is one SRV target: an instance's name, address and port.
 type target struct {
-	name string // <instance>.<node>.node.<zone>
+	name string // <app>-<id>.<node>.node.<zone>
 	ip   netip.Addr
 	port uint16
 }
@@ -28,12 +30,25 @@ type node struct {
 	ptr     string       // reverse names
 }
 
-// View is an immutable map of every name served, built from one registry
-// snapshot.
+// appEntry remembers which names an app produced, and from which map of
+// the registry snapshot, so that an unchanged app is not rebuilt.
+type appEntry struct {
+	src   uintptr  // identity of the snapshot's instance map of the app
+	names []string // names owned by the app
+	nodes map[string][]netip.Addr
+}
+
+// View is an immutable map of every name served, built from a registry
+// snapshot. After a change only the apps whose instances changed are
+// rebuilt (the watch cache copies an app's map only when it changes).
 type View struct {
-	Rev   int64
-	names map[string]*node // lowercase FQDN → records
-	ents  map[string]bool  // empty non-terminals: exist, no records
+	Rev      int64
+	names    map[string]*node              // lowercase FQDN → records
+	apps     map[string]appEntry           // app → its names
+	nodeRefs map[string]map[netip.Addr]int // node label → instance addresses on it
+	nodesSrc uintptr                       // identity of the snapshot's node map
+	agents   map[string]netip.Addr         // node label → agent-advertised address
+	zone     string
 }
 
 // label makes a DNS-safe label of any id: lowercase, characters outside
@@ -54,102 +69,193 @@ func label(s string) string {
 	return string(b)
 }
 
+func identity(m any) uintptr {
+	v := reflect.ValueOf(m)
+	if !v.IsValid() || v.IsNil() {
+		return 0
+	}
+	return v.Pointer()
+}
+
 // buildView computes every name of the zone from a snapshot.
 func buildView(s *registry.Snapshot, cfg *Config) *View {
-	v := &View{Rev: s.Rev, names: map[string]*node{}, ents: map[string]bool{}}
+	return (&View{zone: cfg.Zone}).update(s, cfg)
+}
+
+// update returns the view of snapshot s, reusing what v computed for every
+// app whose instances did not change.
+func (v *View) update(s *registry.Snapshot, cfg *Config) *View {
+	nv := &View{Rev: s.Rev, zone: cfg.Zone, names: maps.Clone(v.names), apps: maps.Clone(v.apps),
+		nodeRefs: maps.Clone(v.nodeRefs), agents: v.agents, nodesSrc: v.nodesSrc}
+	if nv.names == nil {
+		nv.names, nv.apps, nv.nodeRefs = map[string]*node{}, map[string]appEntry{}, map[string]map[netip.Addr]int{}
+	}
+	touched := map[string]bool{} // node labels whose addresses may change
+	ownRefs := map[string]bool{} // nodeRefs inner maps already copied
+	ref := func(nodeLabel string, ip netip.Addr, delta int) {
+		if !ownRefs[nodeLabel] {
+			nv.nodeRefs[nodeLabel] = maps.Clone(nv.nodeRefs[nodeLabel])
+			if nv.nodeRefs[nodeLabel] == nil {
+				nv.nodeRefs[nodeLabel] = map[netip.Addr]int{}
+			}
+			ownRefs[nodeLabel] = true
+		}
+		nv.nodeRefs[nodeLabel][ip] += delta
+		if nv.nodeRefs[nodeLabel][ip] <= 0 {
+			delete(nv.nodeRefs[nodeLabel], ip)
+		}
+		touched[nodeLabel] = true
+	}
+	drop := func(app string) {
+		old := nv.apps[app]
+		for _, n := range old.names {
+			delete(nv.names, n)
+		}
+		for nl, ips := range old.nodes {
+			for _, ip := range ips {
+				ref(nl, ip, -1)
+			}
+		}
+		delete(nv.apps, app)
+	}
+	for app := range nv.apps {
+		if _, ok := s.Instances[app]; !ok {
+			drop(app)
+		}
+	}
+	for app, instances := range s.Instances {
+		id := identity(instances)
+		if e, ok := nv.apps[app]; ok && e.src == id {
+			continue
+		}
+		drop(app)
+		e := nv.addApp(app, instances, cfg)
+		e.src = id
+		nv.apps[app] = e
+		for nl, ips := range e.nodes {
+			for _, ip := range ips {
+				ref(nl, ip, 1)
+			}
+		}
+	}
+	if id := identity(s.Nodes); id != nv.nodesSrc || nv.agents == nil {
+		nv.nodesSrc = id
+		agents := map[string]netip.Addr{}
+		for nid, n := range s.Nodes {
+			if ip, err := netip.ParseAddr(n.Addr); err == nil {
+				agents[label(nid)] = ip.Unmap()
+			}
+		}
+		for nl := range nv.agents {
+			touched[nl] = true
+		}
+		for nl := range agents {
+			touched[nl] = true
+		}
+		nv.agents = agents
+	}
+	for nl := range touched {
+		name := nl + ".node." + cfg.Zone
+		var addrs []netip.Addr
+		if ip, ok := nv.agents[nl]; ok {
+			addrs = []netip.Addr{ip} // the agent's advertised address wins
+		} else {
+			for ip := range nv.nodeRefs[nl] {
+				addrs = append(addrs, ip)
+			}
+		}
+		if len(addrs) == 0 {
+			delete(nv.names, name)
+			continue
+		}
+		sort.Slice(addrs, func(i, j int) bool { return addrs[i].Less(addrs[j]) })
+		nv.names[name] = &node{addrs: addrs}
+	}
+	return nv
+}
+
+// addApp adds the names of one app's live instances to nv.names (fresh
+// nodes: nothing shared with the previous view is modified).
+func (nv *View) addApp(app string, instances map[string]*registry.Instance, cfg *Config) appEntry {
+	e := appEntry{nodes: map[string][]netip.Addr{}}
 	zone := cfg.Zone
+	fresh := map[string]*node{}
 	get := func(name string) *node {
-		n := v.names[name]
+		n := fresh[name]
 		if n == nil {
 			n = &node{}
-			v.names[name] = n
+			fresh[name] = n
+			e.names = append(e.names, name)
 		}
 		return n
 	}
-	nodeAddrs := map[string]map[netip.Addr]bool{}
-	for app, instances := range s.Instances {
-		ids := make([]string, 0, len(instances))
-		for id := range instances {
-			ids = append(ids, id)
+	ids := make([]string, 0, len(instances))
+	for id := range instances {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	appLabel := label(app)
+	svc := appLabel + ".service." + zone
+	for _, id := range ids {
+		in := instances[id]
+		if in.State != registry.StateUp {
+			continue
 		}
-		sort.Strings(ids)
-		for _, id := range ids {
-			in := instances[id]
-			if in.State != registry.StateUp {
-				continue
-			}
-			host, portStr, err := net.SplitHostPort(in.Addr)
-			if err != nil {
-				continue
-			}
-			ip, err := netip.ParseAddr(host)
-			if err != nil {
-				continue // a host name, not an address: not servable as A
-			}
-			ip = ip.Unmap()
-			port, _ := strconv.ParseUint(portStr, 10, 16)
-			nodeLabel := label(in.Node)
-			if in.Node == "" {
-				nodeLabel = "local"
-			}
-			t := target{name: label(app+"-"+id) + "." + nodeLabel + ".node." + zone, ip: ip, port: uint16(port)}
-			svc := label(app) + ".service." + zone
-			get(svc).targets = append(get(svc).targets, t)
-			rfc := get("_" + label(app) + "._tcp.service." + zone)
-			rfc.srvOnly = true
-			rfc.targets = append(rfc.targets, t)
-			portName := in.Port
-			if portName == "" {
-				portName = app
-			}
-			byPort := get("_" + label(portName) + "._tcp." + svc)
-			byPort.srvOnly = true
-			byPort.targets = append(byPort.targets, t)
-			for _, tag := range in.Tags {
-				tn := get(label(tag) + "." + svc)
-				tn.targets = append(tn.targets, t)
-			}
-			get(t.name).targets = []target{t}
-			if nodeAddrs[nodeLabel] == nil {
-				nodeAddrs[nodeLabel] = map[netip.Addr]bool{}
-			}
-			nodeAddrs[nodeLabel][ip] = true
-			if cfg.Reverse {
-				if rev, err := dns.ReverseAddr(ip.String()); err == nil {
-					get(rev).ptr = t.name
-				}
+		host, portStr, err := net.SplitHostPort(in.Addr)
+		if err != nil {
+			continue
+		}
+		ip, err := netip.ParseAddr(host)
+		if err != nil {
+			continue // a host name, not an address: not servable as A
+		}
+		ip = ip.Unmap()
+		port, _ := strconv.ParseUint(portStr, 10, 16)
+		nodeLabel := "local"
+		if in.Node != "" {
+			nodeLabel = label(in.Node)
+		}
+		t := target{name: label(app+"-"+id) + "." + nodeLabel + ".node." + zone, ip: ip, port: uint16(port)}
+		get(svc).targets = append(get(svc).targets, t)
+		rfc := get("_" + appLabel + "._tcp.service." + zone)
+		rfc.srvOnly = true
+		rfc.targets = append(rfc.targets, t)
+		portName := in.Port
+		if portName == "" {
+			portName = app
+		}
+		byPort := get("_" + label(portName) + "._tcp." + svc)
+		byPort.srvOnly = true
+		byPort.targets = append(byPort.targets, t)
+		for _, tag := range in.Tags {
+			tn := get(label(tag) + "." + svc)
+			tn.targets = append(tn.targets, t)
+		}
+		get(t.name).targets = []target{t}
+		e.nodes[nodeLabel] = append(e.nodes[nodeLabel], ip)
+		if cfg.Reverse {
+			if rev, err := dns.ReverseAddr(ip.String()); err == nil {
+				get(rev).ptr = t.name
 			}
 		}
 	}
-	for id, n := range s.Nodes {
-		if ip, err := netip.ParseAddr(n.Addr); err == nil {
-			l := label(id)
-			if nodeAddrs[l] == nil {
-				nodeAddrs[l] = map[netip.Addr]bool{}
-			}
-			nodeAddrs[l] = map[netip.Addr]bool{ip.Unmap(): true} // the agent's advertised address wins
-		}
+	for name, n := range fresh {
+		nv.names[name] = n
 	}
-	for l, addrs := range nodeAddrs {
-		n := get(l + ".node." + zone)
-		for ip := range addrs {
-			n.addrs = append(n.addrs, ip)
-		}
-		sort.Slice(n.addrs, func(i, j int) bool { return n.addrs[i].Less(n.addrs[j]) })
+	return e
+}
+
+// isEmptyNonTerminal reports names that exist only as parents of others:
+// service.<zone>, node.<zone>, _tcp.service.<zone> and _tcp.<app>.service.<zone>.
+func (v *View) isEmptyNonTerminal(name string) bool {
+	switch name {
+	case "service." + v.zone, "node." + v.zone, "_tcp.service." + v.zone:
+		return true
 	}
-	// Every proper suffix inside the zone is an empty non-terminal.
-	for name := range v.names {
-		for off, end := dns.NextLabel(name, 0); !end; off, end = dns.NextLabel(name, off) {
-			suffix := name[off:]
-			if !dns.IsSubDomain(zone, suffix) || suffix == zone {
-				break
-			}
-			if v.names[suffix] == nil {
-				v.ents[suffix] = true
-			}
-		}
+	if rest, ok := strings.CutPrefix(name, "_tcp."); ok {
+		return v.names[rest] != nil && strings.HasSuffix(rest, ".service."+v.zone)
 	}
-	return v
+	return false
 }
 
 // Names lists every name with records, sorted (for "berth dns").

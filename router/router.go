@@ -45,6 +45,7 @@ type Router struct {
 	pages   *pages
 	metrics *metrics
 	ready   atomic.Bool
+	changed     atomic.Pointer[chan struct{}] // closed at the next rebuild
 	// logRequests is set when per-request logs are wanted (access log or
 	// debug level): building their fields costs allocations otherwise.
 	logRequests bool
@@ -68,6 +69,8 @@ func New(cfg Config, src Source, log logrus.FieldLogger) (*Router, error) {
 	}
 	r := &Router{cfg: cfg, log: log.WithField("component", "router"), src: src, builder: newTableBuilder(), pages: pg, metrics: newMetrics()}
 	r.table.Store(r.builder.build(src.Snapshot()))
+	ch := make(chan struct{})
+	r.changed.Store(&ch)
 	base := &http.Transport{
 		Proxy:                 nil,
 		DialContext:           (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
@@ -125,6 +128,8 @@ func (r *Router) Run(ctx context.Context) error {
 func (r *Router) rebuild() {
 	t := r.builder.build(r.src.Snapshot())
 	r.table.Store(t)
+	next := make(chan struct{})
+	close(*r.changed.Swap(&next))
 	r.metrics.rebuilds.Inc()
 	r.metrics.routes.Set(float64(len(t.apps)))
 }
@@ -266,6 +271,21 @@ func remoteIP(remoteAddr string) netip.Addr {
 		return netip.Addr{}
 	}
 	return ap.Addr().Unmap()
+}
+
+// waitLive waits until app has a live upstream or ctx ends.
+func (r *Router) waitLive(ctx context.Context, app string) bool {
+	for {
+		changed := *r.changed.Load()
+		if rt := r.table.Load().apps[app]; rt != nil && len(rt.upstreams) > 0 {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-changed:
+		}
+	}
 }
 
 // Drain waits until no request or upgraded connection is open, or ctx

@@ -84,6 +84,9 @@ passivates idle apps.`,
 		newRouterCommand(g),
 		newDNSDCommand(g),
 		newDNSCommand(g),
+		newDemoAppCommand(g),
+		newUpCommand(g),
+		newPassivateCommand(g),
 	)
 	return root
 }

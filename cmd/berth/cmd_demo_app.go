@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/berthproject/berth/internal/demoapp"
+)
+
+// DemoAppOptions are the flags of "berth demo-app".
+type DemoAppOptions struct {
+	Listen string
+}
+
+// AddFlags registers the flags.
+func (o *DemoAppOptions) AddFlags(f *pflag.FlagSet) {
+	def := ":8080"
+	if p := os.Getenv("PORT"); p != "" {
+		def = ":" + p
+	}
+	f.StringVar(&o.Listen, "listen", def, "address (default :$PORT, else :8080)")
+}
+
+func newDemoAppCommand(g *GlobalOptions) *cobra.Command {
+	var opts DemoAppOptions
+	cmd := &cobra.Command{
+		Use:   "demo-app",
+		Short: "Run the demo web app (which instance answered?), as berth up --demo does",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDemoApp(cmd.Context(), g, opts)
+		},
+	}
+	opts.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func runDemoApp(ctx context.Context, g *GlobalOptions, o DemoAppOptions) error {
+	l, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return err
+	}
+	exit := make(chan int, 1)
+	srv := &http.Server{Handler: demoapp.Handler(func(code int) { exit <- code }), ReadHeaderTimeout: 5 * time.Second}
+	errs := make(chan error, 1)
+	go func() { errs <- srv.Serve(l) }()
+	select {
+	case <-ctx.Done():
+	case err := <-errs:
+		return err
+	case code := <-exit:
+		srv.Close()
+		return fmt.Errorf("stopped by POST /stop (exit %d)", code)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}

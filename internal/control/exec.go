@@ -1,0 +1,333 @@
+package control
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/berthproject/berth/internal/hook"
+	"github.com/berthproject/berth/internal/registry"
+	"github.com/berthproject/berth/internal/spec"
+	"github.com/berthproject/berth/units"
+)
+
+// Registrar keeps instance records on a lease (a registry.LeaseOwner).
+type Registrar interface {
+	Put(ctx context.Context, key, value string) error
+	Delete(ctx context.Context, key string) error
+}
+
+// Exec runs apps of runtime exec as local processes: one per instance, each
+// on a free port passed in PORT / PORT_<NAME>, health-gated registration on
+// the Registrar's lease, restarts after a crash as the spec's restart policy
+// says, SIGTERM then SIGKILL after the stop timeout. Processes die with
+// berth (Pdeathsig), so nothing is orphaned.
+type Exec struct {
+	KV   clientv3.KV
+	Keys registry.Keys
+	Reg  Registrar
+	Log  logrus.FieldLogger
+	// IP is the address instances are registered with (default 127.0.0.1).
+	IP string
+	// Node is the node id in instance records (default "local").
+	Node string
+	// Output receives the instances' stdout and stderr, line by line with
+	// a "app-id |" prefix (default: discarded).
+	Output io.Writer
+
+	mu    sync.Mutex
+	procs map[string]map[string]*proc // app → instance id → process
+}
+
+type proc struct {
+	app      *spec.App
+	id       string
+	stopping chan struct{} // closed by Stop
+	done     chan struct{} // closed when the supervisor returns
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+}
+
+func (e *Exec) ip() string {
+	if e.IP == "" {
+		return "127.0.0.1"
+	}
+	return e.IP
+}
+
+// Start starts the app's missing instances (1..Instances).
+func (e *Exec) Start(ctx context.Context, app *spec.App) error {
+	if app.Runtime != spec.RuntimeExec {
+		return fmt.Errorf("app %s: runtime %s needs a node with its engine; the exec driver runs runtime exec only", app.Name, app.Runtime)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.procs == nil {
+		e.procs = map[string]map[string]*proc{}
+	}
+	if e.procs[app.Name] == nil {
+		e.procs[app.Name] = map[string]*proc{}
+	}
+	for i := 1; i <= app.Instances; i++ {
+		id := strconv.Itoa(i)
+		if p := e.procs[app.Name][id]; p != nil {
+			select {
+			case <-p.done:
+			default:
+				continue // running
+			}
+		}
+		p := &proc{app: app, id: id, stopping: make(chan struct{}), done: make(chan struct{})}
+		e.procs[app.Name][id] = p
+		go e.supervise(p)
+	}
+	return nil
+}
+
+// Stop stops every instance of the app and waits for them to exit.
+func (e *Exec) Stop(ctx context.Context, app *spec.App) error {
+	e.mu.Lock()
+	procs := e.procs[app.Name]
+	delete(e.procs, app.Name)
+	e.mu.Unlock()
+	for _, p := range procs {
+		close(p.stopping)
+	}
+	for _, p := range procs {
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Running returns the ids of an app's instances whose process runs now.
+func (e *Exec) Running(app string) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var ids []string
+	for id, p := range e.procs[app] {
+		p.mu.Lock()
+		if p.cmd != nil && p.cmd.ProcessState == nil {
+			ids = append(ids, id)
+		}
+		p.mu.Unlock()
+	}
+	return ids
+}
+
+// Kill sends SIGKILL to one instance, as a crash would (for demos and tests).
+func (e *Exec) Kill(app, id string) error {
+	e.mu.Lock()
+	p := e.procs[app][id]
+	e.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("no instance %s of %s", id, app)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return errors.New("not running")
+	}
+	return p.cmd.Process.Kill()
+}
+
+// StopAll stops every app (berth up's shutdown).
+func (e *Exec) StopAll(ctx context.Context) error {
+	e.mu.Lock()
+	var apps []*spec.App
+	for _, procs := range e.procs {
+		for _, p := range procs {
+			apps = append(apps, p.app)
+			break
+		}
+	}
+	e.mu.Unlock()
+	var errs []error
+	for _, a := range apps {
+		errs = append(errs, e.Stop(ctx, a))
+	}
+	return errors.Join(errs...)
+}
+
+// supervise runs one instance until Stop, restarting it per the policy.
+func (e *Exec) supervise(p *proc) {
+	defer close(p.done)
+	log := e.Log.WithFields(logrus.Fields{"app": p.app.Name, "instance": p.id})
+	key, _ := e.Keys.Instance(p.app.Name, p.id)
+	for {
+		err := e.runOnce(p, key, log)
+		select {
+		case <-p.stopping:
+			return
+		default:
+		}
+		policy := p.app.Restart.Policy
+		if policy == spec.RestartNo || (policy == spec.RestartOnFailure && err == nil) {
+			log.WithError(err).Info("instance exited; not restarting (restart policy)")
+			return
+		}
+		log.WithError(err).WithField("restart_in", p.app.Restart.Delay.D()).Warn("instance exited; restarting")
+		select {
+		case <-p.stopping:
+			return
+		case <-time.After(p.app.Restart.Delay.D()):
+		}
+	}
+}
+
+// runOnce starts the process, registers it once healthy, and returns when
+// it exits (or after stopping it on Stop).
+func (e *Exec) runOnce(p *proc, key string, log logrus.FieldLogger) error {
+	a := p.app
+	env := os.Environ()
+	env = append(env, "BERTH_APP="+a.Name, "BERTH_INSTANCE="+p.id, "BERTH_VERSION="+a.Version)
+	for k, v := range a.Env {
+		env = append(env, k+"="+v)
+	}
+	addr := ""
+	for i, port := range a.Ports {
+		n := port.Host
+		if n == 0 {
+			l, err := net.Listen("tcp", e.ip()+":0")
+			if err != nil {
+				return err
+			}
+			n = l.Addr().(*net.TCPAddr).Port
+			l.Close()
+		}
+		env = append(env, units.PortVar(port.Name)+"="+strconv.Itoa(n))
+		if i == 0 {
+			env = append(env, "PORT="+strconv.Itoa(n))
+			addr = net.JoinHostPort(e.ip(), strconv.Itoa(n))
+		}
+	}
+	argv := append(append([]string{}, a.Command...), a.Args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	out := e.Output
+	if out == nil {
+		out = io.Discard
+	}
+	prefix := fmt.Sprintf("%s-%s | ", a.Name, p.id)
+	stdout, _ := cmd.StdoutPipe()
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	p.mu.Lock()
+	p.cmd = cmd
+	p.mu.Unlock()
+	var copying sync.WaitGroup
+	for _, r := range []io.Reader{stdout, stderr} {
+		copying.Add(1)
+		go func() {
+			defer copying.Done()
+			sc := bufio.NewScanner(r)
+			for sc.Scan() {
+				fmt.Fprintf(out, "%s%s\n", prefix, sc.Text())
+			}
+		}()
+	}
+	exited := make(chan error, 1)
+	go func() { copying.Wait(); exited <- cmd.Wait() }()
+	log.WithField("addr", addr).Debug("instance started")
+
+	// Register once healthy (or right away without a port to check).
+	healthCtx, cancelHealth := context.WithCancel(context.Background())
+	defer cancelHealth()
+	registered := make(chan struct{})
+	if addr != "" {
+		go func() {
+			check := hook.Check("tcp")
+			interval := 250 * time.Millisecond
+			if h := a.Health; h != nil {
+				interval = min(h.Interval.D(), 500*time.Millisecond)
+				if h.HTTP != "" {
+					check = hook.Check("http:" + h.HTTP)
+				}
+			}
+			if err := check.WaitHealthy(healthCtx, addr, interval); err != nil {
+				return
+			}
+			rec := &registry.Instance{App: a.Name, ID: p.id, Addr: addr, Node: e.node(), Unit: units.InstanceName(a.Name, p.id),
+				Version: a.Version, State: registry.StateUp, Tags: a.Ports[0].Tags}
+			k, v, err := registry.InstanceKV(e.Keys, rec)
+			if err != nil {
+				return
+			}
+			if err := e.Reg.Put(healthCtx, k, v); err != nil {
+				log.WithError(err).Warn("register instance")
+				return
+			}
+			close(registered)
+			log.WithField("addr", addr).Info("instance up")
+			e.markStarted(healthCtx, a.Name)
+		}()
+	}
+	var err error
+	select {
+	case err = <-exited:
+	case <-p.stopping:
+		err = e.stopProcess(p, key, exited)
+	}
+	cancelHealth()
+	dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e.Reg.Delete(dctx, key)
+	p.mu.Lock()
+	p.cmd = nil
+	p.mu.Unlock()
+	return err
+}
+
+// stopProcess drains the instance, sends SIGTERM to its process group and
+// SIGKILL after the stop timeout.
+func (e *Exec) stopProcess(p *proc, key string, exited <-chan error) error {
+	dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	e.Reg.Delete(dctx, key) // leave the routes before the process goes
+	cancel()
+	p.mu.Lock()
+	pid := p.cmd.Process.Pid
+	p.mu.Unlock()
+	syscall.Kill(-pid, syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		return err
+	case <-time.After(p.app.StopTimeout.D()):
+		syscall.Kill(-pid, syscall.SIGKILL)
+		return <-exited
+	}
+}
+
+func (e *Exec) node() string {
+	if e.Node == "" {
+		return "local"
+	}
+	return e.Node
+}
+
+func (e *Exec) markStarted(ctx context.Context, app string) {
+	h := &hook.Hooks{KV: e.KV, Keys: e.Keys, Log: e.Log}
+	if err := h.MarkStarted(ctx, app); err != nil && !errors.Is(err, context.Canceled) {
+		e.Log.WithError(err).WithField("app", app).Warn("mark app started")
+	}
+}
+
+var _ Driver = (*Exec)(nil)
+

@@ -1,0 +1,76 @@
+package control
+
+import (
+	"context"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/berthproject/berth/internal/registry"
+	"github.com/berthproject/berth/internal/spec"
+)
+
+// Source is the registry view a Reconciler follows.
+type Source interface {
+	Snapshot() *registry.Snapshot
+	Subscribe() (<-chan struct{}, func())
+	Synced() <-chan struct{}
+}
+
+// Reconciler carries out each app's expected state (status.expected) with a
+// driver: started (or no status yet) → Start, passivated → Stop. It acts
+// when the expected state of an app changes, and once for every app at
+// start.
+type Reconciler struct {
+	Src    Source
+	Driver Driver
+	// Manages reports whether this reconciler is responsible for an app
+	// (default: every app with a spec).
+	Manages func(app *spec.App) bool
+	Log     logrus.FieldLogger
+}
+
+// Run reconciles until ctx ends.
+func (r *Reconciler) Run(ctx context.Context) error {
+	ch, cancel := r.Src.Subscribe()
+	defer cancel()
+	select {
+	case <-r.Src.Synced():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	last := map[string]string{}
+	for {
+		s := r.Src.Snapshot()
+		for name, app := range s.Apps {
+			if r.Manages != nil && !r.Manages(app) {
+				continue
+			}
+			want := registry.StatusStarted
+			if st := s.Status[name]; st != nil && st.Expected == registry.StatusPassivated {
+				want = registry.StatusPassivated
+			}
+			if last[name] == want {
+				continue
+			}
+			last[name] = want
+			log := r.Log.WithFields(logrus.Fields{"app": name, "expected": want})
+			var err error
+			if want == registry.StatusPassivated {
+				log.Info("stopping passivated app")
+				err = r.Driver.Stop(ctx, app)
+			} else {
+				log.Info("starting app")
+				err = r.Driver.Start(ctx, app)
+			}
+			if err != nil {
+				log.WithError(err).Error("reconcile")
+				delete(last, name) // try again at the next change
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}

@@ -1,0 +1,251 @@
+// Package local wires the whole platform into one process for "berth up":
+// an embedded etcd (or an existing cluster), the router with wake, dnsd,
+// the exec driver with its reconciler, and the passivation loop.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/berthproject/berth/dnsd"
+	"github.com/berthproject/berth/internal/control"
+	"github.com/berthproject/berth/internal/daemon"
+	"github.com/berthproject/berth/internal/etcdtest"
+	"github.com/berthproject/berth/internal/passivate"
+	"github.com/berthproject/berth/internal/registry"
+	"github.com/berthproject/berth/internal/spec"
+	"github.com/berthproject/berth/router"
+)
+
+// Config configures berth up.
+type Config struct {
+	DataDir        string        // embedded etcd data (default: the user's state directory)
+	EtcdPort       int           // embedded etcd client port (default 2379)
+	Endpoints      []string      // use this etcd instead of an embedded one
+	Listen         string        // router (default 127.0.0.1:8080)
+	DNSListen      string        // dnsd (default 127.0.0.1:8053)
+	Admin          string        // router admin (default 127.0.0.1:9080)
+	Apps           []*spec.App   // apps to run (runtime exec)
+	PassivateEvery time.Duration // passivation pass interval (default 10s)
+	MinUptime      time.Duration // passivation minimum uptime (default 1m)
+	AccessInterval time.Duration // router access record interval (default 2s)
+	Output         io.Writer     // instances' output (default discarded)
+}
+
+// DefaultDataDir is $XDG_STATE_HOME/berth or ~/.local/state/berth.
+func DefaultDataDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "berth")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "state", "berth")
+	}
+	return filepath.Join(os.TempDir(), "berth")
+}
+
+func (c *Config) setDefaults() {
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir()
+	}
+	if c.EtcdPort == 0 {
+		c.EtcdPort = 2379
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8080"
+	}
+	if c.DNSListen == "" {
+		c.DNSListen = "127.0.0.1:8053"
+	}
+	if c.PassivateEvery == 0 {
+		c.PassivateEvery = 10 * time.Second
+	}
+	if c.MinUptime == 0 {
+		c.MinUptime = time.Minute
+	}
+	if c.AccessInterval == 0 {
+		c.AccessInterval = 2 * time.Second
+	}
+}
+
+// Up runs the platform until ctx ends, printing progress to out, then
+// shuts everything down: instances stopped, leases revoked, etcd closed.
+func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) error {
+	cfg.setDefaults()
+	for _, a := range cfg.Apps {
+		if a.Runtime != spec.RuntimeExec {
+			return fmt.Errorf("app %s: berth up runs apps of runtime exec; runtime %s needs a node with its engine (render its units with berth render)", a.Name, a.Runtime)
+		}
+	}
+	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
+	endpoints := cfg.Endpoints
+	if len(endpoints) == 0 {
+		start := time.Now()
+		dir := filepath.Join(cfg.DataDir, "etcd")
+		say("starting etcd (data in %s)...", dir)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", cfg.EtcdPort)); err != nil {
+			return fmt.Errorf("etcd port 127.0.0.1:%d is taken (another etcd or berth up?): use --etcd-endpoints to use it, or --etcd-port", cfg.EtcdPort)
+		} else {
+			l.Close()
+		}
+		srv, err := etcdtest.Start(dir, cfg.EtcdPort)
+		if err != nil {
+			return err
+		}
+		defer func() { srv.Close(); say("etcd stopped") }()
+		endpoints = []string{srv.Endpoint}
+		say("  etcd ready on %s (%s)", srv.Endpoint, time.Since(start).Round(time.Millisecond))
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	keys, _ := registry.NewKeys("")
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	for _, a := range cfg.Apps {
+		if err := registry.PublishApp(rctx, cli, keys, a); err != nil {
+			cancel()
+			return fmt.Errorf("etcd at %s: %w", strings.Join(endpoints, ","), err)
+		}
+	}
+	cancel()
+
+	bg, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	goRun := func(f func(context.Context) error) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(bg) }()
+	}
+	cache := registry.NewCache(cli, cli, registry.CacheConfig{Keys: keys}, log)
+	owner := registry.NewLeaseOwner(cli, cli, 10*time.Second, log)
+	r, err := router.New(router.Config{ID: "local", AccessInterval: cfg.AccessInterval}, cache, log)
+	if err != nil {
+		stop()
+		return err
+	}
+	waker := router.NewWaker(r, cli, keys, log)
+	dns, err := dnsd.New(dnsd.Config{}, cache, log)
+	if err != nil {
+		stop()
+		return err
+	}
+	driver := &control.Exec{KV: cli, Keys: keys, Reg: owner, Log: log, Output: cfg.Output}
+	managed := map[string]bool{}
+	for _, a := range cfg.Apps {
+		managed[a.Name] = true
+	}
+	rec := &control.Reconciler{Src: cache, Driver: driver, Log: log, Manages: func(a *spec.App) bool { return managed[a.Name] }}
+	pas := &passivate.Passivator{KV: cli, Keys: keys, Log: log, Cfg: passivate.Config{MinUptime: cfg.MinUptime}}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(cache.Collectors()...)
+	reg.MustRegister(r.Collectors()...)
+	reg.MustRegister(waker.Collectors()...)
+	reg.MustRegister(dns.Collectors()...)
+	reg.MustRegister(pas.Collectors()...)
+
+	goRun(cache.Run)
+	goRun(owner.Run)
+	goRun(r.Run)
+	goRun(dns.Run)
+	goRun(func(ctx context.Context) error { return r.RunAccess(ctx, keys, owner) })
+	goRun(rec.Run)
+	goRun(func(ctx context.Context) error { return passivationLoop(ctx, pas, cache, cfg.PassivateEvery, log) })
+	shutdown := func() {
+		say("stopping instances...")
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		driver.StopAll(sctx)
+		stop()
+		wg.Wait()
+	}
+
+	ls, err := dnsd.Listen(cfg.DNSListen)
+	if err != nil {
+		shutdown()
+		return fmt.Errorf("dnsd: %w", err)
+	}
+	dnsUp := make(chan struct{})
+	goRun(func(ctx context.Context) error { return dns.Serve(ctx, ls, func() { close(dnsUp) }) })
+	hl, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		shutdown()
+		return fmt.Errorf("router: %w", err)
+	}
+	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	go srv.Serve(hl)
+	if cfg.Admin != "" {
+		if _, err := daemon.ServeAdmin(bg, cfg.Admin, r.AdminHandler(reg, false), log); err != nil {
+			srv.Close()
+			shutdown()
+			return err
+		}
+	}
+	<-dnsUp
+	for !r.Ready() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	say("router on http://%s   (admin: http://%s/routes)", hl.Addr(), cfg.Admin)
+	say("dnsd on %s (udp+tcp), zone berth.", ls.UDP[0].LocalAddr())
+	for _, a := range cfg.Apps {
+		host := a.Name + ".localhost"
+		if len(a.Domains) > 0 {
+			host = strings.TrimPrefix(a.Domains[0], "*.")
+		}
+		_, port, _ := net.SplitHostPort(hl.Addr().String())
+		say("app %s: %d instance(s), idle timeout %s", a.Name, a.Instances, a.IdleTimeout)
+		say("  open   http://%s:%s/", host, port)
+		say("  curl   curl -H 'Host: %s' http://%s/status", host, hl.Addr())
+		dhost, dport, _ := net.SplitHostPort(ls.UDP[0].LocalAddr().String())
+		say("  dig    dig @%s -p %s %s.service.berth SRV", dhost, dport, a.Name)
+	}
+	say("status: berth status --etcd-endpoints %s    (Ctrl-C stops everything)", strings.Join(endpoints, ","))
+	daemon.Ready(log)
+
+	<-ctx.Done()
+	say("shutting down...")
+	sctx, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	srv.Shutdown(sctx)
+	r.Drain(sctx)
+	cancel2()
+	shutdown()
+	say("stopped")
+	return nil
+}
+
+// passivationLoop runs a pass every interval (berth passivate --loop).
+func passivationLoop(ctx context.Context, p *passivate.Passivator, cache *registry.Cache, every time.Duration, log logrus.FieldLogger) error {
+	select {
+	case <-cache.Synced():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		if _, err := p.Pass(ctx, cache.Snapshot()); err != nil && !errors.Is(err, context.Canceled) {
+			log.WithError(err).Warn("passivation pass")
+		}
+	}
+}

@@ -45,7 +45,7 @@ type Router struct {
 	pages   *pages
 	metrics *metrics
 	ready   atomic.Bool
-	changed     atomic.Pointer[chan struct{}] // closed at the next rebuild
+	changed atomic.Pointer[chan struct{}] // closed at the next rebuild
 	// logRequests is set when per-request logs are wanted (access log or
 	// debug level): building their fields costs allocations otherwise.
 	logRequests bool

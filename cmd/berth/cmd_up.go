@@ -75,7 +75,7 @@ func demoSpec(instances int, idle time.Duration) (*spec.App, error) {
 		Domains:     []string{"paas-monitor.localhost"},
 		Health:      &spec.Health{HTTP: "/health", Interval: spec.Duration(200 * time.Millisecond)},
 		IdleTimeout: spec.Duration(idle), Placement: spec.Placement{AllowColocation: true},
-		Restart:     spec.Restart{Delay: spec.Duration(time.Second)},
+		Restart: spec.Restart{Delay: spec.Duration(time.Second)},
 	}
 	a.SetDefaults()
 	return a, a.Validate()

@@ -330,4 +330,3 @@ func (e *Exec) markStarted(ctx context.Context, app string) {
 }
 
 var _ Driver = (*Exec)(nil)
-

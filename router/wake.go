@@ -74,7 +74,10 @@ func (w *Waker) deadline() time.Duration {
 // whether this call won the transaction.
 func (w *Waker) wake(ctx context.Context, app string) bool {
 	won := false
+	// Update may call this several times (compare-and-swap retries); the
+	// last call tells whether our transaction is the one that committed.
 	_, err := registry.Update(ctx, w.KV, w.Keys, app, func(cur *registry.Status) (registry.Status, bool) {
+		won = false
 		if cur != nil && cur.Expected == registry.StatusStarted {
 			return *cur, false
 		}

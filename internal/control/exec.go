@@ -181,7 +181,7 @@ func (e *Exec) supervise(p *proc) {
 			log.WithError(err).Info("instance exited; not restarting (restart policy)")
 			return
 		}
-		log.WithError(err).WithField("restart_in", p.app.Restart.Delay.D()).Warn("instance exited; restarting")
+		log.WithError(err).WithField("restart_in", p.app.Restart.Delay.String()).Warn("instance exited; restarting")
 		select {
 		case <-p.stopping:
 			return
@@ -216,6 +216,14 @@ func (e *Exec) runOnce(p *proc, key string, log logrus.FieldLogger) error {
 			addr = net.JoinHostPort(e.ip(), strconv.Itoa(n))
 		}
 	}
+	// As the pre-start hook does for units: clear a stale record, mark the
+	// app starting (requests are then held, not refused).
+	h := &hook.Hooks{KV: e.KV, Keys: e.Keys, Log: e.Log}
+	pctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := h.PreStart(pctx, &hook.Instance{App: a.Name, ID: p.id}); err != nil {
+		log.WithError(err).Warn("pre-start")
+	}
+	cancel()
 	argv := append(append([]string{}, a.Command...), a.Args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = env

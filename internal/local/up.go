@@ -201,6 +201,17 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 	for !r.Ready() {
 		time.Sleep(10 * time.Millisecond)
 	}
+	for _, a := range cfg.Apps {
+		say("waiting for %s instances...", a.Name)
+		deadline := time.Now().Add(time.Minute)
+		for len(cache.Snapshot().Live(a.Name)) < a.Instances && time.Now().Before(deadline) && ctx.Err() == nil {
+			if st := cache.Snapshot().Status[a.Name]; st != nil && st.Expected == registry.StatusPassivated {
+				break // asleep from an earlier run: the first request wakes it
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		say("  %d/%d up", len(cache.Snapshot().Live(a.Name)), a.Instances)
+	}
 	say("router on http://%s   (admin: http://%s/routes)", hl.Addr(), cfg.Admin)
 	say("dnsd on %s (udp+tcp), zone berth.", ls.UDP[0].LocalAddr())
 	for _, a := range cfg.Apps {

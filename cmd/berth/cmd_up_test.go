@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/berthproject/berth/internal/demoapp"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// upProcess is "berth up --demo" running as a subprocess.
+type upProcess struct {
+	cmd                  *exec.Cmd
+	out                  *strings.Builder
+	http, dns, etcd, dir string
+}
+
+func startUp(t *testing.T, dir string, extra ...string) *upProcess {
+	t.Helper()
+	p := &upProcess{out: &strings.Builder{}, http: freeAddr(t), dns: freeAddr(t), dir: dir}
+	_, etcdPort, _ := net.SplitHostPort(freeAddr(t))
+	p.etcd = "http://127.0.0.1:" + etcdPort
+	self, _ := os.Executable()
+	args := append([]string{"up", "--demo", "--data-dir", dir, "--etcd-port", etcdPort, "--listen", p.http, "--dns-listen", p.dns,
+		"--admin", "", "--demo-idle-timeout", "3s", "--min-uptime", "1s", "--passivate-every", "300ms", "--log-level", "warn"}, extra...)
+	p.cmd = exec.Command(self, args...)
+	p.cmd.Env = append(os.Environ(), "BERTH_TEST_AS_MAIN=1")
+	stdout, _ := p.cmd.StdoutPipe()
+	p.cmd.Stderr = os.Stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.cmd.Process.Kill() })
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		once := false
+		for sc.Scan() {
+			p.out.WriteString(sc.Text() + "\n")
+			if strings.HasPrefix(sc.Text(), "status:") && !once {
+				once = true
+				close(ready)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("berth up did not get ready:\n%s", p.out)
+	}
+	return p
+}
+
+func (p *upProcess) get(t *testing.T, path string, hdr ...string) (int, http.Header, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+p.http+path, nil)
+	req.Host = "paas-monitor.localhost"
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b
+}
+
+func (p *upProcess) status(t *testing.T) statusRow {
+	t.Helper()
+	code, out, errOut := berth(t, "status", "-o", "json", "--etcd-endpoints", p.etcd)
+	var rows []statusRow
+	if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 1 {
+		t.Fatalf("berth status: %d %q %q", code, out, errOut)
+	}
+	return rows[0]
+}
+
+func children(pid int) []string {
+	out, _ := exec.Command("pgrep", "-P", fmt.Sprint(pid)).Output()
+	return strings.Fields(string(out))
+}
+
+func until(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestUpDemoEndToEnd drives "berth up --demo" as a user would: HTTP
+// through the router (round robin), DNS, an instance killed and replaced,
+// passivation after the idle timeout, a wake, a clean Ctrl-C, and a
+// restart that finds its data again.
+func TestUpDemoEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	p := startUp(t, dir)
+
+	seen := map[string]bool{}
+	for range 9 {
+		code, _, body := p.get(t, "/status")
+		var s demoapp.Status
+		if code != 200 || json.Unmarshal(body, &s) != nil {
+			t.Fatalf("GET /status: %d %q", code, body)
+		}
+		seen[s.Instance] = true
+	}
+	if len(seen) != 3 {
+		t.Fatalf("answers came from instances %v, want all 3 (round robin)", seen)
+	}
+
+	m := new(dns.Msg)
+	m.SetQuestion("paas-monitor.service.berth.", dns.TypeSRV)
+	r, err := dns.Exchange(m, p.dns)
+	if err != nil || len(r.Answer) != 3 {
+		t.Fatalf("SRV: %v %v", r, err)
+	}
+
+	// Kill the instance that answers next; it is replaced.
+	pidsBefore := children(p.cmd.Process.Pid)
+	req, _ := http.NewRequest("POST", "http://"+p.http+"/stop", nil)
+	req.Host = "paas-monitor.localhost"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	until(t, "a replacement instance process", 15*time.Second, func() bool {
+		now := children(p.cmd.Process.Pid)
+		return len(now) == 3 && strings.Join(now, ",") != strings.Join(pidsBefore, ",")
+	})
+	failed := 0
+	for range 30 {
+		if code, _, _ := p.get(t, "/status"); code != 200 {
+			failed++
+		}
+	}
+	if failed > 0 {
+		t.Errorf("%d of 30 requests failed after the replacement", failed)
+	}
+
+	// Idle past 3s: passivated, instances stopped.
+	until(t, "passivation", 30*time.Second, func() bool { return p.status(t).Current == "passivated" })
+	until(t, "instances stopped", 10*time.Second, func() bool { return len(children(p.cmd.Process.Pid)) == 0 })
+
+	// An API call wakes it and is answered by a fresh instance.
+	code, hdr, body := p.get(t, "/status")
+	if code != 200 || hdr.Get("X-Berth-Cold-Start") == "" {
+		t.Fatalf("wake: %d %v %q", code, hdr, body)
+	}
+	if st := p.status(t); st.Current != "started" {
+		t.Errorf("after the wake: status %s", st.Current)
+	}
+
+	// Ctrl-C: a clean exit, no orphaned instances.
+	pid := p.cmd.Process.Pid
+	p.cmd.Process.Signal(syscall.SIGINT)
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("berth up exit: %v\n%s", err, p.out)
+	}
+	if kids := children(pid); len(kids) > 0 {
+		t.Fatalf("orphaned processes after Ctrl-C: %v", kids)
+	}
+	out, _ := exec.Command("pgrep", "-f", "demo-app").Output()
+	for _, kid := range strings.Fields(string(out)) {
+		if b, _ := os.ReadFile("/proc/" + kid + "/environ"); strings.Contains(string(b), "BERTH_APP=paas-monitor") &&
+			strings.Contains(string(b), "BERTH_TEST_AS_MAIN=1") {
+			t.Fatalf("instance %s survived berth up", kid)
+		}
+	}
+
+	// The next start finds the app and its status again.
+	p2 := startUp(t, dir)
+	if st := p2.status(t); st.App != "paas-monitor" || st.Current == "-" {
+		t.Fatalf("after restart: %+v", st)
+	}
+	p2.cmd.Process.Signal(syscall.SIGINT)
+	p2.cmd.Wait()
+}
+
+// TestUpDemoPageInBrowser opens the demo page in headless Chromium and
+// checks that the live table shows several instances answering.
+func TestUpDemoPageInBrowser(t *testing.T) {
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium is needed for the browser test (apt-get install chromium); .ci/run installs it")
+	}
+	p := startUp(t, t.TempDir())
+	_, port, _ := net.SplitHostPort(p.http)
+	url := "http://paas-monitor.localhost:" + port + "/"
+	cmd := exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--user-data-dir="+t.TempDir(),
+		"--virtual-time-budget=4000", "--dump-dom", url)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	rows := regexp.MustCompile(`data-instance="(\d+)"`).FindAllStringSubmatch(string(out), -1)
+	instances := map[string]bool{}
+	for _, r := range rows {
+		instances[r[1]] = true
+	}
+	if len(instances) < 2 {
+		t.Fatalf("the page shows instances %v, want several answering:\n%.2000s", instances, out)
+	}
+	p.cmd.Process.Signal(syscall.SIGINT)
+	p.cmd.Wait()
+}

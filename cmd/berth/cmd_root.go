@@ -87,6 +87,7 @@ passivates idle apps.`,
 		newDemoAppCommand(g),
 		newUpCommand(g),
 		newPassivateCommand(g),
+		newScaleCommand(g),
 	)
 	return root
 }

@@ -143,6 +143,17 @@ func TestUpDemoEndToEnd(t *testing.T) {
 		t.Fatalf("SRV: %v %v", r, err)
 	}
 
+	// Scale to 5 and back to 3.
+	for _, n := range []int{5, 3} {
+		if code, _, errOut := berth(t, "scale", "paas-monitor", fmt.Sprint(n), "--etcd-endpoints", p.etcd); code != 0 {
+			t.Fatalf("scale: %s", errOut)
+		}
+		until(t, fmt.Sprintf("%d live instances", n), 20*time.Second, func() bool {
+			st := p.status(t)
+			return st.Up == n && st.Instances == n && len(children(p.cmd.Process.Pid)) == n
+		})
+	}
+
 	// Kill the instance that answers next; it is replaced.
 	pidsBefore := children(p.cmd.Process.Pid)
 	req, _ := http.NewRequest("POST", "http://"+p.http+"/stop", nil)

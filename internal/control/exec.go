@@ -67,7 +67,8 @@ func (e *Exec) ip() string {
 	return e.IP
 }
 
-// Start starts the app's missing instances (1..Instances).
+// Start starts the app's missing instances (1..Instances) and stops those
+// above Instances (a scale down).
 func (e *Exec) Start(ctx context.Context, app *spec.App) error {
 	if app.Runtime != spec.RuntimeExec {
 		return fmt.Errorf("app %s: runtime %s needs a node with its engine; the exec driver runs runtime exec only", app.Name, app.Runtime)
@@ -79,6 +80,12 @@ func (e *Exec) Start(ctx context.Context, app *spec.App) error {
 	}
 	if e.procs[app.Name] == nil {
 		e.procs[app.Name] = map[string]*proc{}
+	}
+	for id, p := range e.procs[app.Name] {
+		if n, err := strconv.Atoi(id); err == nil && n > app.Instances {
+			close(p.stopping)
+			delete(e.procs[app.Name], id)
+		}
 	}
 	for i := 1; i <= app.Instances; i++ {
 		id := strconv.Itoa(i)

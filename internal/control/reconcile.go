@@ -18,8 +18,8 @@ type Source interface {
 
 // Reconciler carries out each app's expected state (status.expected) with a
 // driver: started (or no status yet) → Start, passivated → Stop. It acts
-// when the expected state of an app changes, and once for every app at
-// start.
+// when the expected state or the instance count of an app changes, and
+// once for every app at start.
 type Reconciler struct {
 	Src    Source
 	Driver Driver
@@ -38,7 +38,11 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	last := map[string]string{}
+	type state struct {
+		want      string
+		instances int
+	}
+	last := map[string]state{}
 	for {
 		s := r.Src.Snapshot()
 		for name, app := range s.Apps {
@@ -49,10 +53,11 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			if st := s.Status[name]; st != nil && st.Expected == registry.StatusPassivated {
 				want = registry.StatusPassivated
 			}
-			if last[name] == want {
+			cur := state{want, app.Instances}
+			if last[name] == cur {
 				continue
 			}
-			last[name] = want
+			last[name] = cur
 			log := r.Log.WithFields(logrus.Fields{"app": name, "expected": want})
 			var err error
 			if want == registry.StatusPassivated {

@@ -23,7 +23,7 @@ import (
 // Config configures a pass. Zero values take the documented defaults.
 type Config struct {
 	// MinUptime: an app started less than this long ago is never
-	// passivated (default 1m).
+	// passivated (default 1m, or the app's idle timeout if shorter).
 	MinUptime time.Duration
 	// DryRun decides without changing anything.
 	DryRun bool
@@ -96,8 +96,9 @@ func (p *Passivator) decide(s *registry.Snapshot, name string, app *spec.App, no
 		return keep("not running (status %s)", cur)
 	}
 	since := time.UnixMilli(st.Since)
-	if up := now.Sub(since); up < p.Cfg.MinUptime {
-		return keep("started %s ago (minimum uptime %s)", up.Round(time.Second), p.Cfg.MinUptime)
+	minUp := min(p.Cfg.MinUptime, app.IdleTimeout.D()) // an idle timeout shorter than it wins
+	if up := now.Sub(since); up < minUp {
+		return keep("started %s ago (minimum uptime %s)", up.Round(time.Second), minUp)
 	}
 	if w, ok := inWindow(app.KeepWarm, now); ok {
 		return keep("inside keep-warm window %s", w)

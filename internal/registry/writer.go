@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -51,4 +52,44 @@ func InstanceKV(k Keys, in *Instance) (string, string, error) {
 	}
 	val, err := json.Marshal(in)
 	return key, string(val), err
+}
+
+// ErrNoApp is returned for an app without a spec in etcd.
+var ErrNoApp = errors.New("no such app (apply its spec first)")
+
+// ScaleApp sets the instance count in an app's stored spec with
+// compare-and-swap and returns the previous count.
+func ScaleApp(ctx context.Context, kv clientv3.KV, k Keys, app string, n int) (int, error) {
+	key, err := k.App(app)
+	if err != nil {
+		return 0, err
+	}
+	for range 10 {
+		resp, err := kv.Get(ctx, key)
+		if err != nil {
+			return 0, err
+		}
+		if len(resp.Kvs) == 0 {
+			return 0, fmt.Errorf("%s: %w", app, ErrNoApp)
+		}
+		var a spec.App
+		if err := json.Unmarshal(resp.Kvs[0].Value, &a); err != nil {
+			return 0, fmt.Errorf("decode %s: %w", key, err)
+		}
+		prev := a.Instances
+		a.Instances = n
+		if err := a.Validate(); err != nil {
+			return 0, err
+		}
+		val, _ := json.Marshal(&a)
+		tx, err := kv.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)).
+			Then(clientv3.OpPut(key, string(val))).Commit()
+		if err != nil {
+			return 0, err
+		}
+		if tx.Succeeded {
+			return prev, nil
+		}
+	}
+	return 0, fmt.Errorf("scale %s: %w", app, ErrConflict)
 }

@@ -27,7 +27,7 @@ import (
 
 // env is a router on a real etcd, fed by the real watch cache.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	cli   *clientv3.Client
 	keys  registry.Keys
 	cache *registry.Cache
@@ -35,7 +35,7 @@ type env struct {
 	srv   *httptest.Server
 }
 
-func newEnv(t *testing.T, cfg Config) *env {
+func newEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
 	_, cli := etcdtest.New(t)
 	k, _ := registry.NewKeys("")
@@ -95,7 +95,7 @@ func (e *env) status(app string, st registry.Status) {
 }
 
 // backend starts an HTTP server that answers with its name.
-func backend(t *testing.T, name string) (*httptest.Server, *atomic.Int64) {
+func backend(t testing.TB, name string) (*httptest.Server, *atomic.Int64) {
 	t.Helper()
 	var hits atomic.Int64
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -504,4 +504,62 @@ func FuzzLookup(f *testing.F) {
 			t.Fatalf("normalizeHost is not idempotent on %q: %q then %q", host, n, normalizeHost(n))
 		}
 	})
+}
+
+// TestNoFailuresWhileOtherRoutesChurn sends load to a stable route while
+// other apps' instances change 100 times a second: not one request may
+// fail.
+func TestNoFailuresWhileOtherRoutesChurn(t *testing.T) {
+	e := newEnv(t, Config{})
+	stable, _ := backend(t, "stable")
+	e.instance("stable", "1", addr(stable))
+	other, _ := backend(t, "other")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var churned atomic.Int64
+	go func() {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			k, _ := e.keys.Instance(fmt.Sprintf("churn%d", i%20), fmt.Sprint(i%3))
+			if i%2 == 0 {
+				e.cli.Put(ctx, k, fmt.Sprintf(`{"addr":%q,"state":"up"}`, addr(other)))
+			} else {
+				e.cli.Delete(ctx, k)
+			}
+			churned.Add(1)
+		}
+	}()
+	var total, failed atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				req, _ := http.NewRequest("GET", e.srv.URL+"/", nil)
+				req.Host = "stable.example.com"
+				resp, err := http.DefaultClient.Do(req)
+				total.Add(1)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() != 0 || churned.Load() < 100 || total.Load() < 100 {
+		t.Fatalf("%d of %d requests failed while %d changes churned", failed.Load(), total.Load(), churned.Load())
+	}
 }

@@ -22,7 +22,7 @@ import (
 // starter plays the node agent: each time the app's expected state turns
 // to started, it "starts" the app (registers a backend after a delay) and
 // counts the start.
-func starter(t *testing.T, e *env, app, addr string, delay time.Duration) *atomic.Int64 {
+func starter(t testing.TB, e *env, app, addr string, delay time.Duration) *atomic.Int64 {
 	t.Helper()
 	var starts atomic.Int64
 	key, _ := e.keys.Status(app)
@@ -51,7 +51,7 @@ func starter(t *testing.T, e *env, app, addr string, delay time.Duration) *atomi
 	return &starts
 }
 
-func sleepingApp(t *testing.T, e *env, app string) {
+func sleepingApp(t testing.TB, e *env, app string) {
 	e.domain(app+".example.com", app)
 	e.status(app, registry.Status{Current: registry.StatusPassivated, Expected: registry.StatusPassivated})
 }

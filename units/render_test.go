@@ -261,3 +261,14 @@ func FuzzExecArgRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// TestNodeUnitsVerify checks the server-only unit that Ignition installs.
+func TestNodeUnitsVerify(t *testing.T) {
+	b, err := templates.ReadFile("templates/node/berth-etcd-join.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(context.Background(), []File{{Name: "berth-etcd-join.service", Content: b}}); err != nil {
+		t.Fatal(err)
+	}
+}

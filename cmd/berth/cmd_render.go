@@ -23,6 +23,10 @@ type RenderOptions struct {
 	Diff     bool   // show what would change in Output instead of writing
 	Check    bool   // verify every unit with systemd-analyze verify
 	Berth    string // path of the berth binary on the nodes
+	// Ignition renders a node's Ignition config (server or worker) instead
+	// of unit files.
+	Ignition string
+	Ign      units.IgnitionOptions
 }
 
 // AddFlags registers the flags.
@@ -32,6 +36,12 @@ func (o *RenderOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.Diff, "diff", false, "print a diff of what would change in the output directory; write nothing")
 	f.BoolVar(&o.Check, "check", false, "verify every unit with systemd-analyze verify (any warning fails)")
 	f.StringVar(&o.Berth, "berth-path", "/opt/bin/berth", "path of the berth binary on the nodes")
+	f.StringVar(&o.Ignition, "ignition", "", "render the Ignition config of a node instead: server or worker (Flatcar, spec 3.4)")
+	f.StringVar(&o.Ign.BerthURL, "berth-url", "", "with --ignition: URL nodes download the berth binary from")
+	f.StringVar(&o.Ign.EtcdEndpoints, "node-etcd-endpoints", "http://127.0.0.1:2379", "with --ignition: BERTH_ETCD_ENDPOINTS of the node")
+	f.StringVar(&o.Ign.Stack, "stack", "", "with --ignition server: stack name tagging the etcd member interfaces")
+	f.StringVar(&o.Ign.Region, "region", "", "with --ignition server: AWS region")
+	f.StringVar(&o.Ign.EtcdCluster, "etcd-cluster", "", "with --ignition server: etcd initial cluster (etcd1=http://IP:2380,...)")
 }
 
 func newRenderCommand(g *GlobalOptions) *cobra.Command {
@@ -58,6 +68,9 @@ anything is written; on any error nothing is written.`,
 func runRender(cmd *cobra.Command, g *GlobalOptions, opts RenderOptions, specs []string) error {
 	if opts.Output == "" {
 		return usagef("render needs -o DIR (or -o - for stdout)")
+	}
+	if opts.Ignition != "" {
+		return renderIgnition(g, opts)
 	}
 	if len(specs) == 0 && !opts.Platform {
 		return usagef("render needs at least one SPEC file, or --platform")
@@ -233,4 +246,27 @@ func splitLines(s string) []string {
 		return nil
 	}
 	return strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+}
+
+// renderIgnition writes a node's Ignition config to -o (a directory gets
+// ignition-<role>.json).
+func renderIgnition(g *GlobalOptions, opts RenderOptions) error {
+	if opts.Ign.BerthURL == "" {
+		return usagef("--ignition needs --berth-url")
+	}
+	opts.Ign.Berth = opts.Berth
+	cfg, err := units.Ignition(opts.Ignition, opts.Ign)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	if opts.Output == "-" {
+		_, err := fmt.Fprintln(g.stdout, string(cfg))
+		return err
+	}
+	f := units.File{Name: "ignition-" + opts.Ignition + ".json", Content: append(cfg, '\n')}
+	if err := writeUnits(opts.Output, []units.File{f}); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "wrote %s\n", filepath.Join(opts.Output, f.Name))
+	return nil
 }

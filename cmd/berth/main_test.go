@@ -130,3 +130,16 @@ func TestRenderDuplicateApp(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 }
+
+func TestRenderIgnition(t *testing.T) {
+	code, out, errOut := berth(t, "render", "--ignition", "worker", "--berth-url", "https://example.com/berth", "-o", "-")
+	if code != 0 || !strings.Contains(out, `"version": "3.4.0"`) || !strings.Contains(out, "berth-agent.service") {
+		t.Fatalf("exit %d %q %q", code, out, errOut)
+	}
+	if code, _, _ := berth(t, "render", "--ignition", "worker", "-o", "-"); code != exitUsage {
+		t.Fatalf("without --berth-url: exit %d", code)
+	}
+	if code, _, _ := berth(t, "render", "--ignition", "laptop", "--berth-url", "https://x", "-o", "-"); code != exitUsage {
+		t.Fatalf("unknown role: exit %d", code)
+	}
+}

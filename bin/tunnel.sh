@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Open an ssh tunnel to a server node's etcd and print the exports for berth,
+# etcdctl and fleetctl.
+#   eval "$(bin/tunnel.sh -n berth-example-com -r eu-west-1)"
+set -euo pipefail
+
+usage() {
+  cat <<USAGE
+usage: $(basename "$0") -n NAME -r REGION [-l LOCAL_PORT] [-i SSH_KEY] [-u USER]
+
+  -n NAME        stack name (as given to create-stack.sh)
+  -r REGION      AWS region
+  -l LOCAL_PORT  local port of the tunnel (default 2379)
+  -i SSH_KEY     ssh identity file
+  -u USER        ssh user (default core)
+  -h             this help
+USAGE
+}
+present() { [ -n "$1" ] && [ "$1" != "None" ]; }
+die() { echo "tunnel: $*" >&2; exit 1; }
+
+name="" region="" port=2379 identity="" user=core
+while getopts "n:r:l:i:u:h" opt; do
+  case $opt in
+    n) name=$OPTARG ;;
+    r) region=$OPTARG ;;
+    l) port=$OPTARG ;;
+    i) identity=$OPTARG ;;
+    u) user=$OPTARG ;;
+    h) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
+  esac
+done
+if [ -z "$name" ] || [ -z "$region" ]; then usage >&2; die "missing -n NAME or -r REGION"; fi
+command -v aws >/dev/null || die "the aws CLI is not installed"
+command -v ssh >/dev/null || die "ssh is not installed"
+export AWS_DEFAULT_REGION=$region
+
+asg=$(aws cloudformation describe-stacks --stack-name "$name" \
+  --query "Stacks[0].Outputs[?OutputKey=='ServerGroupName'].OutputValue | [0]" --output text)
+present "$asg" || die "stack $name has no ServerGroupName output"
+# shellcheck disable=SC2016 # the backticks are JMESPath literals
+id=$(aws autoscaling describe-auto-scaling-groups --auto-scaling-group-names "$asg" \
+  --query 'AutoScalingGroups[0].Instances[?LifecycleState==`InService`].InstanceId | [0]' --output text)
+present "$id" || die "no server in service in $asg"
+ip=$(aws ec2 describe-instances --instance-ids "$id" \
+  --query 'Reservations[0].Instances[0].PublicIpAddress' --output text)
+present "$ip" || die "server $id has no public address"
+
+args=(-f -N -o ExitOnForwardFailure=yes -o StrictHostKeyChecking=accept-new -L "127.0.0.1:$port:127.0.0.1:2379")
+[ -n "$identity" ] && args+=(-i "$identity")
+# shellcheck disable=SC2029 # user@host is meant to expand here
+ssh "${args[@]}" "$user@$ip" || die "ssh to $user@$ip failed"
+echo "# tunnel to etcd on $id ($ip) at 127.0.0.1:$port" >&2
+cat <<EXPORTS
+export BERTH_ETCD_ENDPOINTS=127.0.0.1:$port
+export ETCDCTL_API=3
+export ETCDCTL_ENDPOINTS=127.0.0.1:$port
+export FLEETCTL_TUNNEL=$ip
+EXPORTS

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds the root filesystem of the systemd test containers (Debian
+# bookworm, minbase + systemd + dbus + iproute2) and packs it as a zstd
+# tarball, the cache the tests extract in well under a second.
+#   internal/systemdtest/build-rootfs.sh OUT.tar.zst
+set -euo pipefail
+out=${1:?usage: build-rootfs.sh OUT.tar.zst}
+mirror=${BERTH_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+for tool in debootstrap zstd systemd-nspawn; do
+  command -v "$tool" >/dev/null || { echo "build-rootfs: needs $tool (apt-get install debootstrap zstd systemd-container)" >&2; exit 1; }
+done
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+root="$work/rootfs"
+debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,iproute2,procps bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 ||
+  { tail -20 "$work/debootstrap.log" >&2; exit 1; }
+# Several containers share this root: each gets its machine id at boot.
+: > "$root/etc/machine-id"
+rm -f "$root/var/lib/dbus/machine-id" "$root/etc/hostname"
+ln -s /etc/machine-id "$root/var/lib/dbus/machine-id"
+# No getty or other noise in the containers.
+rm -f "$root"/etc/systemd/system/getty.target.wants/* || true
+systemctl --root="$root" mask systemd-resolved.service systemd-networkd.service apt-daily.timer apt-daily-upgrade.timer >/dev/null 2>&1 || true
+rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/locale/*
+mkdir -p "$(dirname "$out")"
+tar -C "$root" --numeric-owner -cf - . | zstd -q -T0 -o "$out.tmp"
+mv "$out.tmp" "$out"
+echo "build-rootfs: $(du -h "$out" | cut -f1) in $out"

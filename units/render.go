@@ -149,7 +149,7 @@ func (r *appRenderer) postStartArgs() []Arg {
 		case h.TCP:
 			args = append(args, Lits("--health", "tcp")...)
 		}
-		args = append(args, Lits("--health-timeout", h.StartPeriod.String())...)
+		args = append(args, Lits("--health-timeout", h.StartPeriod.String(), "--health-interval", h.Interval.String())...)
 	}
 	return args
 }

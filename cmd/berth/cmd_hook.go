@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/berthproject/berth/internal/agent"
 	"github.com/berthproject/berth/internal/hook"
 	"github.com/berthproject/berth/internal/registry"
 )
@@ -28,6 +29,7 @@ type HookOptions struct {
 	Instance string        // instance, systemd's %i (required)
 	EnvFile  string        // exec runtime: file of allocated ports
 	Timeout  time.Duration // bound on the whole hook
+	Agent    string        // the node agent's socket
 }
 
 // AddFlags registers the flags.
@@ -37,6 +39,7 @@ func (o *HookOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Instance, "instance", "", "instance name, systemd's %i (required)")
 	f.StringVar(&o.EnvFile, "env-file", "", "environment file with the instance's allocated ports (exec runtime)")
 	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "give up after this long; the hook never hangs a unit")
+	f.StringVar(&o.Agent, "agent-socket", envOr("BERTH_AGENT_SOCKET", "/run/berth/agent.sock"), "the node agent's socket; without an agent there, post-start starts its own keeper")
 }
 
 func (o *HookOptions) check() error {
@@ -56,6 +59,7 @@ type PostStartOptions struct {
 	Tags          []string
 	Health        string
 	HealthTimeout time.Duration
+	HealthEvery   time.Duration
 	AdvertiseIP   string
 	Node          string
 	TTL           time.Duration
@@ -75,6 +79,7 @@ func (o *PostStartOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringSliceVar(&o.Tags, "tags", nil, "registry tags")
 	f.StringVar(&o.Health, "health", "", "health check: http:/path or tcp (none if empty)")
 	f.DurationVar(&o.HealthTimeout, "health-timeout", 60*time.Second, "how long the instance may take to become healthy")
+	f.DurationVar(&o.HealthEvery, "health-interval", 5*time.Second, "how often the node agent probes the instance afterwards")
 	f.StringVar(&o.AdvertiseIP, "advertise-ip", os.Getenv("BERTH_ADVERTISE_IP"), "IP routers and DNS clients reach this node on (env BERTH_ADVERTISE_IP; default: first interface address)")
 	f.StringVar(&o.Node, "node", os.Getenv("BERTH_NODE"), "node id (env BERTH_NODE; default /etc/machine-id)")
 	f.DurationVar(&o.TTL, "ttl", 10*time.Second, "lease TTL of the instance record: how long a crashed instance stays routed")
@@ -189,12 +194,19 @@ func runPostStart(ctx context.Context, g *GlobalOptions, o PostStartOptions) err
 		if err := hook.Check(o.Health).WaitHealthy(hctx, addr, 250*time.Millisecond); err != nil {
 			return err
 		}
-		rec, err := json.Marshal(in.Record(addr))
-		if err != nil {
-			return err
-		}
-		if err := spawnKeeper(ctx, o, string(rec)); err != nil {
-			return err
+		if ag := (agent.Client{Socket: o.Agent}); ag.Available() {
+			ann := agent.Announcement{App: o.App, ID: o.Instance, Record: *in.Record(addr), Health: o.Health, Interval: o.HealthEvery.String()}
+			if err := ag.Announce(ctx, ann); err != nil {
+				return err
+			}
+		} else {
+			rec, err := json.Marshal(in.Record(addr))
+			if err != nil {
+				return err
+			}
+			if err := spawnKeeper(ctx, o, string(rec)); err != nil {
+				return err
+			}
 		}
 		h.Log.WithField("addr", addr).Info("instance registered")
 		return h.MarkStarted(ctx, o.App)
@@ -292,6 +304,9 @@ func newDrainCommand(g *GlobalOptions) *cobra.Command {
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withHooks(cmd.Context(), g, &opts, opts.Timeout, func(ctx context.Context, h *hook.Hooks, _ *clientv3.Client) error {
+				if ag := (agent.Client{Socket: opts.Agent}); ag.Available() {
+					return ag.Drain(ctx, opts.App, opts.Instance)
+				}
 				return h.Drain(ctx, opts.App, opts.Instance)
 			})
 		},
@@ -310,6 +325,11 @@ func newPostStopCommand(g *GlobalOptions) *cobra.Command {
 			return withHooks(cmd.Context(), g, &opts, opts.Timeout, func(ctx context.Context, h *hook.Hooks, _ *clientv3.Client) error {
 				if opts.EnvFile != "" {
 					os.Remove(opts.EnvFile)
+				}
+				if ag := (agent.Client{Socket: opts.Agent}); ag.Available() {
+					if err := ag.Withdraw(ctx, opts.App, opts.Instance); err != nil {
+						h.Log.WithError(err).Warn("agent withdraw; deleting the record directly")
+					}
 				}
 				return h.PostStop(ctx, opts.App, opts.Instance)
 			})

@@ -88,6 +88,7 @@ passivates idle apps.`,
 		newUpCommand(g),
 		newPassivateCommand(g),
 		newScaleCommand(g),
+		newAgentCommand(g),
 	)
 	return root
 }

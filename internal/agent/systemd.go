@@ -1,0 +1,217 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	sdbus "github.com/coreos/go-systemd/v22/dbus"
+	godbus "github.com/godbus/dbus/v5"
+	"github.com/sirupsen/logrus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/berthproject/berth/internal/registry"
+)
+
+// DialSystemd connects to a systemd over its system bus. An empty address
+// is the machine's own system bus; "unix:path=/run/dbus/system_bus_socket"
+// style addresses reach another one (a container's, in the tests).
+func DialSystemd(ctx context.Context, address string) (*sdbus.Conn, error) {
+	if address == "" {
+		return sdbus.NewSystemConnectionContext(ctx)
+	}
+	return sdbus.NewConnection(func() (*godbus.Conn, error) {
+		conn, err := godbus.Dial(address)
+		if err != nil {
+			return nil, err
+		}
+		if err := conn.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		if err := conn.Hello(); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return conn, nil
+	})
+}
+
+// Systemd reconciles this node's berth units with the registry: it reports
+// failed units into the app status, records which units of an app run on
+// this node (status.units[node]), stops them when the app's expected state
+// becomes passivated and starts the recorded ones when it becomes started.
+type Systemd struct {
+	Conn     *sdbus.Conn
+	KV       clientv3.KV
+	Keys     registry.Keys
+	Node     string
+	Log      logrus.FieldLogger
+	Interval time.Duration // default 1s
+}
+
+// unitApp returns the app of an instance unit "<app>@<id>.service".
+func unitApp(name string) (string, bool) {
+	app, rest, ok := strings.Cut(name, "@")
+	return app, ok && strings.HasSuffix(rest, ".service") && rest != ".service"
+}
+
+// Run reconciles every Interval and after every registry change, until
+// ctx ends or systemd cannot be asked (then the caller reconnects).
+func (s *Systemd) Run(ctx context.Context, src interface {
+	Snapshot() *registry.Snapshot
+	Subscribe() (<-chan struct{}, func())
+}) error {
+	interval := s.Interval
+	if interval == 0 {
+		interval = time.Second
+	}
+	ch, cancel := src.Subscribe()
+	defer cancel()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := s.reconcile(ctx, src.Snapshot()); err != nil {
+			return err // the bus is gone: the caller reconnects
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		case <-ch:
+		}
+	}
+}
+
+func (s *Systemd) reconcile(ctx context.Context, snap *registry.Snapshot) error {
+	units, err := s.Conn.ListUnitsByPatternsContext(ctx, nil, []string{"*@*.service"})
+	if err != nil {
+		return fmt.Errorf("list units: %w", err)
+	}
+	byApp := map[string][]sdbus.UnitStatus{}
+	for _, u := range units {
+		if app, ok := unitApp(u.Name); ok && snap.Apps[app] != nil {
+			byApp[app] = append(byApp[app], u)
+		}
+	}
+	for app := range snap.Apps {
+		if err := s.reconcileApp(ctx, app, byApp[app], snap.Status[app]); err != nil {
+			s.Log.WithError(err).WithField("app", app).Warn("reconcile app")
+		}
+	}
+	return nil
+}
+
+func (s *Systemd) reconcileApp(ctx context.Context, app string, units []sdbus.UnitStatus, st *registry.Status) error {
+	log := s.Log.WithField("app", app)
+	expected := registry.StatusStarted
+	current := ""
+	var recorded []string
+	if st != nil {
+		if st.Expected != "" {
+			expected = st.Expected
+		}
+		current = st.Current
+		recorded = st.Units[s.Node]
+	}
+	active := map[string]bool{}
+	var failed []string
+	for _, u := range units {
+		switch u.ActiveState {
+		case "active", "activating", "reloading":
+			active[u.Name] = true
+		case "failed":
+			failed = append(failed, u.Name)
+		}
+	}
+
+	// 1. Expected state.
+	switch expected {
+	case registry.StatusPassivated:
+		for name := range active {
+			log.WithField("unit", name).Info("stopping unit of passivated app")
+			if _, err := s.Conn.StopUnitContext(ctx, name, "replace", nil); err != nil {
+				return fmt.Errorf("stop %s: %w", name, err)
+			}
+		}
+		return nil // the recorded units are kept for the wake
+	case registry.StatusStarted:
+		for _, name := range recorded {
+			if !active[name] && !slices.Contains(failed, name) && current != registry.StatusStarted {
+				log.WithField("unit", name).Info("starting unit of woken app")
+				if _, err := s.Conn.StartUnitContext(ctx, name, "replace", nil); err != nil {
+					return fmt.Errorf("start %s: %w", name, err)
+				}
+				active[name] = true
+			}
+		}
+	}
+
+	// 2. Failures.
+	if len(failed) > 0 && current != registry.StatusFailed {
+		sort.Strings(failed)
+		msg := fmt.Sprintf("%s failed on node %s", strings.Join(failed, ", "), s.Node)
+		log.Warn(msg)
+		_, err := registry.Update(ctx, s.KV, s.Keys, app, func(cur *registry.Status) (registry.Status, bool) {
+			next := registry.Status{Current: registry.StatusFailed, Expected: expected, Message: msg}
+			if cur != nil {
+				if cur.Current == registry.StatusFailed {
+					return *cur, false
+				}
+				next.Units = cur.Units
+			}
+			return next, true
+		})
+		if err != nil {
+			return err
+		}
+	}
+
+	// 3. Record the units running here. A crashed unit waiting for its
+	// restart is "activating", so an inactive unit while the app runs was
+	// stopped on purpose: it leaves the record, and a wake will not start
+	// it. During a start or a wake (status not yet started) nothing leaves.
+	want := map[string]bool{}
+	for name := range active {
+		want[name] = true
+	}
+	if current != registry.StatusStarted {
+		for _, name := range recorded {
+			want[name] = true
+		}
+	}
+	next := make([]string, 0, len(want))
+	for name := range want {
+		next = append(next, name)
+	}
+	sort.Strings(next)
+	if slices.Equal(next, recorded) {
+		return nil
+	}
+	_, err := registry.Update(ctx, s.KV, s.Keys, app, func(cur *registry.Status) (registry.Status, bool) {
+		n := registry.Status{Current: registry.StatusStarting, Expected: registry.StatusStarted}
+		if cur != nil {
+			n = *cur
+		}
+		if slices.Equal(n.Units[s.Node], next) {
+			return n, false
+		}
+		units := map[string][]string{}
+		for k, v := range n.Units {
+			units[k] = v
+		}
+		if len(next) == 0 {
+			delete(units, s.Node)
+		} else {
+			units[s.Node] = next
+		}
+		n.Units = units
+		return n, true
+	})
+	return err
+}

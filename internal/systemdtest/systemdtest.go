@@ -1,0 +1,171 @@
+// Package systemdtest boots real systemd in containers (systemd-nspawn on a
+// shared read-only Debian root with --volatile=overlay) for tests of units,
+// hooks and the node agent's D-Bus reconciler. The root filesystem is built
+// once by build-rootfs.sh and cached as a tarball.
+package systemdtest
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// CachePath is where the root filesystem tarball is kept
+// ($BERTH_CACHE/rootfs-bookworm.tar.zst, default ~/.cache/berth).
+func CachePath() string {
+	dir := os.Getenv("BERTH_CACHE")
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir = filepath.Join(home, ".cache", "berth")
+	}
+	return filepath.Join(dir, "rootfs-bookworm.tar.zst")
+}
+
+var (
+	rootOnce sync.Once
+	rootDir  string
+	rootErr  error
+)
+
+// Root returns the extracted root filesystem, building and caching the
+// tarball first if needed (a few minutes, once per machine).
+func Root() (string, error) {
+	rootOnce.Do(func() {
+		if os.Geteuid() != 0 {
+			rootErr = fmt.Errorf("systemd containers need root")
+			return
+		}
+		tarball := CachePath()
+		if _, err := os.Stat(tarball); err != nil {
+			_, file, _, _ := runtime.Caller(0)
+			script := filepath.Join(filepath.Dir(file), "build-rootfs.sh")
+			out, err := exec.Command("bash", script, tarball).CombinedOutput()
+			if err != nil {
+				rootErr = fmt.Errorf("build root filesystem: %v\n%s", err, out)
+				return
+			}
+		}
+		dir, err := os.MkdirTemp("", "berth-rootfs-")
+		if err != nil {
+			rootErr = err
+			return
+		}
+		cmd := exec.Command("sh", "-c", `zstd -dc "$1" | tar -C "$2" -xf -`, "sh", tarball, dir)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			rootErr = fmt.Errorf("extract %s: %v\n%s", tarball, err, out)
+			return
+		}
+		rootDir = dir
+	})
+	return rootDir, rootErr
+}
+
+// Container is one booted systemd.
+type Container struct {
+	Name   string
+	BusDir string // the container's /run/dbus: the system bus socket is here
+	cmd    *exec.Cmd
+	log    *bytes.Buffer
+}
+
+// Bind is a host path mounted into the container.
+type Bind struct {
+	Host, Container string
+	ReadOnly        bool
+}
+
+// Boot starts a container and waits until its systemd is running; it is
+// stopped when the test ends.
+func Boot(t testing.TB, name string, binds ...Bind) *Container {
+	t.Helper()
+	root, err := Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Container{Name: name, BusDir: t.TempDir(), log: &bytes.Buffer{}}
+	args := []string{"-D", root, "-b", "-M", name, "--register=no", "--keep-unit", "--console=pipe", "--volatile=overlay",
+		"--bind=" + c.BusDir + ":/run/dbus"}
+	for _, b := range binds {
+		flag := "--bind="
+		if b.ReadOnly {
+			flag = "--bind-ro="
+		}
+		args = append(args, flag+b.Host+":"+b.Container)
+	}
+	// The launching shell moves into its own cgroup in both hierarchies,
+	// or two containers would share one tree (no host systemd here).
+	script := `for h in systemd unified; do if [ -d /sys/fs/cgroup/$h ]; then mkdir -p /sys/fs/cgroup/$h/berth-$0; echo $$ > /sys/fs/cgroup/$h/berth-$0/cgroup.procs; fi; done; exec systemd-nspawn "$@"`
+	c.cmd = exec.Command("sh", append([]string{"-c", script, name}, args...)...)
+	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.stop(t) })
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, _ := c.Exec("systemctl", "is-system-running")
+		state := strings.TrimSpace(out)
+		if state == "running" || state == "degraded" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s did not boot (state %q):\n%s", name, state, c.log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return c
+}
+
+// BusAddress is the D-Bus address of the container's system bus.
+func (c *Container) BusAddress() string {
+	return "unix:path=" + filepath.Join(c.BusDir, "system_bus_socket")
+}
+
+// leader is the pid of the container's init.
+func (c *Container) leader() (int, error) {
+	if c.cmd.Process == nil {
+		return 0, fmt.Errorf("not started")
+	}
+	out, err := exec.Command("pgrep", "-P", strconv.Itoa(c.cmd.Process.Pid)).Output()
+	if err != nil {
+		return 0, fmt.Errorf("no init yet")
+	}
+	return strconv.Atoi(strings.Fields(string(out))[0])
+}
+
+// Exec runs a command inside the container (nsenter into its namespaces).
+func (c *Container) Exec(argv ...string) (string, error) {
+	pid, err := c.leader()
+	if err != nil {
+		return "", err
+	}
+	out, err := exec.Command("nsenter", append([]string{"-t", strconv.Itoa(pid), "-a"}, argv...)...).CombinedOutput()
+	return string(out), err
+}
+
+func (c *Container) stop(t testing.TB) {
+	if c.cmd.Process == nil {
+		return
+	}
+	c.cmd.Process.Signal(syscall.SIGTERM) // nspawn asks the container to power off
+	done := make(chan struct{})
+	go func() { c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		c.cmd.Process.Kill()
+		<-done
+	}
+	for _, h := range []string{"systemd", "unified"} {
+		os.Remove(filepath.Join("/sys/fs/cgroup", h, "berth-"+c.Name))
+	}
+}

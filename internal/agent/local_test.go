@@ -1,0 +1,116 @@
+package agent
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/berthproject/berth/internal/etcdtest"
+	"github.com/berthproject/berth/internal/registry"
+)
+
+// TestLocalsHealthGating announces an instance over the agent's socket and
+// checks that it is registered only while its health check passes, can be
+// drained and withdrawn, and is restored by a restarted agent.
+func TestLocalsHealthGating(t *testing.T) {
+	_, cli := etcdtest.New(t)
+	k, _ := registry.NewKeys("")
+	log, _ := test.NewNullLogger()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	owner := registry.NewLeaseOwner(cli, cli, 5*time.Second, log)
+	go owner.Run(ctx)
+	cache := registry.NewCache(cli, cli, registry.CacheConfig{Keys: k}, log)
+	go cache.Run(ctx)
+
+	var healthy atomic.Bool
+	healthy.Store(true)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !healthy.Load() {
+			w.WriteHeader(500)
+		}
+	}))
+	state := t.TempDir()
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	l := &Locals{Reg: owner, Keys: k, StateDir: state, Log: log}
+	lctx, stopLocals := context.WithCancel(ctx)
+	go l.Run(lctx)
+	go l.ServeSocket(lctx, sock)
+	c := Client{Socket: sock}
+	eventually(t, "the socket", c.Available)
+
+	ann := Announcement{App: "web", ID: "1", Record: registry.Instance{Addr: ln.Addr().String(), Node: "n1"}, Health: "http:/health", Interval: "50ms"}
+	if err := c.Announce(ctx, ann); err != nil {
+		t.Fatal(err)
+	}
+	state1 := func(want string) func() bool {
+		return func() bool {
+			in := cache.Snapshot().Instances["web"]["1"]
+			return (want == "" && in == nil) || (in != nil && in.State == want)
+		}
+	}
+	eventually(t, "registered", state1(registry.StateUp))
+	healthy.Store(false)
+	eventually(t, "deregistered while unhealthy", state1(""))
+	healthy.Store(true)
+	eventually(t, "registered again once healthy", state1(registry.StateUp))
+	if err := c.Drain(ctx, "web", "1"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "draining", state1(registry.StateDraining))
+
+	// A restarted agent restores what it was told.
+	stopLocals()
+	l2 := &Locals{Reg: owner, Keys: k, StateDir: state, Log: log}
+	go l2.Run(ctx)
+	key, _ := k.Instance("web", "1")
+	owner.Delete(ctx, key) // as if the old agent's lease had expired
+	eventually(t, "restored by the new agent", state1(registry.StateUp))
+	if err := l2.Withdraw(ctx, "web", "1"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "withdrawn", state1(""))
+
+	bad := Announcement{App: "Bad Name", ID: "1", Record: registry.Instance{Addr: "127.0.0.1:1"}}
+	if err := c.Announce(ctx, bad); err == nil {
+		t.Fatal("a bad announcement was accepted")
+	}
+}
+
+func TestAgentWithoutBusOrEngineStillRuns(t *testing.T) {
+	_, cli := etcdtest.New(t)
+	k, _ := registry.NewKeys("")
+	log, hook := test.NewNullLogger()
+	log.SetLevel(logrus.DebugLevel)
+	dir := t.TempDir()
+	a := &Agent{Cli: cli, Keys: k, Log: log, Cache: registry.NewCache(cli, cli, registry.CacheConfig{Keys: k}, log),
+		Cfg: Config{Node: "n1", IP: "127.0.0.1", Socket: filepath.Join(dir, "a.sock"), StateDir: dir,
+			DockerSocket: filepath.Join(dir, "no-docker.sock"), DBusAddress: "unix:path=" + filepath.Join(dir, "no-bus")}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	select {
+	case <-a.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("agent not ready without a bus and an engine")
+	}
+	eventually(t, "warnings about the missing bus and engine", func() bool {
+		bus, engine := false, false
+		for _, e := range hook.AllEntries() {
+			bus = bus || e.Message == "systemd bus unavailable; retrying in 5s"
+			engine = engine || e.Message == "docker engine unavailable"
+		}
+		return bus && engine
+	})
+	cancel()
+	<-done
+}

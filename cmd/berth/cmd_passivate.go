@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -24,6 +25,8 @@ type PassivateOptions struct {
 	MinUptime time.Duration
 	Driver    string
 	Fleetctl  string
+	FleetEnd  string
+	Tunnel    string
 	Output    string
 }
 
@@ -35,6 +38,8 @@ func (o *PassivateOptions) AddFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.MinUptime, "min-uptime", time.Minute, "never passivate an app started less than this long ago")
 	f.StringVar(&o.Driver, "driver", envOr("BERTH_DRIVER", "systemd"), "how units are stopped: systemd (node agents carry out the expected state) or fleet (fleetctl stop)")
 	f.StringVar(&o.Fleetctl, "fleetctl", "fleetctl", "fleetctl binary for --driver fleet (FLEETCTL_ENDPOINT / FLEETCTL_TUNNEL apply)")
+	f.StringVar(&o.FleetEnd, "fleet-endpoint", os.Getenv("FLEETCTL_ENDPOINT"), "fleet's etcd endpoint for --driver fleet (env FLEETCTL_ENDPOINT)")
+	f.StringVar(&o.Tunnel, "fleet-tunnel", os.Getenv("FLEETCTL_TUNNEL"), "ssh tunnel host for --driver fleet (env FLEETCTL_TUNNEL)")
 	f.StringVarP(&o.Output, "output", "o", "table", "output: table or json")
 }
 
@@ -61,7 +66,7 @@ func runPassivate(ctx context.Context, g *GlobalOptions, o PassivateOptions) err
 	switch o.Driver {
 	case "systemd":
 	case "fleet":
-		driver = &control.Fleet{Fleetctl: o.Fleetctl}
+		driver = &control.Fleet{Fleetctl: o.Fleetctl, Endpoint: o.FleetEnd, Tunnel: o.Tunnel}
 	default:
 		return usagef("--driver must be systemd or fleet, got %q", o.Driver)
 	}

@@ -15,6 +15,8 @@ import (
 // reads FLEETCTL_ENDPOINT and FLEETCTL_TUNNEL from the environment.
 type Fleet struct {
 	Fleetctl string // binary (default "fleetctl")
+	Endpoint string // --endpoint (fleet's etcd), if set
+	Tunnel   string // --tunnel (ssh host), if set
 }
 
 func (f *Fleet) run(ctx context.Context, verb string, app *spec.App) error {
@@ -22,7 +24,14 @@ func (f *Fleet) run(ctx context.Context, verb string, app *spec.App) error {
 	if bin == "" {
 		bin = "fleetctl"
 	}
-	args := []string{verb, "--no-block"}
+	var args []string
+	if f.Endpoint != "" {
+		args = append(args, "--endpoint", f.Endpoint)
+	}
+	if f.Tunnel != "" {
+		args = append(args, "--tunnel", f.Tunnel)
+	}
+	args = append(args, verb, "--no-block")
 	for i := 1; i <= app.Instances; i++ {
 		args = append(args, units.InstanceName(app.Name, fmt.Sprint(i)))
 	}

@@ -45,3 +45,30 @@ func TestUnreachableEtcdNamesEndpoint(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 }
+
+func TestEtcdTLSClientCertificates(t *testing.T) {
+	pki, err := etcdtest.WritePKI(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := etcdtest.StartTLS(t.TempDir(), pki)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	tlsArgs := []string{"--etcd-endpoints", srv.Endpoint, "--etcd-cacert", pki.CA, "--etcd-cert", pki.ClientCert, "--etcd-key", pki.ClientKey}
+	if code, out, errOut := berth(t, append([]string{"apply", "../../examples/paas-monitor.yaml"}, tlsArgs...)...); code != 0 {
+		t.Fatalf("apply over TLS: %d %q %q", code, out, errOut)
+	}
+	if code, out, _ := berth(t, append([]string{"routes"}, tlsArgs...)...); code != 0 || !strings.Contains(out, "paas-monitor.example.com") {
+		t.Fatalf("routes over TLS: %d %q", code, out)
+	}
+	// Without a client certificate the server refuses us.
+	code, _, errOut := berth(t, "status", "--etcd-endpoints", srv.Endpoint, "--etcd-cacert", pki.CA, "--etcd-request-timeout", "1s", "--etcd-dial-timeout", "1s")
+	if code == 0 {
+		t.Fatalf("status without a client certificate succeeded: %q", errOut)
+	}
+	if code, _, errOut := berth(t, "status", "--etcd-endpoints", srv.Endpoint, "--etcd-cacert", "/nonexistent"); code == 0 || !strings.Contains(errOut, "--etcd-cacert") {
+		t.Fatalf("missing CA file: %d %q", code, errOut)
+	}
+}

@@ -16,11 +16,10 @@ import (
 	"github.com/berthproject/berth/internal/registry"
 )
 
-// Source is the registry view dnsd answers from.
+// Source is the registry view dnsd answers from; it also tells how stale
+// the view is.
 type Source interface {
-	Snapshot() *registry.Snapshot
-	Subscribe() (<-chan struct{}, func())
-	Synced() <-chan struct{}
+	registry.Source
 	Staleness() time.Duration
 }
 

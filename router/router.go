@@ -19,11 +19,7 @@ import (
 )
 
 // Source is where the router's view comes from: the registry's watch cache.
-type Source interface {
-	Snapshot() *registry.Snapshot
-	Subscribe() (<-chan struct{}, func())
-	Synced() <-chan struct{}
-}
+type Source = registry.Source
 
 // Waiter handles requests for an app without live instances whose status
 // says it can be woken (passivated, or starting). It returns true when it

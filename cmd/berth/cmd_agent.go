@@ -68,11 +68,7 @@ func runAgent(ctx context.Context, g *GlobalOptions, o AgentOptions) error {
 	if o.AdvertiseIP == "" {
 		o.AdvertiseIP = hook.DetectIP()
 	}
-	k, err := o.Etcd.Keys()
-	if err != nil {
-		return err
-	}
-	cli, err := o.Etcd.Client()
+	cli, k, err := o.Etcd.Connect()
 	if err != nil {
 		return err
 	}

@@ -49,11 +49,7 @@ func runApply(ctx context.Context, g *GlobalOptions, opts ApplyOptions, paths []
 		}
 		apps = append(apps, a...)
 	}
-	k, err := opts.Etcd.Keys()
-	if err != nil {
-		return err
-	}
-	cli, err := opts.Etcd.Client()
+	cli, k, err := opts.Etcd.Connect()
 	if err != nil {
 		return err
 	}

@@ -89,11 +89,7 @@ func runDNSD(ctx context.Context, g *GlobalOptions, o DNSOptions) error {
 	if err != nil {
 		return err
 	}
-	k, err := o.Etcd.Keys()
-	if err != nil {
-		return err
-	}
-	cli, err := o.Etcd.Client()
+	cli, k, err := o.Etcd.Connect()
 	if err != nil {
 		return err
 	}

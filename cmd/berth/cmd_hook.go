@@ -107,11 +107,7 @@ func withHooks(ctx context.Context, g *GlobalOptions, o *HookOptions, timeout ti
 	if err != nil {
 		return err
 	}
-	k, err := o.Etcd.Keys()
-	if err != nil {
-		return err
-	}
-	cli, err := o.Etcd.Client()
+	cli, k, err := o.Etcd.Connect()
 	if err != nil {
 		return err
 	}

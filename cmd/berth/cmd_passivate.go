@@ -70,11 +70,7 @@ func runPassivate(ctx context.Context, g *GlobalOptions, o PassivateOptions) err
 	default:
 		return usagef("--driver must be systemd or fleet, got %q", o.Driver)
 	}
-	k, err := o.Etcd.Keys()
-	if err != nil {
-		return err
-	}
-	cli, err := o.Etcd.Client()
+	cli, k, err := o.Etcd.Connect()
 	if err != nil {
 		return err
 	}

@@ -131,11 +131,7 @@ func runRouter(ctx context.Context, g *GlobalOptions, o RouterOptions) error {
 	if err != nil {
 		return err
 	}
-	k, err := o.Etcd.Keys()
-	if err != nil {
-		return err
-	}
-	cli, err := o.Etcd.Client()
+	cli, k, err := o.Etcd.Connect()
 	if err != nil {
 		return err
 	}

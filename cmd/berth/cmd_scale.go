@@ -35,11 +35,7 @@ units themselves (fleetctl start app@{4..10}.service).`,
 }
 
 func runScale(ctx context.Context, g *GlobalOptions, o ApplyOptions, app string, n int) error {
-	k, err := o.Etcd.Keys()
-	if err != nil {
-		return err
-	}
-	cli, err := o.Etcd.Client()
+	cli, k, err := o.Etcd.Connect()
 	if err != nil {
 		return err
 	}

@@ -64,11 +64,7 @@ func runView(ctx context.Context, g *GlobalOptions, opts ViewOptions, print prin
 	if opts.Output != "table" && opts.Output != "json" {
 		return usagef("--output must be table or json, got %q", opts.Output)
 	}
-	k, err := opts.Etcd.Keys()
-	if err != nil {
-		return err
-	}
-	cli, err := opts.Etcd.Client()
+	cli, k, err := opts.Etcd.Connect()
 	if err != nil {
 		return err
 	}

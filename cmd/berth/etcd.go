@@ -50,6 +50,17 @@ func (o *EtcdOptions) Keys() (registry.Keys, error) {
 	return k, nil
 }
 
+// Connect returns a client and the key builder: what every command that
+// talks to etcd starts with.
+func (o *EtcdOptions) Connect() (*clientv3.Client, registry.Keys, error) {
+	k, err := o.Keys()
+	if err != nil {
+		return nil, k, err
+	}
+	cli, err := o.Client()
+	return cli, k, err
+}
+
 // Client connects to etcd. Connection is lazy: errors show on first use,
 // which wrapErr turns into a message naming the endpoints.
 func (o *EtcdOptions) Client() (*clientv3.Client, error) {

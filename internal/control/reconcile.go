@@ -10,11 +10,7 @@ import (
 )
 
 // Source is the registry view a Reconciler follows.
-type Source interface {
-	Snapshot() *registry.Snapshot
-	Subscribe() (<-chan struct{}, func())
-	Synced() <-chan struct{}
-}
+type Source = registry.Source
 
 // Reconciler carries out each app's expected state (status.expected) with a
 // driver: started (or no status yet) → Start, passivated → Stop. It acts

@@ -288,3 +288,14 @@ func (c *Cache) Load(ctx context.Context) (*Snapshot, error) {
 	}
 	return c.Snapshot(), nil
 }
+
+// Source is a view of the registry that follows etcd, as the Cache
+// provides it; router, dnsd and the reconcilers take this interface.
+type Source interface {
+	Snapshot() *Snapshot
+	Subscribe() (<-chan struct{}, func())
+	Synced() <-chan struct{}
+}
+
+// Interface guard
+var _ Source = (*Cache)(nil)

@@ -28,18 +28,8 @@ func Start(dir string, clientPort int) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := embed.NewConfig()
-	cfg.Name = "berth"
-	cfg.Dir = dir
-	cfg.TickMs = 10
-	cfg.ElectionMs = 100
-	cfg.LogLevel = "error"
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	cu := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", clientPort)}
-	pu := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", peer)}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg := quietConfig(dir, cu, peer)
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded etcd: %w", err)
@@ -51,6 +41,22 @@ func Start(dir string, clientPort int) (*Server, error) {
 		return nil, fmt.Errorf("embedded etcd not ready after 30s")
 	}
 	return &Server{Etcd: e, Endpoint: "http://" + e.Clients[0].Addr().String(), Dir: dir}, nil
+}
+
+// quietConfig is a fast, silent single-member config serving clients on cu.
+func quietConfig(dir string, cu url.URL, peerPort int) *embed.Config {
+	cfg := embed.NewConfig()
+	cfg.Name = "berth"
+	cfg.Dir = dir
+	cfg.TickMs = 10
+	cfg.ElectionMs = 100
+	cfg.LogLevel = "error"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	pu := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", peerPort)}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	return cfg
 }
 
 // Close stops the server.

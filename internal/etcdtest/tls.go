@@ -17,7 +17,6 @@ import (
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
 )
 
 // TLSFiles are the PEM files of a test PKI.
@@ -77,16 +76,8 @@ func StartTLS(dir string, pki TLSFiles) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := embed.NewConfig()
-	cfg.Name, cfg.Dir = "berth", filepath.Join(dir, "data")
-	cfg.TickMs, cfg.ElectionMs = 10, 100
-	cfg.LogLevel = "error"
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	cu := url.URL{Scheme: "https", Host: fmt.Sprintf("127.0.0.1:%d", client)}
-	pu := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", peer)}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg := quietConfig(filepath.Join(dir, "data"), cu, peer)
 	cfg.ClientTLSInfo = transport.TLSInfo{CertFile: pki.ServerCert, KeyFile: pki.ServerKey, TrustedCAFile: pki.CA, ClientCertAuth: true}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {

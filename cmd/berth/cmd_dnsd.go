@@ -138,16 +138,19 @@ func runDNSD(ctx context.Context, g *GlobalOptions, o DNSOptions) error {
 // dnsListeners takes systemd's sockets (ListenDatagram/ListenStream) when
 // socket-activated, else opens addr.
 func dnsListeners(addr string) (*dnsd.Listeners, error) {
-	pcs, err := daemon.PacketConns()
+	s, err := daemon.Activated()
 	if err != nil {
 		return nil, err
 	}
-	ls, err := daemon.Listeners("dns")
-	if err != nil {
-		return nil, err
+	var ls dnsd.Listeners
+	for _, l := range s.Streams {
+		ls.TCP = append(ls.TCP, l...)
 	}
-	if len(pcs) > 0 || len(ls) > 0 {
-		return &dnsd.Listeners{UDP: pcs, TCP: ls}, nil
+	for _, pc := range s.Packets {
+		ls.UDP = append(ls.UDP, pc...)
+	}
+	if len(ls.UDP) > 0 || len(ls.TCP) > 0 {
+		return &ls, nil
 	}
 	return dnsd.Listen(addr)
 }

@@ -47,3 +47,32 @@ func TestDNSDCommand(t *testing.T) {
 		t.Fatalf("dnsd exit: %v", err)
 	}
 }
+
+// TestDNSDSocketActivation passes a UDP and a TCP socket as systemd's
+// berth-dnsd.socket does and queries both.
+func TestDNSDSocketActivation(t *testing.T) {
+	srv, cli := etcdtest.New(t)
+	k, _ := registry.NewKeys("")
+	key, val, _ := registry.InstanceKV(k, &registry.Instance{App: "web", ID: "1", Addr: "10.9.8.7:8080", Node: "n1", State: registry.StateUp})
+	cli.Put(context.Background(), key, val)
+	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
+	addr := pc.LocalAddr().String()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uf, _ := pc.(*net.UDPConn).File()
+	tf, _ := l.(*net.TCPListener).File()
+	pc.Close()
+	l.Close()
+	notify, msgs := notifySocket(t)
+	activatedFiles(t, []*os.File{uf, tf}, "dns", notify, "dnsd", "--etcd-endpoints", srv.Endpoint, "--admin", "", "--listen", "127.0.0.1:1", "--log-level", "warn")
+	waitMsg(t, msgs, "READY=1")
+	host, port, _ := net.SplitHostPort(addr)
+	for _, proto := range []string{"+notcp", "+tcp"} {
+		out, err := exec.Command("dig", "@"+host, "-p", port, proto, "+short", "web.service.berth", "A").CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "10.9.8.7" {
+			t.Fatalf("dig %s over the activated socket: %q %v", proto, out, err)
+		}
+	}
+}

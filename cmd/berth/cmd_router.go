@@ -212,12 +212,11 @@ func runRouter(ctx context.Context, g *GlobalOptions, o RouterOptions) error {
 // listeners returns the HTTP and HTTPS listeners: systemd's sockets named
 // http and https when socket-activated, else --listen and --listen-tls.
 func (o *RouterOptions) listeners(tlsCfg *tls.Config) (plain, secure []net.Listener, err error) {
-	if plain, err = daemon.Listeners("http"); err != nil {
+	s, err := daemon.Activated()
+	if err != nil {
 		return nil, nil, err
 	}
-	if secure, err = daemon.Listeners("https"); err != nil {
-		return nil, nil, err
-	}
+	plain, secure = s.Streams["http"], s.Streams["https"]
 	if len(plain) == 0 && o.Listen != "" {
 		l, err := net.Listen("tcp", o.Listen)
 		if err != nil {

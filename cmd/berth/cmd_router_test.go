@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -64,10 +65,17 @@ func activated(t *testing.T, l *net.TCPListener, name, notify string, args ...st
 	if err != nil {
 		t.Fatal(err)
 	}
+	return activatedFiles(t, []*os.File{f}, name, notify, args...)
+}
+
+// activatedFiles passes several sockets, all named name.
+func activatedFiles(t *testing.T, files []*os.File, name, notify string, args ...string) *exec.Cmd {
+	t.Helper()
+	names := strings.TrimSuffix(strings.Repeat(name+":", len(files)), ":")
 	self, _ := os.Executable()
 	cmd := exec.Command("/bin/sh", append([]string{"-c", `LISTEN_PID=$$ exec "$0" "$@"`, self}, args...)...)
-	cmd.Env = append(os.Environ(), "BERTH_TEST_AS_MAIN=1", "LISTEN_FDS=1", "LISTEN_FDNAMES="+name, "NOTIFY_SOCKET="+notify)
-	cmd.ExtraFiles = []*os.File{f}
+	cmd.Env = append(os.Environ(), "BERTH_TEST_AS_MAIN=1", fmt.Sprintf("LISTEN_FDS=%d", len(files)), "LISTEN_FDNAMES="+names, "NOTIFY_SOCKET="+notify)
+	cmd.ExtraFiles = files
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -17,30 +17,30 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// Listeners returns the stream listeners systemd passed with
-// FileDescriptorName=name (socket activation), or nil when there are none.
-func Listeners(name string) ([]net.Listener, error) {
-	ls, err := activation.ListenersWithNames()
-	if err != nil {
-		return nil, fmt.Errorf("socket activation: %w", err)
-	}
-	return ls[name], nil
+// Sockets are the sockets systemd passed (socket activation), by their
+// FileDescriptorName.
+type Sockets struct {
+	Streams map[string][]net.Listener
+	Packets map[string][]net.PacketConn
 }
 
-// PacketConns returns the datagram sockets systemd passed (socket
-// activation), or nil.
-func PacketConns() ([]net.PacketConn, error) {
-	pcs, err := activation.PacketConns()
-	if err != nil {
-		return nil, fmt.Errorf("socket activation: %w", err)
-	}
-	var out []net.PacketConn
-	for _, pc := range pcs {
-		if pc != nil {
-			out = append(out, pc)
+// Activated returns the sockets systemd passed, once per process (the
+// environment is unset after the first call, as sd_listen_fds does).
+func Activated() (*Sockets, error) {
+	s := &Sockets{Streams: map[string][]net.Listener{}, Packets: map[string][]net.PacketConn{}}
+	for _, f := range activation.Files(true) {
+		name := f.Name()
+		if l, err := net.FileListener(f); err == nil {
+			s.Streams[name] = append(s.Streams[name], l)
+		} else if pc, err := net.FilePacketConn(f); err == nil {
+			s.Packets[name] = append(s.Packets[name], pc)
+		} else {
+			f.Close()
+			return nil, fmt.Errorf("socket activation: fd %s is neither a stream nor a datagram socket", name)
 		}
+		f.Close()
 	}
-	return out, nil
+	return s, nil
 }
 
 // Ready tells systemd the service is ready (Type=notify); a no-op outside

@@ -77,15 +77,32 @@ type Container struct {
 	log    *bytes.Buffer
 }
 
+// Option is a Bind or a NetNS.
+type Option interface{ nspawnArgs() []string }
+
 // Bind is a host path mounted into the container.
 type Bind struct {
 	Host, Container string
 	ReadOnly        bool
 }
 
+func (b Bind) nspawnArgs() []string {
+	flag := "--bind="
+	if b.ReadOnly {
+		flag = "--bind-ro="
+	}
+	return []string{flag + b.Host + ":" + b.Container}
+}
+
+// NetNS puts the container in an existing network namespace (a path such
+// as /run/netns/NAME); by default it shares the host's network.
+type NetNS string
+
+func (n NetNS) nspawnArgs() []string { return []string{"--network-namespace-path=" + string(n)} }
+
 // Boot starts a container and waits until its systemd is running; it is
 // stopped when the test ends.
-func Boot(t testing.TB, name string, binds ...Bind) *Container {
+func Boot(t testing.TB, name string, opts ...Option) *Container {
 	t.Helper()
 	root, err := Root()
 	if err != nil {
@@ -94,12 +111,8 @@ func Boot(t testing.TB, name string, binds ...Bind) *Container {
 	c := &Container{Name: name, BusDir: t.TempDir(), log: &bytes.Buffer{}}
 	args := []string{"-D", root, "-b", "-M", name, "--register=no", "--keep-unit", "--console=pipe", "--volatile=overlay",
 		"--bind=" + c.BusDir + ":/run/dbus"}
-	for _, b := range binds {
-		flag := "--bind="
-		if b.ReadOnly {
-			flag = "--bind-ro="
-		}
-		args = append(args, flag+b.Host+":"+b.Container)
+	for _, o := range opts {
+		args = append(args, o.nspawnArgs()...)
 	}
 	// The launching shell moves into its own cgroup in both hierarchies,
 	// or two containers would share one tree (no host systemd here).
@@ -109,7 +122,7 @@ func Boot(t testing.TB, name string, binds ...Bind) *Container {
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.stop(t) })
+	t.Cleanup(c.Stop)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		out, _ := c.Exec("systemctl", "is-system-running")
@@ -152,7 +165,9 @@ func (c *Container) Exec(argv ...string) (string, error) {
 	return string(out), err
 }
 
-func (c *Container) stop(t testing.TB) {
+// Stop powers the container off (SIGTERM to nspawn, SIGKILL after 15s) and
+// removes its cgroups. It is safe to call twice.
+func (c *Container) Stop() {
 	if c.cmd.Process == nil {
 		return
 	}

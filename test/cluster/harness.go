@@ -1,0 +1,253 @@
+// Package cluster is a real berth cluster on one machine: three systemd
+// nodes (systemd-nspawn containers on one shared read-only root, each in
+// its own network namespace on a private bridge), one etcd member per node
+// (Debian's etcd, as a systemd unit), and on every node the platform units
+// that "berth render --platform" writes, linked and started through
+// systemd. The app is the demo app as an exec-runtime template unit.
+//
+// The test addresses (10.213.0.0/24) exist only inside the namespaces the
+// harness creates; the test talks to the nodes from the hub namespace.
+package cluster
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthproject/berth/internal/spec"
+	"github.com/berthproject/berth/internal/systemdtest"
+	"github.com/berthproject/berth/units"
+)
+
+// Hub is the namespace of the bridge and of the test's clients.
+const Hub = "berth-hub"
+
+// HubIP is the clients' address on the bridge.
+const HubIP = "10.213.0.2"
+
+// Node is one systemd container.
+type Node struct {
+	Name string // n1, n2, n3
+	IP   string
+	NS   string // network namespace
+	C    *systemdtest.Container
+	dirs nodeDirs
+}
+
+type nodeDirs struct{ etc, units, etcd string }
+
+// Cluster is the harness.
+type Cluster struct {
+	t     testing.TB
+	Nodes []*Node
+	berth string
+	app   *spec.App
+}
+
+func run(t testing.TB, argv ...string) string {
+	t.Helper()
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
+	}
+	return string(out)
+}
+
+// InHub runs a command in the hub namespace.
+func InHub(argv ...string) (string, error) {
+	out, err := exec.Command("ip", append([]string{"netns", "exec", Hub}, argv...)...).CombinedOutput()
+	return string(out), err
+}
+
+// cleanupNetwork removes namespaces left by an earlier run.
+func cleanupNetwork() {
+	for _, ns := range []string{Hub, "berth-n1", "berth-n2", "berth-n3"} {
+		exec.Command("ip", "netns", "del", ns).Run()
+	}
+}
+
+// Start builds berth, wires the network, boots the nodes, forms the etcd
+// cluster, starts the platform and the app's instances (ids per node), and
+// tears everything down when the test ends.
+func Start(t *testing.T, instances map[string][]int) *Cluster {
+	t.Helper()
+	start := time.Now()
+	c := &Cluster{t: t}
+	c.berth = filepath.Join(t.TempDir(), "berth")
+	build := exec.Command("go", "build", "-o", c.berth, "../../cmd/berth")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build berth: %v\n%s", err, out)
+	}
+	cleanupNetwork()
+	t.Cleanup(cleanupNetwork)
+	run(t, "ip", "netns", "add", Hub)
+	hub := func(argv ...string) { run(t, append([]string{"ip", "netns", "exec", Hub}, argv...)...) }
+	hub("ip", "link", "set", "lo", "up")
+	hub("ip", "link", "add", "br0", "type", "bridge")
+	hub("ip", "addr", "add", HubIP+"/24", "dev", "br0")
+	hub("ip", "link", "set", "br0", "up")
+
+	var cluster []string
+	for i := 1; i <= 3; i++ {
+		n := &Node{Name: fmt.Sprintf("n%d", i), IP: fmt.Sprintf("10.213.0.1%d", i), NS: fmt.Sprintf("berth-n%d", i)}
+		c.Nodes = append(c.Nodes, n)
+		cluster = append(cluster, fmt.Sprintf("%s=http://%s:2380", n.Name, n.IP))
+		run(t, "ip", "netns", "add", n.NS)
+		hub("ip", "link", "add", "v"+n.Name, "type", "veth", "peer", "name", "eth0", "netns", n.NS)
+		hub("ip", "link", "set", "v"+n.Name, "master", "br0", "up")
+		in := func(argv ...string) { run(t, append([]string{"ip", "netns", "exec", n.NS}, argv...)...) }
+		in("ip", "link", "set", "lo", "up")
+		in("ip", "addr", "add", n.IP+"/24", "dev", "eth0")
+		in("ip", "link", "set", "eth0", "up")
+	}
+
+	// The app, as an operator would write it, and every node's units.
+	apps, err := spec.ParseFile("../../examples/demo-exec.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.app = apps[0]
+	c.app.Instances = 10
+	c.app.IdleTimeout = 0
+	c.app.Restart.Delay = spec.Duration(time.Second)
+	appUnits, err := units.Render(c.app, units.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	platform, err := units.Platform(units.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	specJSON, _ := json.Marshal(c.app)
+	for _, n := range c.Nodes {
+		n.dirs = nodeDirs{etc: t.TempDir(), units: t.TempDir(), etcd: t.TempDir()}
+		env := fmt.Sprintf("BERTH_ETCD_ENDPOINTS=http://127.0.0.1:2379\nBERTH_ADVERTISE_IP=%s\nBERTH_NODE=%s\nBERTH_ROUTER_ID=%s\n", n.IP, n.Name, n.Name)
+		os.WriteFile(filepath.Join(n.dirs.etc, "berth.env"), []byte(env), 0o644)
+		os.WriteFile(filepath.Join(n.dirs.etc, "demo.json"), specJSON, 0o644)
+		for _, f := range append(append([]units.File{}, appUnits...), platform...) {
+			os.WriteFile(filepath.Join(n.dirs.units, f.Name), f.Content, 0o644)
+		}
+		etcd := fmt.Sprintf(`[Unit]
+Description=etcd member %[1]s (test cluster)
+[Service]
+ExecStart=/usr/local/bin/etcd --name %[1]s --data-dir /var/lib/etcd --listen-client-urls http://%[2]s:2379,http://127.0.0.1:2379 --advertise-client-urls http://%[2]s:2379 --listen-peer-urls http://%[2]s:2380 --initial-advertise-peer-urls http://%[2]s:2380 --initial-cluster %[3]s --initial-cluster-state new --initial-cluster-token berth-test --heartbeat-interval 50 --election-timeout 500 --log-level error
+Restart=always
+RestartSec=1
+`, n.Name, n.IP, strings.Join(cluster, ","))
+		os.WriteFile(filepath.Join(n.dirs.units, "berth-etcd.service"), []byte(etcd), 0o644)
+	}
+	for _, n := range c.Nodes {
+		c.boot(n)
+	}
+	for _, n := range c.Nodes {
+		n.Exec(t, "systemctl", "link", "/run/berth-units/berth-etcd.service")
+		n.Exec(t, "systemctl", "start", "--no-block", "berth-etcd.service")
+	}
+	c.waitFor("etcd quorum", 60*time.Second, func() bool {
+		_, err := c.Nodes[0].Try("/opt/bin/berth", "status", "--etcd-request-timeout", "1s")
+		return err == nil
+	})
+	for _, n := range c.Nodes {
+		c.startPlatform(n)
+	}
+	c.Nodes[0].Exec(t, "/opt/bin/berth", "apply", "/etc/berth/demo.json")
+	for _, n := range c.Nodes {
+		for _, id := range instances[n.Name] {
+			n.Exec(t, "systemctl", "start", "--no-block", fmt.Sprintf("demo@%d.service", id))
+		}
+	}
+	total := 0
+	for _, ids := range instances {
+		total += len(ids)
+	}
+	c.waitFor(fmt.Sprintf("%d live instances", total), 90*time.Second, func() bool { return c.Live() == total })
+	t.Logf("cluster up in %s", time.Since(start).Round(100*time.Millisecond))
+	return c
+}
+
+// boot starts a node's container in its namespace.
+func (c *Cluster) boot(n *Node) {
+	n.C = systemdtest.Boot(c.t, "berth-"+n.Name,
+		systemdtest.Bind{Host: c.berth, Container: "/opt/bin/berth", ReadOnly: true},
+		systemdtest.Bind{Host: "/usr/bin/etcd", Container: "/usr/local/bin/etcd", ReadOnly: true},
+		systemdtest.Bind{Host: n.dirs.etc, Container: "/etc/berth", ReadOnly: true},
+		systemdtest.Bind{Host: n.dirs.units, Container: "/run/berth-units", ReadOnly: true},
+		systemdtest.Bind{Host: n.dirs.etcd, Container: "/var/lib/etcd"},
+		systemdtest.NetNS("/run/netns/"+n.NS))
+}
+
+// startPlatform links and starts the platform units on a node.
+func (c *Cluster) startPlatform(n *Node) {
+	for _, u := range append([]string{"demo@.service"}, units.PlatformUnits...) {
+		n.Exec(c.t, "systemctl", "link", "/run/berth-units/"+u)
+	}
+	n.Exec(c.t, "systemctl", "start", "berth-agent.service", "berth-router.socket", "berth-dnsd.socket", "berth-passivate.timer")
+	c.waitFor(n.Name+" router and dnsd", 30*time.Second, func() bool {
+		out, err := n.Try("systemctl", "is-active", "berth-agent.service")
+		return err == nil && strings.TrimSpace(out) == "active"
+	})
+}
+
+// Exec runs a command on the node and fails the test on error.
+func (n *Node) Exec(t testing.TB, argv ...string) string {
+	t.Helper()
+	out, err := n.C.Exec(argv...)
+	if err != nil {
+		t.Fatalf("%s: %s: %v\n%s", n.Name, strings.Join(argv, " "), err, out)
+	}
+	return out
+}
+
+// Try runs a command on the node.
+func (n *Node) Try(argv ...string) (string, error) { return n.C.Exec(argv...) }
+
+// Routes returns the backends the registry holds for the demo app.
+func (c *Cluster) Routes() []string {
+	for _, n := range c.Nodes {
+		out, err := n.Try("/opt/bin/berth", "routes", "-o", "json", "--etcd-request-timeout", "2s")
+		if err != nil {
+			continue
+		}
+		var rows []struct {
+			Host     string   `json:"host"`
+			Backends []string `json:"backends"`
+		}
+		if json.Unmarshal([]byte(strings.TrimSpace(out)), &rows) != nil {
+			continue
+		}
+		for _, r := range rows {
+			if r.Host == "demo.localhost" {
+				return r.Backends
+			}
+		}
+		return nil
+	}
+	return nil
+}
+
+// Live is the number of live instances of the demo app.
+func (c *Cluster) Live() int { return len(c.Routes()) }
+
+func (c *Cluster) waitFor(what string, timeout time.Duration, cond func() bool) time.Duration {
+	c.t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > timeout {
+			var b bytes.Buffer
+			for _, n := range c.Nodes {
+				out, _ := n.Try("journalctl", "--no-pager", "-n", "25")
+				fmt.Fprintf(&b, "--- %s\n%s\n", n.Name, out)
+			}
+			c.t.Fatalf("timed out after %s waiting for %s\n%s", timeout, what, b.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return time.Since(start)
+}

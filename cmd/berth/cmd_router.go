@@ -42,6 +42,8 @@ type RouterOptions struct {
 	MaxHeaderBytes    int
 	ShutdownTimeout   time.Duration
 	LeaseTTL          time.Duration
+	WakeQueue         int
+	WakeDeadline      time.Duration
 }
 
 // AddFlags registers the flags.
@@ -63,6 +65,8 @@ func (o *RouterOptions) AddFlags(f *pflag.FlagSet) {
 	f.IntVar(&o.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request header accepted")
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests and websockets may drain on stop")
 	f.DurationVar(&o.LeaseTTL, "lease-ttl", 15*time.Second, "TTL of this router's access records")
+	f.IntVar(&o.WakeQueue, "wake-queue", 1000, "requests held per sleeping app while it wakes (more get 503)")
+	f.DurationVar(&o.WakeDeadline, "wake-deadline", 30*time.Second, "how long a request is held for a waking app")
 }
 
 func newRouterCommand(g *GlobalOptions) *cobra.Command {
@@ -142,10 +146,13 @@ func runRouter(ctx context.Context, g *GlobalOptions, o RouterOptions) error {
 	if err != nil {
 		return err
 	}
+	waker := router.NewWaker(r, cli, k, log)
+	waker.MaxQueue, waker.Deadline = o.WakeQueue, o.WakeDeadline
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(cache.Collectors()...)
 	reg.MustRegister(r.Collectors()...)
+	reg.MustRegister(waker.Collectors()...)
 	owner := registry.NewLeaseOwner(cli, cli, o.LeaseTTL, log)
 
 	plain, secure, err := o.listeners(tlsCfg)

@@ -147,8 +147,7 @@ RestartSec=1
 		c.boot(n)
 	}
 	for _, n := range c.Nodes {
-		n.Exec(t, "systemctl", "link", "/run/berth-units/berth-etcd.service")
-		n.Exec(t, "systemctl", "start", "--no-block", "berth-etcd.service")
+		c.startEtcd(n)
 	}
 	c.waitFor("etcd quorum", 60*time.Second, func() bool {
 		_, err := c.Nodes[0].Try("/opt/bin/berth", "status", "--etcd-request-timeout", "1s")
@@ -181,6 +180,61 @@ func (c *Cluster) boot(n *Node) {
 		systemdtest.Bind{Host: n.dirs.units, Container: "/run/berth-units", ReadOnly: true},
 		systemdtest.Bind{Host: n.dirs.etcd, Container: "/var/lib/etcd"},
 		systemdtest.NetNS("/run/netns/"+n.NS))
+}
+
+// startEtcd links and starts the node's etcd member.
+func (c *Cluster) startEtcd(n *Node) {
+	n.Exec(c.t, "systemctl", "link", "/run/berth-units/berth-etcd.service")
+	n.Exec(c.t, "systemctl", "start", "--no-block", "berth-etcd.service")
+}
+
+// StopNode powers a node off: its units stop, then its etcd member.
+func (c *Cluster) StopNode(n *Node) { n.C.Stop() }
+
+// RestartNode boots a stopped node again with its etcd data and starts
+// its etcd member, platform and instances, as its boot would.
+func (c *Cluster) RestartNode(n *Node, instances []int) {
+	c.boot(n)
+	c.startEtcd(n)
+	c.waitFor(n.Name+" rejoining etcd", 60*time.Second, func() bool {
+		_, err := n.Try("/opt/bin/berth", "status", "--etcd-request-timeout", "1s")
+		return err == nil
+	})
+	c.startPlatform(n)
+	for _, id := range instances {
+		n.Exec(c.t, "systemctl", "start", "--no-block", fmt.Sprintf("demo@%d.service", id))
+	}
+}
+
+// Partition cuts a node off the bridge (link down), or heals it.
+func (c *Cluster) Partition(n *Node, cut bool) {
+	state := "up"
+	if cut {
+		state = "down"
+	}
+	run(c.t, "ip", "netns", "exec", Hub, "ip", "link", "set", "v"+n.Name, state)
+}
+
+// RoutesOn returns the demo app's backends as node n's own etcd member
+// sees them (a partitioned node answers from its side).
+func (c *Cluster) RoutesOn(n *Node) ([]string, error) {
+	out, err := n.Try("/opt/bin/berth", "routes", "-o", "json", "--etcd-request-timeout", "2s")
+	if err != nil {
+		return nil, err
+	}
+	var rows []struct {
+		Host     string   `json:"host"`
+		Backends []string `json:"backends"`
+	}
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &rows); err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		if r.Host == "demo.localhost" {
+			return r.Backends, nil
+		}
+	}
+	return nil, nil
 }
 
 // startPlatform links and starts the platform units on a node.

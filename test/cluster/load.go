@@ -76,10 +76,14 @@ type Load struct {
 	out strings.Builder
 }
 
-// StartLoad starts a load against every node's router for d.
-func (c *Cluster) StartLoad(d time.Duration) *Load {
+// StartLoad starts a load against the routers of nodes (default: every
+// node) for d.
+func (c *Cluster) StartLoad(d time.Duration, nodes ...*Node) *Load {
+	if len(nodes) == 0 {
+		nodes = c.Nodes
+	}
 	var targets []string
-	for _, n := range c.Nodes {
+	for _, n := range nodes {
 		targets = append(targets, n.IP+":80")
 	}
 	self, _ := os.Executable()
@@ -91,6 +95,7 @@ func (c *Cluster) StartLoad(d time.Duration) *Load {
 	if err := l.cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
+	c.t.Cleanup(func() { l.cmd.Process.Kill() }) // a failed scenario leaves no load running
 	return l
 }
 

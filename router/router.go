@@ -77,9 +77,12 @@ func New(cfg Config, src Source, log logrus.FieldLogger) (*Router, error) {
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true,
 	}
+	h2c := base.Clone()
+	h2c.Protocols = new(http.Protocols)
+	h2c.Protocols.SetUnencryptedHTTP2(true)
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite:      r.rewrite,
-		Transport:    &retryTransport{base: base, r: r},
+		Transport:    &retryTransport{base: base, h2c: h2c, r: r},
 		ErrorHandler: r.proxyError,
 		BufferPool:   newBufferPool(),
 	}
@@ -91,6 +94,17 @@ func New(cfg Config, src Source, log logrus.FieldLogger) (*Router, error) {
 		r.logRequests = true
 	}
 	return r, nil
+}
+
+// ServerProtocols are what the router's listeners speak to clients:
+// HTTP/1.1, HTTP/2 over TLS, and HTTP/2 without TLS (h2c, for gRPC
+// clients).
+func ServerProtocols() *http.Protocols {
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	p.SetHTTP2(true)
+	p.SetUnencryptedHTTP2(true)
+	return p
 }
 
 // Collectors returns the router's Prometheus metrics.

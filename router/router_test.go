@@ -563,3 +563,65 @@ func TestNoFailuresWhileOtherRoutesChurn(t *testing.T) {
 		t.Fatalf("%d of %d requests failed while %d changes churned", failed.Load(), total.Load(), churned.Load())
 	}
 }
+
+func h2cOnly() *http.Protocols {
+	p := new(http.Protocols)
+	p.SetUnencryptedHTTP2(true)
+	return p
+}
+
+// TestH2CAndTrailersEndToEnd: a gRPC-style exchange over HTTP/2 without
+// TLS on both sides, trailers included.
+func TestH2CAndTrailersEndToEnd(t *testing.T) {
+	e := newEnv(t, Config{})
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "Grpc-Status")
+		w.Header().Set("Content-Type", "application/grpc")
+		fmt.Fprintf(w, "upstream saw HTTP/%d", r.ProtoMajor)
+		w.Header().Set("Grpc-Status", "0")
+	}))
+	up.Config.Protocols = h2cOnly()
+	up.Start()
+	defer up.Close()
+	k, _ := e.keys.App("grpc")
+	e.put(k, map[string]any{"name": "grpc", "routing": map[string]any{"protocol": "h2c"}})
+	e.instance("grpc", "1", addr(up))
+	front := httptest.NewUnstartedServer(e.r)
+	front.Config.Protocols = ServerProtocols()
+	front.Start()
+	defer front.Close()
+	client := &http.Client{Transport: &http.Transport{Protocols: h2cOnly()}}
+	req, _ := http.NewRequest("POST", front.URL+"/pkg.Service/Method", strings.NewReader("x"))
+	req.Host = "grpc.example.com"
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || string(body) != "upstream saw HTTP/2" || resp.Trailer.Get("Grpc-Status") != "0" {
+		t.Fatalf("client proto %d, body %q, trailer %v", resp.ProtoMajor, body, resp.Trailer)
+	}
+}
+
+// TestHTTP2OverTLSToClients: browsers get HTTP/2 over TLS.
+func TestHTTP2OverTLSToClients(t *testing.T) {
+	e := newEnv(t, Config{})
+	s, _ := backend(t, "b")
+	e.instance("web", "1", addr(s))
+	front := httptest.NewUnstartedServer(e.r)
+	front.EnableHTTP2 = true
+	front.StartTLS()
+	defer front.Close()
+	req, _ := http.NewRequest("GET", front.URL+"/", nil)
+	req.Host = "web.example.com"
+	resp, err := front.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || !strings.HasPrefix(string(body), "b ") || !strings.Contains(string(body), "proto=https") {
+		t.Fatalf("proto %d body %q", resp.ProtoMajor, body)
+	}
+}

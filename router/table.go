@@ -21,6 +21,7 @@ type route struct {
 	status        string // status.current ("" if unknown)
 	expected      string // status.expected
 	httpsRedirect bool
+	h2c           bool // HTTP/2 without TLS to the upstreams (gRPC)
 	stats         *appStats
 }
 
@@ -96,6 +97,7 @@ func (b *tableBuilder) build(s *registry.Snapshot) *Table {
 			policy = spec.Routing.Policy
 			r.maxConns = int64(spec.Routing.MaxConns)
 			r.httpsRedirect = spec.Routing.HTTPSRedirect
+			r.h2c = spec.Routing.Protocol == "h2c"
 		}
 		if sf, ok := b.selectors[app]; ok && sf.policy == policy {
 			r.selector = sf.sel

@@ -35,7 +35,8 @@ func infoFrom(ctx context.Context) *requestInfo {
 // error (nothing was sent) for any request, after other errors only for
 // idempotent requests whose body was not read.
 type retryTransport struct {
-	base http.RoundTripper
+	base http.RoundTripper // HTTP/1.1 keep-alive
+	h2c  http.RoundTripper // HTTP/2 without TLS, for apps with routing.protocol h2c
 	r    *Router
 }
 
@@ -114,7 +115,11 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		u.Host = up.Addr
 		out.URL = &u
 		up.inflight.Add(1)
-		resp, err := t.base.RoundTrip(&out)
+		rt := t.base
+		if info.route.h2c {
+			rt = t.h2c
+		}
+		resp, err := rt.RoundTrip(&out)
 		if err == nil {
 			t.observe(req, up, resp)
 			resp.Body = countBody(resp.Body, up)

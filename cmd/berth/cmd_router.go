@@ -183,7 +183,7 @@ func runRouter(ctx context.Context, g *GlobalOptions, o RouterOptions) error {
 		}
 	}
 	srv := &http.Server{Handler: r, ReadHeaderTimeout: o.ReadHeaderTimeout, IdleTimeout: o.IdleTimeout,
-		MaxHeaderBytes: o.MaxHeaderBytes, TLSConfig: tlsCfg, ErrorLog: newStdlog(log)}
+		MaxHeaderBytes: o.MaxHeaderBytes, TLSConfig: tlsCfg, ErrorLog: newStdlog(log), Protocols: router.ServerProtocols()}
 	errs := make(chan error, len(plain)+len(secure))
 	for _, l := range plain {
 		go func() { errs <- srv.Serve(l) }()

@@ -178,6 +178,9 @@ type Routing struct {
 	MaxConns int `yaml:"maxConns,omitempty" json:"maxConns,omitempty"`
 	// HTTPSRedirect redirects plain HTTP requests to HTTPS.
 	HTTPSRedirect bool `yaml:"httpsRedirect,omitempty" json:"httpsRedirect,omitempty"`
+	// Protocol the router speaks to the instances: http (HTTP/1.1,
+	// default) or h2c (HTTP/2 without TLS, for gRPC).
+	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
 }
 
 // Window is a daily time window in UTC, "HH:MM-HH:MM".

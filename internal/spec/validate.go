@@ -271,6 +271,11 @@ func (a *App) validateRouting(es *Errors) {
 	default:
 		es.add("routing.policy", "must be round_robin, least_conn or p2c, got %q", a.Routing.Policy)
 	}
+	switch a.Routing.Protocol {
+	case "", "http", "h2c":
+	default:
+		es.add("routing.protocol", "must be http or h2c, got %q", a.Routing.Protocol)
+	}
 	if a.Routing.MaxConns < 0 {
 		es.add("routing.maxConns", "must be 0 (unlimited) or more, got %d", a.Routing.MaxConns)
 	}

@@ -3,9 +3,12 @@ package router
 import (
 	"fmt"
 	"net/http"
+	"runtime"
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/berthproject/berth/internal/registry"
 
 	"github.com/sirupsen/logrus/hooks/test"
 )
@@ -77,4 +80,41 @@ func BenchmarkRoutePropagation(b *testing.B) {
 		b.ReportMetric(float64(d[len(d)/2].Microseconds())/1000, "propagation-p50-ms")
 		b.ReportMetric(float64(d[len(d)*99/100].Microseconds())/1000, "propagation-p99-ms")
 	}
+}
+
+// BenchmarkLookup10kDomains builds the routing table of 10,000 domains and
+// 30,000 instances and measures Host lookups (exact, wildcard, by app
+// name) and the table's memory.
+func BenchmarkLookup10kDomains(b *testing.B) {
+	snap := &registry.Snapshot{Domains: map[string]string{}, Instances: map[string]map[string]*registry.Instance{}}
+	for i := range 10000 {
+		app := fmt.Sprintf("app%d", i)
+		snap.Domains[app+".example.com"] = app
+		if i%10 == 0 {
+			snap.Domains[fmt.Sprintf("*.t%d.example.org", i)] = app
+		}
+		snap.Instances[app] = map[string]*registry.Instance{}
+		for j := range 3 {
+			snap.Instances[app][fmt.Sprint(j)] = &registry.Instance{ID: fmt.Sprint(j), Addr: fmt.Sprintf("10.%d.%d.%d:8080", i/250%250, i%250, j), State: registry.StateUp}
+		}
+	}
+	runtime.GC()
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	table := newTableBuilder().build(snap)
+	buildTime := time.Since(start)
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(snap)
+	hosts := []string{"app4711.example.com", "x.t4710.example.org", "app9999.anything.net", "nope.example.com"}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		table.lookup(hosts[i%len(hosts)])
+	}
+	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/(1<<20), "table-MiB")
+	b.ReportMetric(float64(buildTime.Milliseconds()), "build-ms")
+	runtime.KeepAlive(table)
 }

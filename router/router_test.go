@@ -3,6 +3,8 @@ package router
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -623,5 +625,44 @@ func TestHTTP2OverTLSToClients(t *testing.T) {
 	resp.Body.Close()
 	if resp.ProtoMajor != 2 || !strings.HasPrefix(string(body), "b ") || !strings.Contains(string(body), "proto=https") {
 		t.Fatalf("proto %d body %q", resp.ProtoMajor, body)
+	}
+}
+
+// TestCertificatesFromEtcd: a certificate stored in etcd is served by SNI
+// (exact and one-level wildcard), with no reload.
+func TestCertificatesFromEtcd(t *testing.T) {
+	e := newEnv(t, Config{})
+	s, _ := backend(t, "b")
+	e.instance("web", "1", addr(s))
+	certPEM, keyPEM, cert, err := etcdtest.SelfSigned("*.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := registry.PutCert(context.Background(), e.cli, e.keys, "*.example.com", certPEM, keyPEM); err != nil {
+		t.Fatal(err)
+	}
+	bad, _ := e.keys.Cert("broken.example.org")
+	e.put(bad, registry.Cert{Cert: "not a certificate", Key: "nor a key"}) // skipped with a warning
+	front := httptest.NewUnstartedServer(e.r)
+	front.TLS = &tls.Config{GetCertificate: e.r.GetCertificate}
+	front.StartTLS()
+	defer front.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "web.example.com"}}}
+	req, _ := http.NewRequest("GET", front.URL+"/", nil)
+	req.Host = "web.example.com"
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("TLS with the certificate from etcd: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	// Another name: no certificate from etcd, the handshake fails.
+	client2 := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "web.other.org"}}}
+	if _, err := client2.Get(front.URL + "/"); err == nil {
+		t.Fatal("a host without a certificate got one")
 	}
 }

@@ -89,6 +89,7 @@ passivates idle apps.`,
 		newPassivateCommand(g),
 		newScaleCommand(g),
 		newAgentCommand(g),
+		newCertCommand(g),
 	)
 	return root
 }

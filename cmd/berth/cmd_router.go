@@ -51,7 +51,7 @@ func (o *RouterOptions) AddFlags(f *pflag.FlagSet) {
 	o.Etcd.AddFlags(f)
 	f.StringVar(&o.Listen, "listen", envOr("BERTH_ROUTER_LISTEN", ":80"), "HTTP address, unless systemd passes a socket named http (env BERTH_ROUTER_LISTEN)")
 	f.StringVar(&o.ListenTLS, "listen-tls", envOr("BERTH_ROUTER_LISTEN_TLS", ""), "HTTPS address (HTTP/2 and HTTP/1.1), with --tls-cert/--tls-key; a socket named https is used too")
-	f.StringArrayVar(&o.TLSCerts, "tls-cert", nil, "certificate file (repeatable; chosen by SNI)")
+	f.StringArrayVar(&o.TLSCerts, "tls-cert", nil, "certificate file (repeatable; chosen by SNI after those in etcd: berth cert put)")
 	f.StringArrayVar(&o.TLSKeys, "tls-key", nil, "key file, one per --tls-cert")
 	f.StringVar(&o.Admin, "admin", envOr("BERTH_ROUTER_ADMIN", "127.0.0.1:9080"), "admin address: /healthz /readyz /metrics /routes (local by default; empty disables)")
 	f.BoolVar(&o.Pprof, "pprof", false, "serve /debug/pprof on the admin listener")
@@ -99,12 +99,11 @@ func (o *RouterOptions) config() (router.Config, error) {
 	return cfg, nil
 }
 
+// tlsConfig holds the certificates from files; those from etcd are picked
+// by the router's GetCertificate, set in runRouter.
 func (o *RouterOptions) tlsConfig() (*tls.Config, error) {
 	if len(o.TLSCerts) != len(o.TLSKeys) {
 		return nil, usagef("give one --tls-key per --tls-cert")
-	}
-	if len(o.TLSCerts) == 0 {
-		return nil, nil
 	}
 	c := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
 	for i := range o.TLSCerts {
@@ -146,6 +145,7 @@ func runRouter(ctx context.Context, g *GlobalOptions, o RouterOptions) error {
 	if err != nil {
 		return err
 	}
+	tlsCfg.GetCertificate = r.GetCertificate
 	waker := router.NewWaker(r, cli, k, log)
 	waker.MaxQueue, waker.Deadline = o.WakeQueue, o.WakeDeadline
 	reg := prometheus.NewRegistry()
@@ -155,7 +155,7 @@ func runRouter(ctx context.Context, g *GlobalOptions, o RouterOptions) error {
 	reg.MustRegister(waker.Collectors()...)
 	owner := registry.NewLeaseOwner(cli, cli, o.LeaseTTL, log)
 
-	plain, secure, err := o.listeners(tlsCfg)
+	plain, secure, err := o.listeners()
 	if err != nil {
 		return err
 	}
@@ -218,7 +218,7 @@ func runRouter(ctx context.Context, g *GlobalOptions, o RouterOptions) error {
 
 // listeners returns the HTTP and HTTPS listeners: systemd's sockets named
 // http and https when socket-activated, else --listen and --listen-tls.
-func (o *RouterOptions) listeners(tlsCfg *tls.Config) (plain, secure []net.Listener, err error) {
+func (o *RouterOptions) listeners() (plain, secure []net.Listener, err error) {
 	s, err := daemon.Activated()
 	if err != nil {
 		return nil, nil, err
@@ -238,8 +238,6 @@ func (o *RouterOptions) listeners(tlsCfg *tls.Config) (plain, secure []net.Liste
 		}
 		secure = []net.Listener{l}
 	}
-	if len(secure) > 0 && tlsCfg == nil {
-		return nil, nil, usagef("an HTTPS listener needs --tls-cert and --tls-key")
-	}
+
 	return plain, secure, nil
 }

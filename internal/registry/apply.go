@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -97,6 +98,17 @@ func (a *applier) apply(key string, value []byte, deleted bool) error {
 		if len(m) == 0 {
 			delete(s.Access, pk.App)
 			delete(a.owned, "a/"+pk.App)
+		}
+	case KindCert:
+		delete(s.Certs, pk.Name)
+		if !deleted {
+			var c *Cert
+			if c, err = decode[Cert](value); err == nil {
+				var pair tls.Certificate
+				if pair, err = tls.X509KeyPair([]byte(c.Cert), []byte(c.Key)); err == nil {
+					s.Certs[pk.Name] = &pair
+				}
+			}
 		}
 	case KindNode:
 		delete(s.Nodes, pk.Name)

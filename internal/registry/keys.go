@@ -53,6 +53,17 @@ func (k Keys) instancesPrefix() string { return k.Prefix() + "instances/" }
 func (k Keys) statusPrefix() string    { return k.Prefix() + "status/" }
 func (k Keys) accessPrefix() string    { return k.Prefix() + "access/" }
 func (k Keys) nodesPrefix() string     { return k.Prefix() + "nodes/" }
+func (k Keys) certsPrefix() string     { return k.Prefix() + "certs/" }
+
+// Cert is the key of a TLS certificate for a host (or "*.example.com"),
+// shared by every router.
+func (k Keys) Cert(host string) (string, error) {
+	d, err := k.Domain(host)
+	if err != nil {
+		return "", err
+	}
+	return k.certsPrefix() + strings.TrimPrefix(d, k.domainsPrefix()), nil
+}
 
 // App is the key of an app's spec.
 func (k Keys) App(app string) (string, error) {
@@ -137,6 +148,7 @@ const (
 	KindStatus
 	KindAccess
 	KindNode
+	KindCert
 )
 
 // ParsedKey is a key split into its kind and names.
@@ -176,6 +188,10 @@ func (k Keys) Parse(key string) ParsedKey {
 	case "domains":
 		if reHost.MatchString(rest) {
 			return ParsedKey{Kind: KindDomain, Name: rest}
+		}
+	case "certs":
+		if reHost.MatchString(rest) {
+			return ParsedKey{Kind: KindCert, Name: rest}
 		}
 	case "instances":
 		return two(KindInstance)

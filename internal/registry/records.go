@@ -82,6 +82,12 @@ type Node struct {
 	Lease int64  `json:"lease,omitempty"` // the agent's lease, for hooks to attach to
 }
 
+// Cert is /berth/v1/certs/<host>: a certificate chain and its key, PEM.
+type Cert struct {
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
+}
+
 func decode[T any](b []byte) (*T, error) {
 	var v T
 	if err := json.Unmarshal(b, &v); err != nil {

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"crypto/tls"
 	"maps"
 	"sort"
 
@@ -17,12 +18,14 @@ type Snapshot struct {
 	Status    map[string]*Status              // app → status
 	Access    map[string]map[string]*Access   // app → router id → access
 	Nodes     map[string]*Node                // node id → record
+	Certs     map[string]*tls.Certificate     // host or *.wildcard → certificate
 }
 
 func emptySnapshot() *Snapshot {
 	return &Snapshot{
 		Apps: map[string]*spec.App{}, Domains: map[string]string{}, Instances: map[string]map[string]*Instance{},
 		Status: map[string]*Status{}, Access: map[string]map[string]*Access{}, Nodes: map[string]*Node{},
+		Certs: map[string]*tls.Certificate{},
 	}
 }
 
@@ -31,6 +34,7 @@ func (s *Snapshot) clone() *Snapshot {
 	return &Snapshot{
 		Rev: s.Rev, Apps: maps.Clone(s.Apps), Domains: maps.Clone(s.Domains), Instances: maps.Clone(s.Instances),
 		Status: maps.Clone(s.Status), Access: maps.Clone(s.Access), Nodes: maps.Clone(s.Nodes),
+		Certs: maps.Clone(s.Certs),
 	}
 }
 

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -92,4 +93,22 @@ func ScaleApp(ctx context.Context, kv clientv3.KV, k Keys, app string, n int) (i
 		}
 	}
 	return 0, fmt.Errorf("scale %s: %w", app, ErrConflict)
+}
+
+// PutCert stores a certificate for host after checking that the
+// certificate and key belong together.
+func PutCert(ctx context.Context, kv clientv3.KV, k Keys, host string, certPEM, keyPEM []byte) error {
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		return fmt.Errorf("certificate for %s: %w", host, err)
+	}
+	key, err := k.Cert(host)
+	if err != nil {
+		return err
+	}
+	if err := EnsureSchema(ctx, kv, k); err != nil {
+		return err
+	}
+	val, _ := json.Marshal(Cert{Cert: string(certPEM), Key: string(keyPEM)})
+	_, err = kv.Put(ctx, key, string(val))
+	return err
 }

@@ -75,6 +75,7 @@ type Container struct {
 	BusDir string // the container's /run/dbus: the system bus socket is here
 	cmd    *exec.Cmd
 	log    *bytes.Buffer
+	cgroup string // this boot's cgroup name (unique: a reboot never reuses one)
 }
 
 // Option is a Bind or a NetNS.
@@ -108,7 +109,7 @@ func Boot(t testing.TB, name string, opts ...Option) *Container {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Container{Name: name, BusDir: t.TempDir(), log: &bytes.Buffer{}}
+	c := &Container{Name: name, BusDir: t.TempDir(), log: &bytes.Buffer{}, cgroup: fmt.Sprintf("berth-%s-%d", name, time.Now().UnixNano())}
 	args := []string{"-D", root, "-b", "-M", name, "--register=no", "--keep-unit", "--console=pipe", "--volatile=overlay",
 		"--bind=" + c.BusDir + ":/run/dbus"}
 	for _, o := range opts {
@@ -116,8 +117,8 @@ func Boot(t testing.TB, name string, opts ...Option) *Container {
 	}
 	// The launching shell moves into its own cgroup in both hierarchies,
 	// or two containers would share one tree (no host systemd here).
-	script := `for h in systemd unified; do if [ -d /sys/fs/cgroup/$h ]; then mkdir -p /sys/fs/cgroup/$h/berth-$0; echo $$ > /sys/fs/cgroup/$h/berth-$0/cgroup.procs; fi; done; exec systemd-nspawn "$@"`
-	c.cmd = exec.Command("sh", append([]string{"-c", script, name}, args...)...)
+	script := `for h in systemd unified; do if [ -d /sys/fs/cgroup/$h ]; then mkdir -p /sys/fs/cgroup/$h/$0; echo $$ > /sys/fs/cgroup/$h/$0/cgroup.procs; fi; done; exec systemd-nspawn "$@"`
+	c.cmd = exec.Command("sh", append([]string{"-c", script, c.cgroup}, args...)...)
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -181,6 +182,17 @@ func (c *Container) Stop() {
 		<-done
 	}
 	for _, h := range []string{"systemd", "unified"} {
-		os.Remove(filepath.Join("/sys/fs/cgroup", h, "berth-"+c.Name))
+		removeCgroup(filepath.Join("/sys/fs/cgroup", h, c.cgroup))
 	}
+}
+
+// removeCgroup removes a cgroup and every cgroup below it, deepest first.
+func removeCgroup(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.IsDir() {
+			removeCgroup(filepath.Join(dir, e.Name()))
+		}
+	}
+	os.Remove(dir)
 }

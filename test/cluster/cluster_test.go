@@ -38,6 +38,7 @@ func TestCluster(t *testing.T) {
 	}()
 
 	t.Run("1 every router and dnsd serve every node's instances", func(t *testing.T) {
+		c.Use(t)
 		for _, n := range c.Nodes {
 			seen := map[string]bool{}
 			for range 30 {
@@ -60,6 +61,7 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("2 kill an instance", func(t *testing.T) {
+		c.Use(t)
 		load := c.StartLoad(12 * time.Second)
 		time.Sleep(2 * time.Second)
 		before := c.Routes()
@@ -80,6 +82,7 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("3 stop a whole node and bring it back", func(t *testing.T) {
+		c.Use(t)
 		n1, n2, n3 := c.Nodes[0], c.Nodes[1], c.Nodes[2]
 		load := c.StartLoad(20*time.Second, n1, n2)
 		time.Sleep(time.Second)
@@ -101,6 +104,7 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("4 partition a node longer than the lease TTL", func(t *testing.T) {
+		c.Use(t)
 		n1, n2 := c.Nodes[0], c.Nodes[1]
 		c.Partition(n2, true)
 		start := time.Now()
@@ -137,6 +141,7 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("5 passivate on every node, wake once", func(t *testing.T) {
+		c.Use(t)
 		n1, n3 := c.Nodes[0], c.Nodes[2]
 		app := *c.app
 		app.IdleTimeout = spec.Duration(5 * time.Second)

@@ -171,6 +171,10 @@ RestartSec=1
 	return c
 }
 
+// Use makes the harness report failures to t (call it at the start of
+// each subtest: a subtest must not fail its parent).
+func (c *Cluster) Use(t testing.TB) { c.t = t }
+
 // boot starts a node's container in its namespace.
 func (c *Cluster) boot(n *Node) {
 	n.C = systemdtest.Boot(c.t, "berth-"+n.Name,
@@ -242,7 +246,11 @@ func (c *Cluster) startPlatform(n *Node) {
 	for _, u := range append([]string{"demo@.service"}, units.PlatformUnits...) {
 		n.Exec(c.t, "systemctl", "link", "/run/berth-units/"+u)
 	}
-	n.Exec(c.t, "systemctl", "start", "berth-agent.service", "berth-router.socket", "berth-dnsd.socket", "berth-passivate.timer")
+	if out, err := n.Try("systemctl", "start", "berth-agent.service", "berth-router.socket", "berth-dnsd.socket", "berth-passivate.timer"); err != nil {
+		status, _ := n.Try("systemctl", "status", "--no-pager", "-l", "berth-agent.service", "berth-router.socket", "berth-dnsd.socket")
+		journal, _ := n.Try("journalctl", "--no-pager", "-n", "40")
+		c.t.Fatalf("%s: starting the platform: %v\n%s\n%s\n%s", n.Name, err, out, status, journal)
+	}
 	c.waitFor(n.Name+" router and dnsd", 30*time.Second, func() bool {
 		out, err := n.Try("systemctl", "is-active", "berth-agent.service")
 		return err == nil && strings.TrimSpace(out) == "active"

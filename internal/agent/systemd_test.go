@@ -60,7 +60,7 @@ func TestAgentWithRealSystemd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c := systemdtest.Boot(t, "berth-n1",
+	c := systemdtest.Boot(t, "berth-agent-test",
 		systemdtest.Bind{Host: berthBin, Container: "/opt/bin/berth", ReadOnly: true},
 		systemdtest.Bind{Host: etcDir, Container: "/etc/berth", ReadOnly: true},
 		systemdtest.Bind{Host: unitDir, Container: "/run/berth-units", ReadOnly: true},

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,6 +86,15 @@ func Start(t *testing.T, instances map[string][]int) *Cluster {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build berth: %v\n%s", err, out)
 	}
+	// One cluster per machine at a time: the namespaces have fixed names.
+	lock, err := os.OpenFile("/run/lock/berth-cluster-test.lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Close() })
 	cleanupNetwork()
 	t.Cleanup(cleanupNetwork)
 	run(t, "ip", "netns", "add", Hub)
@@ -177,7 +187,7 @@ func (c *Cluster) Use(t testing.TB) { c.t = t }
 
 // boot starts a node's container in its namespace.
 func (c *Cluster) boot(n *Node) {
-	n.C = systemdtest.Boot(c.t, "berth-"+n.Name,
+	n.C = systemdtest.Boot(c.t, "berth-cluster-"+n.Name,
 		systemdtest.Bind{Host: c.berth, Container: "/opt/bin/berth", ReadOnly: true},
 		systemdtest.Bind{Host: "/usr/bin/etcd", Container: "/usr/local/bin/etcd", ReadOnly: true},
 		systemdtest.Bind{Host: n.dirs.etc, Container: "/etc/berth", ReadOnly: true},
@@ -192,8 +202,27 @@ func (c *Cluster) startEtcd(n *Node) {
 	n.Exec(c.t, "systemctl", "start", "--no-block", "berth-etcd.service")
 }
 
-// StopNode powers a node off: its units stop, then its etcd member.
-func (c *Cluster) StopNode(n *Node) { n.C.Stop() }
+// StopNode powers a node off: its units stop, then its etcd member. Any
+// process left in the node's network namespace is killed, so that the
+// node's next boot finds its ports free.
+func (c *Cluster) StopNode(n *Node) {
+	n.C.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _ := exec.Command("ip", "netns", "pids", n.NS).Output()
+		pids := strings.Fields(string(out))
+		if len(pids) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("processes %v still in %s after the node stopped", pids, n.NS)
+		}
+		for _, p := range pids {
+			exec.Command("kill", "-9", p).Run()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
 
 // RestartNode boots a stopped node again with its etcd data and starts
 // its etcd member, platform and instances, as its boot would.

@@ -45,7 +45,8 @@ type nodeDirs struct{ etc, units, etcd string }
 
 // Cluster is the harness.
 type Cluster struct {
-	t     testing.TB
+	t     testing.TB // where failures are reported (the current subtest)
+	root  testing.TB // what owns the containers: the whole test
 	Nodes []*Node
 	berth string
 	app   *spec.App
@@ -79,7 +80,7 @@ func cleanupNetwork() {
 func Start(t *testing.T, instances map[string][]int) *Cluster {
 	t.Helper()
 	start := time.Now()
-	c := &Cluster{t: t}
+	c := &Cluster{t: t, root: t}
 	c.berth = filepath.Join(t.TempDir(), "berth")
 	build := exec.Command("go", "build", "-o", c.berth, "../../cmd/berth")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -187,7 +188,7 @@ func (c *Cluster) Use(t testing.TB) { c.t = t }
 
 // boot starts a node's container in its namespace.
 func (c *Cluster) boot(n *Node) {
-	n.C = systemdtest.Boot(c.t, "berth-cluster-"+n.Name,
+	n.C = systemdtest.Boot(c.root, "berth-cluster-"+n.Name,
 		systemdtest.Bind{Host: c.berth, Container: "/opt/bin/berth", ReadOnly: true},
 		systemdtest.Bind{Host: "/usr/bin/etcd", Container: "/usr/local/bin/etcd", ReadOnly: true},
 		systemdtest.Bind{Host: n.dirs.etc, Container: "/etc/berth", ReadOnly: true},

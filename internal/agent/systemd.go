@@ -141,8 +141,16 @@ func (s *Systemd) reconcileApp(ctx context.Context, app string, units []sdbus.Un
 		}
 		return nil // the recorded units are kept for the wake
 	case registry.StatusStarted:
-		for _, name := range recorded {
-			if !active[name] && !slices.Contains(failed, name) && current != registry.StatusStarted {
+		if current != registry.StatusStarted && current != registry.StatusFailed {
+			for _, name := range recorded {
+				if active[name] {
+					continue
+				}
+				if slices.Contains(failed, name) {
+					// A wake starts every unit that ran here, failed ones too.
+					s.Conn.ResetFailedUnitContext(ctx, name)
+					failed = slices.DeleteFunc(failed, func(f string) bool { return f == name })
+				}
 				log.WithField("unit", name).Info("starting unit of woken app")
 				if _, err := s.Conn.StartUnitContext(ctx, name, "replace", nil); err != nil {
 					return fmt.Errorf("start %s: %w", name, err)
@@ -156,7 +164,6 @@ func (s *Systemd) reconcileApp(ctx context.Context, app string, units []sdbus.Un
 	if len(failed) > 0 && current != registry.StatusFailed {
 		sort.Strings(failed)
 		msg := fmt.Sprintf("%s failed on node %s", strings.Join(failed, ", "), s.Node)
-		log.Warn(msg)
 		_, err := registry.Update(ctx, s.KV, s.Keys, app, func(cur *registry.Status) (registry.Status, bool) {
 			next := registry.Status{Current: registry.StatusFailed, Expected: expected, Message: msg}
 			if cur != nil {
@@ -165,6 +172,7 @@ func (s *Systemd) reconcileApp(ctx context.Context, app string, units []sdbus.Un
 				}
 				next.Units = cur.Units
 			}
+			log.Warn(msg)
 			return next, true
 		})
 		if err != nil {

@@ -334,8 +334,10 @@ func (c *Cluster) waitFor(what string, timeout time.Duration, cond func() bool) 
 		if time.Since(start) > timeout {
 			var b bytes.Buffer
 			for _, n := range c.Nodes {
+				units, _ := n.Try("systemctl", "--no-pager", "list-units", "--all", "--no-legend", "demo@*")
 				out, _ := n.Try("journalctl", "--no-pager", "-n", "25")
-				fmt.Fprintf(&b, "--- %s\n%s\n", n.Name, out)
+				demo, _ := n.Try("journalctl", "--no-pager", "-n", "30", "-u", "demo@*")
+				fmt.Fprintf(&b, "--- %s units:\n%s\n--- %s journal:\n%s\n--- %s demo units:\n%s\n", n.Name, units, n.Name, out, n.Name, demo)
 			}
 			c.t.Fatalf("timed out after %s waiting for %s\n%s", timeout, what, b.String())
 		}

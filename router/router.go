@@ -80,9 +80,10 @@ func New(cfg Config, src Source, log logrus.FieldLogger) (*Router, error) {
 	h2c := base.Clone()
 	h2c.Protocols = new(http.Protocols)
 	h2c.Protocols.SetUnencryptedHTTP2(true)
+	fast := &h1Client{dial: base.DialContext, fallback: base, maxIdle: cfg.MaxIdleConnsPerHost, timeout: cfg.ResponseHeaderTimeout}
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite:      r.rewrite,
-		Transport:    &retryTransport{base: base, h2c: h2c, r: r},
+		Transport:    &retryTransport{base: fast, h2c: h2c, r: r},
 		ErrorHandler: r.proxyError,
 		BufferPool:   newBufferPool(),
 	}

@@ -666,3 +666,31 @@ func TestCertificatesFromEtcd(t *testing.T) {
 		t.Fatal("a host without a certificate got one")
 	}
 }
+
+// TestStaleKeepAliveConnection: the upstream closes idle connections after
+// 100ms; a POST after a pause must not be sent on the dead connection.
+func TestStaleKeepAliveConnection(t *testing.T) {
+	e := newEnv(t, Config{})
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "got %q", b)
+	}))
+	up.Config.IdleTimeout = 100 * time.Millisecond
+	up.Start()
+	defer up.Close()
+	e.instance("web", "1", addr(up))
+	for i := range 3 {
+		req, _ := http.NewRequest("POST", e.srv.URL+"/", strings.NewReader(fmt.Sprint("order ", i)))
+		req.Host = "web.example.com"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != fmt.Sprintf("got %q", fmt.Sprint("order ", i)) {
+			t.Fatalf("POST %d after the upstream closed its idle connection: %d %q", i, resp.StatusCode, body)
+		}
+		time.Sleep(1200 * time.Millisecond) // past the upstream's idle timeout and staleAfter
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -143,4 +145,71 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// TestRouterGracefulRestartLosesNothing hands the listening socket to a
+// new router process (as systemd's socket does across a restart), stops
+// the old one under keep-alive load, and counts failed requests: none.
+func TestRouterGracefulRestartLosesNothing(t *testing.T) {
+	srv, cli := etcdtest.New(t)
+	k, _ := registry.NewKeys("")
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(2 * time.Millisecond)
+		io.WriteString(w, "ok")
+	}))
+	defer backend.Close()
+	key, val, _ := registry.InstanceKV(k, &registry.Instance{App: "web", ID: "1", Addr: strings.TrimPrefix(backend.URL, "http://"), State: registry.StateUp})
+	cli.Put(context.Background(), key, val)
+	l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	args := []string{"router", "--etcd-endpoints", srv.Endpoint, "--admin", "", "--log-level", "warn"}
+	notifyA, msgsA := notifySocket(t)
+	a := activated(t, l, "http", notifyA, args...)
+	waitMsg(t, msgsA, "READY=1")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var total, failed atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			for ctx.Err() == nil {
+				req, _ := http.NewRequest("GET", "http://"+l.Addr().String()+"/", nil)
+				req.Host = "web.example.com"
+				resp, err := client.Do(req)
+				total.Add(1)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	notifyB, msgsB := notifySocket(t)
+	b := activated(t, l, "http", notifyB, args...)
+	waitMsg(t, msgsB, "READY=1")
+	a.Process.Signal(syscall.SIGTERM)
+	if err := a.Wait(); err != nil {
+		t.Fatalf("old router: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond) // the new one alone
+	cancel()
+	wg.Wait()
+	b.Process.Signal(syscall.SIGTERM)
+	b.Wait()
+	if failed.Load() != 0 || total.Load() < 100 {
+		t.Fatalf("%d of %d requests failed across the restart", failed.Load(), total.Load())
+	}
+	t.Logf("%d requests across the restart, none failed", total.Load())
 }

@@ -2,6 +2,7 @@ package router
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"runtime"
 	"sort"
@@ -103,7 +104,8 @@ func BenchmarkLookup10kDomains(b *testing.B) {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	start := time.Now()
-	table := newTableBuilder().build(snap)
+	builder := newTableBuilder()
+	table := builder.build(snap)
 	buildTime := time.Since(start)
 	runtime.GC()
 	runtime.GC()
@@ -116,5 +118,13 @@ func BenchmarkLookup10kDomains(b *testing.B) {
 	}
 	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/(1<<20), "table-MiB")
 	b.ReportMetric(float64(buildTime.Milliseconds()), "build-ms")
+	// One app changes (as after an instance registration): the next
+	// build reuses every other route.
+	changed := *snap
+	changed.Instances = maps.Clone(snap.Instances)
+	changed.Instances["app7"] = map[string]*registry.Instance{"9": {ID: "9", Addr: "10.9.9.9:80", State: registry.StateUp}}
+	start = time.Now()
+	builder.build(&changed)
+	b.ReportMetric(float64(time.Since(start).Microseconds())/1000, "rebuild-one-ms")
 	runtime.KeepAlive(table)
 }

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/berthproject/berth/internal/spec"
 
 	"github.com/berthproject/berth/internal/registry"
 )
@@ -63,90 +66,115 @@ type Table struct {
 	apps  map[string]*route // app name → route
 }
 
-// tableBuilder keeps the state that outlives a table: upstream counters,
-// selectors and app stats, keyed so that an unchanged instance keeps its
-// counters across rebuilds.
+// tableBuilder keeps the state that outlives a table: each app's route,
+// reused as long as its instances, spec and status are the same maps and
+// records in the snapshot (the watch cache copies only what changes), so
+// a change rebuilds only the apps it touched; upstream counters survive.
 type tableBuilder struct {
-	mu        sync.Mutex
-	upstreams map[string]*Upstream // app/id/addr
-	selectors map[string]selectorFor
-	stats     map[string]*appStats
+	mu     sync.Mutex
+	routes map[string]builtRoute
 }
 
-type selectorFor struct {
-	policy string
-	sel    Selector
+type builtRoute struct {
+	r         *route
+	instances uintptr // identity of the snapshot's instance map of the app
+	spec      *spec.App
+	status    *registry.Status
+	upstreams map[string]*Upstream // id/addr → upstream
 }
 
 func newTableBuilder() *tableBuilder {
-	return &tableBuilder{upstreams: map[string]*Upstream{}, selectors: map[string]selectorFor{}, stats: map[string]*appStats{}}
+	return &tableBuilder{routes: map[string]builtRoute{}}
+}
+
+func mapIdentity(m map[string]*registry.Instance) uintptr {
+	if m == nil {
+		return 0
+	}
+	return reflect.ValueOf(m).Pointer()
 }
 
 // build makes a table from a snapshot. Calls are serialized.
 func (b *tableBuilder) build(s *registry.Snapshot) *Table {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	t := &Table{Rev: s.Rev, exact: map[string]*route{}, wild: map[string]*route{}, apps: map[string]*route{}}
-	seenUp := map[string]bool{}
-	seenApp := map[string]bool{}
-	for _, app := range s.AppNames() {
-		seenApp[app] = true
-		r := &route{app: app}
-		policy := ""
-		if spec := s.Apps[app]; spec != nil {
-			policy = spec.Routing.Policy
-			r.maxConns = int64(spec.Routing.MaxConns)
-			r.httpsRedirect = spec.Routing.HTTPSRedirect
-			r.h2c = spec.Routing.Protocol == "h2c"
+	t := &Table{Rev: s.Rev, exact: make(map[string]*route, len(s.Domains)), wild: map[string]*route{}, apps: make(map[string]*route, len(b.routes))}
+	seen := make(map[string]bool, len(b.routes))
+	add := func(app string) {
+		if seen[app] {
+			return
 		}
-		if sf, ok := b.selectors[app]; ok && sf.policy == policy {
-			r.selector = sf.sel
-		} else {
-			r.selector = newSelector(policy)
-			b.selectors[app] = selectorFor{policy, r.selector}
-		}
-		if b.stats[app] == nil {
-			b.stats[app] = &appStats{}
-		}
-		r.stats = b.stats[app]
-		if st := s.Status[app]; st != nil {
-			r.status, r.expected = st.Current, st.Expected
-		}
-		for _, in := range s.Live(app) {
-			key := app + "/" + in.ID + "/" + in.Addr
-			seenUp[key] = true
-			u := b.upstreams[key]
-			if u == nil {
-				u = &Upstream{ID: in.ID, Addr: in.Addr}
-				b.upstreams[key] = u
-			}
-			r.upstreams = append(r.upstreams, u)
-		}
-		t.apps[app] = r
+		seen[app] = true
+		t.apps[app] = b.route(s, app)
+	}
+	for app := range s.Apps {
+		add(app)
+	}
+	for app := range s.Instances {
+		add(app)
+	}
+	for app := range s.Status {
+		add(app)
+	}
+	for _, app := range s.Domains {
+		add(app)
 	}
 	for host, app := range s.Domains {
-		r := t.apps[app]
-		if r == nil {
-			continue
-		}
 		if suffix, ok := strings.CutPrefix(host, "*."); ok {
-			t.wild[suffix] = r
+			t.wild[suffix] = t.apps[app]
 		} else {
-			t.exact[host] = r
+			t.exact[host] = t.apps[app]
 		}
 	}
-	for k := range b.upstreams {
-		if !seenUp[k] {
-			delete(b.upstreams, k)
-		}
-	}
-	for app := range b.selectors {
-		if !seenApp[app] {
-			delete(b.selectors, app)
-			delete(b.stats, app)
+	for app := range b.routes {
+		if !seen[app] {
+			delete(b.routes, app)
 		}
 	}
 	return t
+}
+
+// route returns the app's route, reusing the previous one when nothing it
+// is made of changed.
+func (b *tableBuilder) route(s *registry.Snapshot, app string) *route {
+	prev, ok := b.routes[app]
+	id, sp, st := mapIdentity(s.Instances[app]), s.Apps[app], s.Status[app]
+	if ok && prev.instances == id && prev.spec == sp && prev.status == st {
+		return prev.r
+	}
+	r := &route{app: app}
+	policy := ""
+	if sp != nil {
+		policy = sp.Routing.Policy
+		r.maxConns = int64(sp.Routing.MaxConns)
+		r.httpsRedirect = sp.Routing.HTTPSRedirect
+		r.h2c = sp.Routing.Protocol == "h2c"
+	}
+	if ok && (prev.spec == nil) == (sp == nil) && (sp == nil || prev.spec.Routing.Policy == policy) {
+		r.selector = prev.r.selector // keep round-robin position and the like
+	} else {
+		r.selector = newSelector(policy)
+	}
+	if ok {
+		r.stats = prev.r.stats
+	} else {
+		r.stats = &appStats{}
+	}
+	if st != nil {
+		r.status, r.expected = st.Current, st.Expected
+	}
+	ups := map[string]*Upstream{}
+	for _, in := range s.Live(app) {
+		key := in.ID + "/" + in.Addr
+		u := prev.upstreams[key]
+		if u == nil {
+			u = &Upstream{ID: in.ID, Addr: in.Addr}
+		}
+		ups[key] = u
+		r.upstreams = append(r.upstreams, u)
+	}
+	b.routes[app] = builtRoute{r: r, instances: id, spec: sp, status: st, upstreams: ups}
+	return r
 }
 
 // normalizeHost lowercases host and strips a port and a trailing dot.

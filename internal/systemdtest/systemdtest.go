@@ -24,8 +24,11 @@ import (
 func CachePath() string {
 	dir := os.Getenv("BERTH_CACHE")
 	if dir == "" {
-		home, _ := os.UserHomeDir()
-		dir = filepath.Join(home, ".cache", "berth")
+		if home, err := os.UserHomeDir(); err == nil && home != "" {
+			dir = filepath.Join(home, ".cache", "berth")
+		} else {
+			dir = "/var/cache/berth"
+		}
 	}
 	return filepath.Join(dir, "rootfs-bookworm.tar.zst")
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/berthproject/berth/internal/daemon"
 	"github.com/berthproject/berth/internal/dockerapi"
 	"github.com/berthproject/berth/internal/hook"
-	"github.com/berthproject/berth/internal/registry"
 )
 
 // AgentOptions are the flags of "berth agent".
@@ -68,13 +67,12 @@ func runAgent(ctx context.Context, g *GlobalOptions, o AgentOptions) error {
 	if o.AdvertiseIP == "" {
 		o.AdvertiseIP = hook.DetectIP()
 	}
-	cli, k, err := o.Etcd.Connect()
+	fl, err := o.Etcd.follow(log)
 	if err != nil {
 		return err
 	}
-	defer cli.Close()
-	a := &agent.Agent{Cli: cli, Keys: k, Log: log,
-		Cache: registry.NewCache(cli, cli, registry.CacheConfig{Keys: k}, log),
+	defer fl.Close()
+	a := &agent.Agent{Cli: fl.cli, Keys: fl.keys, Log: log, Cache: fl.cache,
 		Cfg: agent.Config{Node: o.Node, IP: o.AdvertiseIP, Socket: o.Socket, StateDir: o.StateDir, DockerSocket: o.DockerSocket,
 			Internal: o.Internal, Resync: o.Resync, DBusAddress: o.DBusAddress, LeaseTTL: o.LeaseTTL}}
 	go func() {

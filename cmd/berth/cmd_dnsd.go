@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -89,12 +88,12 @@ func runDNSD(ctx context.Context, g *GlobalOptions, o DNSOptions) error {
 	if err != nil {
 		return err
 	}
-	cli, k, err := o.Etcd.Connect()
+	fl, err := o.Etcd.follow(log)
 	if err != nil {
 		return err
 	}
-	defer cli.Close()
-	cache := registry.NewCache(cli, cli, registry.CacheConfig{Keys: k}, log)
+	defer fl.Close()
+	cache, reg := fl.cache, fl.metrics
 	s, err := dnsd.New(cfg, cache, log)
 	if err != nil {
 		return usagef("%v", err)
@@ -103,9 +102,6 @@ func runDNSD(ctx context.Context, g *GlobalOptions, o DNSOptions) error {
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(cache.Collectors()...)
 	reg.MustRegister(s.Collectors()...)
 
 	bg, stop := context.WithCancel(context.Background())

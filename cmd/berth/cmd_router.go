@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -134,13 +132,12 @@ func runRouter(ctx context.Context, g *GlobalOptions, o RouterOptions) error {
 	if err != nil {
 		return err
 	}
-	cli, k, err := o.Etcd.Connect()
+	fl, err := o.Etcd.follow(log)
 	if err != nil {
 		return err
 	}
-	defer cli.Close()
-
-	cache := registry.NewCache(cli, cli, registry.CacheConfig{Keys: k}, log)
+	defer fl.Close()
+	cli, k, cache, reg := fl.cli, fl.keys, fl.cache, fl.metrics
 	r, err := router.New(cfg, cache, log)
 	if err != nil {
 		return err
@@ -148,9 +145,6 @@ func runRouter(ctx context.Context, g *GlobalOptions, o RouterOptions) error {
 	tlsCfg.GetCertificate = r.GetCertificate
 	waker := router.NewWaker(r, cli, k, log)
 	waker.MaxQueue, waker.Deadline = o.WakeQueue, o.WakeDeadline
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(cache.Collectors()...)
 	reg.MustRegister(r.Collectors()...)
 	reg.MustRegister(waker.Collectors()...)
 	owner := registry.NewLeaseOwner(cli, cli, o.LeaseTTL, log)

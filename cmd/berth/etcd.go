@@ -10,6 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -103,3 +106,28 @@ func (o *EtcdOptions) wrapErr(err error) error {
 	}
 	return fmt.Errorf("etcd at %s: %w", strings.Join(o.Endpoints, ","), err)
 }
+
+// follower is what every daemon that follows the registry starts with: an
+// etcd client, the key layout, the watch cache, and a metrics registry
+// holding the process's and the cache's metrics.
+type follower struct {
+	cli     *clientv3.Client
+	keys    registry.Keys
+	cache   *registry.Cache
+	metrics *prometheus.Registry
+}
+
+// follow connects and builds the watch cache (not started: run cache.Run).
+func (o *EtcdOptions) follow(log logrus.FieldLogger) (*follower, error) {
+	cli, k, err := o.Connect()
+	if err != nil {
+		return nil, err
+	}
+	f := &follower{cli: cli, keys: k, cache: registry.NewCache(cli, cli, registry.CacheConfig{Keys: k}, log), metrics: prometheus.NewRegistry()}
+	f.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f.metrics.MustRegister(f.cache.Collectors()...)
+	return f, nil
+}
+
+// Close closes the etcd client.
+func (f *follower) Close() { f.cli.Close() }

@@ -113,7 +113,10 @@ func Boot(t testing.TB, name string, opts ...Option) *Container {
 		t.Fatal(err)
 	}
 	c := &Container{Name: name, BusDir: t.TempDir(), log: &bytes.Buffer{}, cgroup: fmt.Sprintf("berth-%s-%d", name, time.Now().UnixNano())}
-	args := []string{"-D", root, "-b", "-M", name, "--register=no", "--keep-unit", "--console=pipe", "--volatile=overlay",
+	// The machine name (also the container's host name) is unique per
+	// boot, so a container still powering off never collides with the next.
+	machine := fmt.Sprintf("%s-%04x", name, time.Now().UnixNano()&0xffff)
+	args := []string{"-D", root, "-b", "-M", machine, "--register=no", "--keep-unit", "--console=pipe", "--volatile=overlay",
 		"--bind=" + c.BusDir + ":/run/dbus"}
 	for _, o := range opts {
 		args = append(args, o.nspawnArgs()...)

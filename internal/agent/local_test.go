@@ -68,12 +68,14 @@ func TestLocalsHealthGating(t *testing.T) {
 	}
 	eventually(t, "draining", state1(registry.StateDraining))
 
-	// A restarted agent restores what it was told.
+	// The agent dies and its lease expires; a new agent restores what the
+	// old one was told.
 	stopLocals()
+	key, _ := k.Instance("web", "1")
+	owner.Delete(ctx, key)
+	eventually(t, "gone with the old agent's lease", state1(""))
 	l2 := &Locals{Reg: owner, Keys: k, StateDir: state, Log: log}
 	go l2.Run(ctx)
-	key, _ := k.Instance("web", "1")
-	owner.Delete(ctx, key) // as if the old agent's lease had expired
 	eventually(t, "restored by the new agent", state1(registry.StateUp))
 	if err := l2.Withdraw(ctx, "web", "1"); err != nil {
 		t.Fatal(err)

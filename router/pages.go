@@ -58,6 +58,7 @@ type pageData struct {
 	App        string `json:"app,omitempty"`
 	Message    string `json:"error"`
 	RetryAfter int    `json:"retryAfter,omitempty"`
+	Progress   string `json:"progress,omitempty"` // waiting page: instances up, time since the wake
 }
 
 // wantsHTML reports whether the client is a browser asking for a page.

@@ -23,6 +23,8 @@ type route struct {
 	maxConns      int64
 	status        string // status.current ("" if unknown)
 	expected      string // status.expected
+	since         int64  // status.since (unix ms)
+	instances     int    // instances the spec asks for (0 if unknown)
 	httpsRedirect bool
 	h2c           bool // HTTP/2 without TLS to the upstreams (gRPC)
 	stats         *appStats
@@ -161,7 +163,10 @@ func (b *tableBuilder) route(s *registry.Snapshot, app string) *route {
 		r.stats = &appStats{}
 	}
 	if st != nil {
-		r.status, r.expected = st.Current, st.Expected
+		r.status, r.expected, r.since = st.Current, st.Expected, st.Since
+	}
+	if sp != nil {
+		r.instances = sp.Instances
 	}
 	ups := map[string]*Upstream{}
 	for _, in := range s.Live(app) {

@@ -118,7 +118,8 @@ func (w *Waker) Wait(rw http.ResponseWriter, req *http.Request, app string) bool
 	cancel()
 	if isBrowser(req) {
 		w.r.pages.serve(rw, req, pageWaiting, pageData{Status: http.StatusServiceUnavailable, Host: req.Host, App: app,
-			Message: app + " was asleep and is starting now; this page reloads until it is up.", RetryAfter: 1})
+			Message: app + " was asleep and is starting now; this page reloads until it is up.", RetryAfter: 1,
+			Progress: w.progress(app)})
 		return true
 	}
 	q := w.queue(app)
@@ -159,4 +160,22 @@ func (w *Waker) queue(app string) *int64 {
 		w.queues[app] = q
 	}
 	return q
+}
+
+// progress describes a waking app for the waiting page: instances up of
+// those asked for, and how long ago the start began.
+func (w *Waker) progress(app string) string {
+	rt := w.r.table.Load().apps[app]
+	if rt == nil {
+		return ""
+	}
+	up := fmt.Sprintf("%d", len(rt.upstreams))
+	if rt.instances > 0 {
+		up += fmt.Sprintf(" of %d", rt.instances)
+	}
+	p := up + " instance(s) up"
+	if rt.since > 0 && rt.status == registry.StatusStarting {
+		p += fmt.Sprintf(", starting for %s", time.Since(time.UnixMilli(rt.since)).Round(time.Second))
+	}
+	return p
 }

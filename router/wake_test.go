@@ -113,7 +113,7 @@ func TestWakeBrowserGetsWaitingPage(t *testing.T) {
 	starter(t, e, "sleepy", addr(b), 200*time.Millisecond)
 	resp, body := e.get("sleepy.example.com", "/", "Accept", "text/html,application/xhtml+xml")
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || resp.Header.Get("Cache-Control") != "no-store" ||
-		!strings.Contains(body, `http-equiv="refresh"`) || !strings.Contains(body, "sleepy") {
+		!strings.Contains(body, `http-equiv="refresh"`) || !strings.Contains(body, "sleepy") || !strings.Contains(body, "0 instance(s) up") {
 		t.Fatalf("waiting page: %d %v %q", resp.StatusCode, resp.Header, body)
 	}
 	deadline := time.Now().Add(10 * time.Second)

@@ -7,23 +7,15 @@ import (
 	"sort"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/berthproject/berth/internal/daemon"
 )
 
 // AdminHandler serves /healthz, /readyz (first snapshot applied), /metrics
 // (from reg), /routes (the table as JSON) and, with withPprof,
 // /debug/pprof/. It belongs on a separate, local listener.
 func (r *Router) AdminHandler(reg *prometheus.Registry, withPprof bool) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !r.Ready() {
-			http.Error(w, "waiting for the first registry snapshot", http.StatusServiceUnavailable)
-			return
-		}
-		w.Write([]byte("ready\n"))
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux := daemon.HealthMux(reg, r.Ready)
 	mux.HandleFunc("GET /routes", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(r.Routes())

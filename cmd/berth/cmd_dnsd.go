@@ -5,14 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"net/netip"
 	"sync"
 	"text/tabwriter"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -111,7 +108,7 @@ func runDNSD(ctx context.Context, g *GlobalOptions, o DNSOptions) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(bg) }()
 	}
-	if _, err := daemon.ServeAdmin(bg, o.Admin, healthMux(reg, s.Ready), log); err != nil {
+	if _, err := daemon.ServeAdmin(bg, o.Admin, daemon.HealthMux(reg, s.Ready), log); err != nil {
 		return err
 	}
 	for !s.Ready() {
@@ -149,21 +146,6 @@ func dnsListeners(addr string) (*dnsd.Listeners, error) {
 		return &ls, nil
 	}
 	return dnsd.Listen(addr)
-}
-
-// healthMux serves /healthz, /readyz and /metrics.
-func healthMux(reg *prometheus.Registry, ready func() bool) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready() {
-			http.Error(w, "waiting for the first registry snapshot", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	return mux
 }
 
 // DNSListOptions are the flags of "berth dns".

@@ -122,37 +122,6 @@ func (e *Exec) Stop(ctx context.Context, app *spec.App) error {
 	return nil
 }
 
-// Running returns the ids of an app's instances whose process runs now.
-func (e *Exec) Running(app string) []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var ids []string
-	for id, p := range e.procs[app] {
-		p.mu.Lock()
-		if p.cmd != nil && p.cmd.ProcessState == nil {
-			ids = append(ids, id)
-		}
-		p.mu.Unlock()
-	}
-	return ids
-}
-
-// Kill sends SIGKILL to one instance, as a crash would (for demos and tests).
-func (e *Exec) Kill(app, id string) error {
-	e.mu.Lock()
-	p := e.procs[app][id]
-	e.mu.Unlock()
-	if p == nil {
-		return fmt.Errorf("no instance %s of %s", id, app)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil || p.cmd.Process == nil {
-		return errors.New("not running")
-	}
-	return p.cmd.Process.Kill()
-}
-
 // StopAll stops every app (berth up's shutdown).
 func (e *Exec) StopAll(ctx context.Context) error {
 	e.mu.Lock()

@@ -14,6 +14,8 @@ import (
 
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 )
 
@@ -101,6 +103,23 @@ func ServeAdmin(ctx context.Context, addr string, h http.Handler, log logrus.Fie
 	}()
 	log.WithField("addr", l.Addr().String()).Info("admin listening")
 	return l.Addr().String(), nil
+}
+
+// HealthMux serves what every daemon's admin listener has: /healthz,
+// /readyz (503 until ready reports true) and /metrics from reg. Callers add
+// their own endpoints to the returned mux.
+func HealthMux(reg *prometheus.Registry, ready func() bool) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready() {
+			http.Error(w, "waiting for the first registry snapshot", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux
 }
 
 // Hostname returns the host name, or "unknown".

@@ -13,11 +13,21 @@ import (
 	"github.com/berthproject/berth/internal/registry"
 )
 
-func TestDNSDCommand(t *testing.T) {
+// etcdWithWebInstance starts an etcd holding one live instance of "web"
+// at 10.9.8.7:8080 on node n1.
+func etcdWithWebInstance(t *testing.T) *etcdtest.Server {
+	t.Helper()
 	srv, cli := etcdtest.New(t)
 	k, _ := registry.NewKeys("")
 	key, val, _ := registry.InstanceKV(k, &registry.Instance{App: "web", ID: "1", Addr: "10.9.8.7:8080", Node: "n1", State: registry.StateUp})
-	cli.Put(context.Background(), key, val)
+	if _, err := cli.Put(context.Background(), key, val); err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
+func TestDNSDCommand(t *testing.T) {
+	srv := etcdWithWebInstance(t)
 
 	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
 	addr := pc.LocalAddr().String()
@@ -51,10 +61,7 @@ func TestDNSDCommand(t *testing.T) {
 // TestDNSDSocketActivation passes a UDP and a TCP socket as systemd's
 // berth-dnsd.socket does and queries both.
 func TestDNSDSocketActivation(t *testing.T) {
-	srv, cli := etcdtest.New(t)
-	k, _ := registry.NewKeys("")
-	key, val, _ := registry.InstanceKV(k, &registry.Instance{App: "web", ID: "1", Addr: "10.9.8.7:8080", Node: "n1", State: registry.StateUp})
-	cli.Put(context.Background(), key, val)
+	srv := etcdWithWebInstance(t)
 	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
 	addr := pc.LocalAddr().String()
 	l, err := net.Listen("tcp", addr)

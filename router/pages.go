@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 )
 
 //go:embed pages/*.html
@@ -62,25 +61,25 @@ type pageData struct {
 }
 
 // wantsHTML reports whether the client is a browser asking for a page.
-func wantsHTML(r *http.Request) bool {
-	return strings.Contains(r.Header.Get("Accept"), "text/html")
-}
+func wantsHTML(r *http.Request) bool { return acceptOfRequest(r) == acceptHTML }
+
+func acceptOfRequest(r *http.Request) acceptKind { return acceptOf([]byte(r.Header.Get("Accept"))) }
 
 // serve writes a page: HTML for browsers, JSON for clients that accept it,
 // plain text otherwise. 503s carry Retry-After and are never cached.
-func (p *pages) serve(w http.ResponseWriter, r *http.Request, name string, d pageData) {
+func (p *pages) serve(w http.ResponseWriter, accept acceptKind, name string, d pageData) {
 	h := w.Header()
 	if d.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(d.RetryAfter))
 	}
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Berth-Page", name)
-	switch {
-	case wantsHTML(r):
+	switch accept {
+	case acceptHTML:
 		h.Set("Content-Type", "text/html; charset=utf-8")
 		w.WriteHeader(d.Status)
 		p.tmpl[name].Execute(w, d)
-	case strings.Contains(r.Header.Get("Accept"), "application/json"):
+	case acceptJSON:
 		h.Set("Content-Type", "application/json")
 		w.WriteHeader(d.Status)
 		json.NewEncoder(w).Encode(d)

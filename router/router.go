@@ -38,6 +38,7 @@ type Router struct {
 	table   atomic.Pointer[Table]
 	builder *tableBuilder
 	proxy   *httputil.ReverseProxy
+	pool    *h1Client // keep-alive upstream connections, shared by both lanes
 	pages   *pages
 	metrics *metrics
 	ready   atomic.Bool
@@ -81,6 +82,7 @@ func New(cfg Config, src Source, log logrus.FieldLogger) (*Router, error) {
 	h2c.Protocols = new(http.Protocols)
 	h2c.Protocols.SetUnencryptedHTTP2(true)
 	fast := &h1Client{dial: base.DialContext, fallback: base, maxIdle: cfg.MaxIdleConnsPerHost, timeout: cfg.ResponseHeaderTimeout}
+	r.pool = fast
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite:      r.rewrite,
 		Transport:    &retryTransport{base: fast, h2c: h2c, r: r},
@@ -151,7 +153,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	rt := r.table.Load().lookup(req.Host)
 	if rt == nil {
 		r.metrics.requests.WithLabelValues("-", "4xx").Inc()
-		r.pages.serve(w, req, pageNotFound, pageData{Status: http.StatusNotFound, Host: req.Host,
+		r.pages.serve(w, acceptOfRequest(req), pageNotFound, pageData{Status: http.StatusNotFound, Host: req.Host,
 			Message: "no app is configured for host " + req.Host})
 		return
 	}
@@ -199,7 +201,7 @@ func (r *Router) noUpstream(w http.ResponseWriter, req *http.Request, rt *route)
 	}
 	if sleeping {
 		r.metrics.requests.WithLabelValues(rt.app, "5xx").Inc()
-		r.pages.serve(w, req, pageWaiting, pageData{Status: http.StatusServiceUnavailable, Host: req.Host, App: rt.app,
+		r.pages.serve(w, acceptOfRequest(req), pageWaiting, pageData{Status: http.StatusServiceUnavailable, Host: req.Host, App: rt.app,
 			Message: rt.app + " is starting; this page reloads until it is up", RetryAfter: r.retryAfter()})
 		return
 	}
@@ -208,7 +210,7 @@ func (r *Router) noUpstream(w http.ResponseWriter, req *http.Request, rt *route)
 
 func (r *Router) serveUnavailable(w http.ResponseWriter, req *http.Request, rt *route, msg string) {
 	r.metrics.requests.WithLabelValues(rt.app, "5xx").Inc()
-	r.pages.serve(w, req, pageUnavail, pageData{Status: http.StatusServiceUnavailable, Host: req.Host, App: rt.app,
+	r.pages.serve(w, acceptOfRequest(req), pageUnavail, pageData{Status: http.StatusServiceUnavailable, Host: req.Host, App: rt.app,
 		Message: msg, RetryAfter: r.retryAfter()})
 }
 
@@ -231,7 +233,7 @@ func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error)
 		status = http.StatusGatewayTimeout
 	}
 	r.log.WithError(err).WithFields(logrus.Fields{"app": app, "host": req.Host}).Warn("upstream failed")
-	r.pages.serve(w, req, pageBadGW, pageData{Status: status, Host: req.Host, App: app,
+	r.pages.serve(w, acceptOfRequest(req), pageBadGW, pageData{Status: status, Host: req.Host, App: app,
 		Message: "no instance of " + app + " answered: " + http.StatusText(status)})
 }
 

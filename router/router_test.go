@@ -34,8 +34,28 @@ type env struct {
 	keys  registry.Keys
 	cache *registry.Cache
 	r     *Router
-	srv   *httptest.Server
+	srv   *front
 }
+
+// front is the router served the way berth serves it: the fast lane on a
+// plain listener, net/http behind it.
+type front struct {
+	URL string
+	s   *Server
+}
+
+func serveFront(t testing.TB, r *Router) *front {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(r, &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, Protocols: ServerProtocols()})
+	go s.Serve(l)
+	return &front{URL: "http://" + l.Addr().String(), s: s}
+}
+
+func (f *front) Close() { f.s.Close() }
 
 func newEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
@@ -52,7 +72,7 @@ func newEnv(t testing.TB, cfg Config) *env {
 		t.Fatal(err)
 	}
 	go func() { defer wg.Done(); r.Run(ctx) }()
-	srv := httptest.NewServer(r)
+	srv := serveFront(t, r)
 	t.Cleanup(func() { srv.Close(); cancel(); wg.Wait() })
 	e := &env{t: t, cli: cli, keys: k, cache: cache, r: r, srv: srv}
 	e.waitRev(0)
@@ -362,7 +382,7 @@ func TestWebSocket(t *testing.T) {
 	}))
 	defer s.Close()
 	e.instance("ws", "1", addr(s))
-	d := websocket.Dialer{NetDial: func(network, _ string) (net.Conn, error) { return net.Dial(network, addr(e.srv)) }}
+	d := websocket.Dialer{NetDial: func(network, _ string) (net.Conn, error) { return net.Dial(network, strings.TrimPrefix(e.srv.URL, "http://")) }}
 	c, _, err := d.Dial("ws://ws.example.com/socket", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync/atomic"
+	"time"
 )
 
 // errNoUpstream is returned when a request has no upstream left to try.
@@ -68,13 +70,23 @@ func isDialError(err error) bool {
 
 // pick chooses among available upstreams not yet tried; if every untried
 // upstream is marked down, it tries them anyway (the mark is a hint).
-func pick(r *route, tried map[*Upstream]bool) *Upstream {
+func pick(r *route, tried []*Upstream) *Upstream {
+	now := time.Now().UnixNano()
+	if len(tried) == 0 {
+		all := true
+		for _, u := range r.upstreams {
+			all = all && u.availableAt(now)
+		}
+		if all && len(r.upstreams) > 0 {
+			return r.selector.Select(r.upstreams) // the common case, without copies
+		}
+	}
 	var avail, down []*Upstream
 	for _, u := range r.upstreams {
-		if tried[u] {
+		if slices.Contains(tried, u) {
 			continue
 		}
-		if u.Available() {
+		if u.availableAt(now) {
 			avail = append(avail, u)
 		} else {
 			down = append(down, u)
@@ -100,14 +112,14 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.Body = body
 	}
 	cfg := t.r.cfg
-	tried := map[*Upstream]bool{}
+	var tried []*Upstream
 	var lastErr error = errNoUpstream
 	for info.attempts < cfg.MaxAttempts {
 		up := pick(info.route, tried)
 		if up == nil {
 			break
 		}
-		tried[up] = true
+		tried = append(tried, up)
 		info.attempts++
 		info.upstream = up
 		out := *req

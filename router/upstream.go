@@ -21,7 +21,9 @@ type Upstream struct {
 func (u *Upstream) Inflight() int64 { return u.inflight.Load() }
 
 // Available reports whether the upstream is in rotation (not marked down).
-func (u *Upstream) Available() bool { return time.Now().UnixNano() >= u.failUntil.Load() }
+func (u *Upstream) Available() bool { return u.availableAt(time.Now().UnixNano()) }
+
+func (u *Upstream) availableAt(unixNano int64) bool { return unixNano >= u.failUntil.Load() }
 
 // markFailed takes the upstream out of rotation for window.
 func (u *Upstream) markFailed(window time.Duration) {

@@ -117,7 +117,7 @@ func (w *Waker) Wait(rw http.ResponseWriter, req *http.Request, app string) bool
 	w.wake(tctx, app)
 	cancel()
 	if isBrowser(req) {
-		w.r.pages.serve(rw, req, pageWaiting, pageData{Status: http.StatusServiceUnavailable, Host: req.Host, App: app,
+		w.r.pages.serve(rw, acceptOfRequest(req), pageWaiting, pageData{Status: http.StatusServiceUnavailable, Host: req.Host, App: app,
 			Message: app + " was asleep and is starting now; this page reloads until it is up.", RetryAfter: 1,
 			Progress: w.progress(app)})
 		return true

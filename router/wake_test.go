@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -179,7 +178,7 @@ func TestTwoRoutersOneWake(t *testing.T) {
 	r2, _ := New(Config{}, cache2, log)
 	go r2.Run(ctx)
 	NewWaker(r2, e.cli, e.keys, log)
-	srv2 := httptest.NewServer(r2)
+	srv2 := serveFront(t, r2)
 	defer srv2.Close()
 	b, _ := backend(t, "woken")
 	sleepingApp(t, e, "sleepy")

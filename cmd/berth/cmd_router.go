@@ -176,15 +176,15 @@ func runRouter(ctx context.Context, g *GlobalOptions, o RouterOptions) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	srv := &http.Server{Handler: r, ReadHeaderTimeout: o.ReadHeaderTimeout, IdleTimeout: o.IdleTimeout,
-		MaxHeaderBytes: o.MaxHeaderBytes, TLSConfig: tlsCfg, ErrorLog: newStdlog(log), Protocols: router.ServerProtocols()}
+	srv := router.NewServer(r, &http.Server{ReadHeaderTimeout: o.ReadHeaderTimeout, IdleTimeout: o.IdleTimeout,
+		MaxHeaderBytes: o.MaxHeaderBytes, TLSConfig: tlsCfg, ErrorLog: newStdlog(log), Protocols: router.ServerProtocols()})
 	errs := make(chan error, len(plain)+len(secure))
 	for _, l := range plain {
 		go func() { errs <- srv.Serve(l) }()
 		log.WithField("addr", l.Addr().String()).Info("router listening (http)")
 	}
 	for _, l := range secure {
-		go func() { errs <- srv.ServeTLS(l, "", "") }()
+		go func() { errs <- srv.ServeTLS(l) }()
 		log.WithField("addr", l.Addr().String()).Info("router listening (https)")
 	}
 	daemon.Ready(log)

@@ -188,7 +188,7 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 		shutdown()
 		return fmt.Errorf("router: %w", err)
 	}
-	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, Protocols: router.ServerProtocols()}
+	srv := router.NewServer(r, &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, Protocols: router.ServerProtocols()})
 	go srv.Serve(hl)
 	if cfg.Admin != "" {
 		if _, err := daemon.ServeAdmin(bg, cfg.Admin, r.AdminHandler(reg, false), log); err != nil {

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Router throughput and latency on 127.0.0.1, against the same load sent
 # directly to the backend and through nginx and haproxy (keep-alive
-# upstreams, 2 workers), all in one run. Needs: wrk nginx haproxy etcd.
-#   bench/router.sh [duration-seconds]
+# upstreams, 2 workers, and the forwarding headers berth sets:
+# X-Forwarded-For, -Proto, -Host and X-Real-IP), all in one run. Needs: wrk nginx haproxy etcd.
+#   bench/router.sh [seconds-per-run] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur=${1:-10}
+rounds=${2:-3}
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -35,7 +37,11 @@ http {
   upstream backend { server 127.0.0.1:18081; keepalive 128; }
   server {
     listen 127.0.0.1:18082;
-    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host \$host; }
+    location / {
+      proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Real-IP \$remote_addr;
+      proxy_set_header X-Forwarded-Proto \$scheme; proxy_set_header X-Forwarded-Host \$host;
+    }
   }
 }
 NGINX
@@ -55,6 +61,10 @@ frontend fe
   default_backend be
 backend be
   http-reuse always
+  option forwardfor
+  http-request set-header X-Real-IP %[src]
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
   server s1 127.0.0.1:18081
 HAPROXY
 haproxy -f "$work/haproxy.cfg" & pids+=($!)
@@ -62,18 +72,40 @@ haproxy -f "$work/haproxy.cfg" & pids+=($!)
 for _ in $(seq 100); do curl -sf -H 'Host: bench.local' http://127.0.0.1:18080/ >/dev/null 2>&1 && break; sleep 0.1; done
 curl -sf -H 'Host: bench.local' http://127.0.0.1:18080/ >/dev/null || { echo "berth router not routing" >&2; exit 1; }
 
+for port in 18080 18082 18083; do
+  hdrs=$(curl -sf -H 'Host: bench.local' "http://127.0.0.1:$port/headers")
+  for h in X-Forwarded-For X-Forwarded-Proto X-Forwarded-Host X-Real-Ip; do
+    grep -qi "^$h: " <<<"$hdrs" || { echo "the proxy on port $port does not set $h" >&2; exit 1; }
+  done
+done
+
 rps() { wrk -t2 -c64 -d"${dur}s" -H 'Host: bench.local' "$1" | awk '/Requests\/sec/ {print $2}'; }
 lat() { wrk -t1 -c1 -d"$((dur/2 > 2 ? dur/2 : 2))s" --latency -H 'Host: bench.local' "$1" | awk '$1=="50%"{p50=$2} $1=="99%"{p99=$2} END{print p50, p99}'; }
 
-declare -A R L
-for target in direct:18081 berth:18080 nginx:18082 haproxy:18083; do
-  name=${target%%:*}; port=${target##*:}
-  R[$name]=$(rps "http://127.0.0.1:$port/")
-  L[$name]=$(lat "http://127.0.0.1:$port/")
+# Rounds: each measures every target once, in an order that rotates so no
+# target always runs first or last; a target's ratio is taken against the
+# direct run of the same round, and the table shows medians.
+targets=(direct:18081 berth:18080 nginx:18082 haproxy:18083)
+declare -A ratios rates L
+for ((round = 0; round < rounds; round++)); do
+  declare -A R=()
+  for ((i = 0; i < ${#targets[@]}; i++)); do
+    target=${targets[$(((i + round) % ${#targets[@]}))]}
+    R[${target%%:*}]=$(rps "http://127.0.0.1:${target##*:}/")
+  done
+  for name in direct berth nginx haproxy; do
+    rates[$name]+="${R[$name]} "
+    ratios[$name]+="$(awk -v a="${R[$name]}" -v b="${R[direct]}" 'BEGIN{printf "%.3f", a/b}') "
+  done
+  echo "round $((round + 1)): direct ${R[direct]}, berth ${R[berth]}, nginx ${R[nginx]}, haproxy ${R[haproxy]}" >&2
 done
-echo "| target | req/s (wrk -t2 -c64 -d${dur}s) | ratio to direct | p50 / p99 at 1 connection |"
-echo "|---|---|---|---|"
+for target in "${targets[@]}"; do
+  L[${target%%:*}]=$(lat "http://127.0.0.1:${target##*:}/")
+done
+median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END{m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2; printf "%.2f", m}'; }
+span() { tr ' ' '\n' | grep . | sort -g | awk 'NR==1{lo=$1} {hi=$1} END{printf "%.2f–%.2f", lo, hi}'; }
+echo "| target | median req/s (wrk -t2 -c64 -d${dur}s, $rounds rounds) | median ratio to direct | ratio range | p50 / p99 at 1 connection |"
+echo "|---|---|---|---|---|"
 for name in direct berth nginx haproxy; do
-  ratio=$(awk -v a="${R[$name]}" -v b="${R[direct]}" 'BEGIN{printf "%.2f", a/b}')
-  echo "| $name | ${R[$name]} | $ratio | ${L[$name]/ / / } |"
+  echo "| $name | $(median <<<"${rates[$name]}") | $(median <<<"${ratios[$name]}") | $(span <<<"${ratios[$name]}") | ${L[$name]/ / / } |"
 done

@@ -39,7 +39,7 @@ type h1Conn struct {
 // down to a few seconds).
 const staleAfter = time.Second
 
-func (h *h1Client) get(ctx context.Context, addr string) (*h1Conn, bool, error) {
+func (h *h1Client) get(ctx context.Context, addr string, now time.Time) (*h1Conn, bool, error) {
 	for {
 		h.mu.Lock()
 		l := h.idle[addr]
@@ -50,7 +50,11 @@ func (h *h1Client) get(ctx context.Context, addr string) (*h1Conn, bool, error) 
 		pc := l[len(l)-1]
 		h.idle[addr] = l[:len(l)-1]
 		h.mu.Unlock()
-		if time.Since(pc.lastUsed) < staleAfter || alive(pc.c) {
+		if now.Sub(pc.lastUsed) < staleAfter {
+			return pc, true, nil
+		}
+		pc.c.SetDeadline(time.Time{}) // an expired deadline would fail the peek
+		if alive(pc.c) {
 			return pc, true, nil
 		}
 		pc.c.Close()
@@ -62,8 +66,8 @@ func (h *h1Client) get(ctx context.Context, addr string) (*h1Conn, bool, error) 
 	return &h1Conn{c: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 8<<10)}, false, nil
 }
 
-func (h *h1Client) put(addr string, pc *h1Conn) {
-	pc.lastUsed = time.Now()
+func (h *h1Client) put(addr string, pc *h1Conn, now time.Time) {
+	pc.lastUsed = now
 	if pc.br.Buffered() > 0 {
 		pc.c.Close() // the upstream sent more than the response: not reusable
 		return
@@ -89,7 +93,7 @@ func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	noBody := req.Body == nil || req.Body == http.NoBody
 	for attempt := 0; ; attempt++ {
-		pc, reused, err := h.get(req.Context(), req.URL.Host)
+		pc, reused, err := h.get(req.Context(), req.URL.Host, time.Now())
 		if err != nil {
 			return nil, err
 		}
@@ -135,7 +139,7 @@ func (h *h1Client) exchange(req *http.Request, pc *h1Conn) (*http.Response, erro
 	release := func(ok bool) {
 		stop()
 		if ok && reuse {
-			h.put(addr, pc)
+			h.put(addr, pc, time.Now())
 		} else {
 			pc.c.Close()
 		}

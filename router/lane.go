@@ -50,6 +50,10 @@ type laneConn struct {
 	client  string // client IP ("" if unknown)
 	trusted bool   // the client is a trusted proxy
 	out     []byte // outbound request head, rebuilt per request
+	// readDeadline is the read deadline last set on c (zero: none);
+	// setting one costs clock reads and a timer update, so the idle
+	// deadline is only moved when less than the idle timeout is left.
+	readDeadline time.Time
 
 	// the route of the last Host looked up, in the table it was found in
 	lastTable *Table
@@ -112,7 +116,7 @@ func (lc *laneConn) run() (handed bool) {
 			if lc.bw.Flush() != nil {
 				return false
 			}
-			lc.c.SetReadDeadline(deadline(idle))
+			lc.idleDeadline(idle)
 			if _, err := lc.br.Peek(1); err != nil {
 				return false
 			}
@@ -144,6 +148,26 @@ func (lc *laneConn) run() (handed bool) {
 	}
 }
 
+// idleDeadline makes sure the connection is closed after being idle for
+// between idle and 1.5×idle (never sooner).
+func (lc *laneConn) idleDeadline(idle time.Duration) {
+	if idle <= 0 {
+		lc.setReadDeadline(time.Time{})
+		return
+	}
+	now := time.Now()
+	if lc.readDeadline.IsZero() || lc.readDeadline.Sub(now) < idle {
+		lc.setReadDeadline(now.Add(idle + idle/2))
+	}
+}
+
+func (lc *laneConn) setReadDeadline(t time.Time) {
+	if !t.Equal(lc.readDeadline) {
+		lc.c.SetReadDeadline(t)
+		lc.readDeadline = t
+	}
+}
+
 // readHead reads until the end of a request head, which stays in the
 // buffer (a handoff replays it).
 func (lc *laneConn) readHead(h *reqHead, timeout time.Duration) error {
@@ -163,7 +187,7 @@ func (lc *laneConn) readHead(h *reqHead, timeout time.Duration) error {
 			if lc.bw.Flush() != nil {
 				return net.ErrClosed
 			}
-			lc.c.SetReadDeadline(deadline(timeout))
+			lc.setReadDeadline(deadline(timeout))
 			timed = true
 		}
 		if _, err := lc.br.Peek(lc.br.Buffered() + 1); err != nil {
@@ -188,6 +212,7 @@ func (lc *laneConn) route(host []byte) *route {
 // pending is what the lane keeps of a request once its head left the
 // buffer.
 type pending struct {
+	start       time.Time
 	bodyLen     int64
 	bodySent    bool
 	head        bool // a HEAD request: no response body
@@ -210,7 +235,7 @@ func (lc *laneConn) serve(h *reqHead) laneResult {
 	rt.stats.active.Add(1)
 	defer rt.stats.active.Add(-1)
 
-	p := pending{bodyLen: h.contentLength, head: string(h.method) == http.MethodHead, idempotent: h.idempotent,
+	p := pending{start: start, bodyLen: h.contentLength, head: string(h.method) == http.MethodHead, idempotent: h.idempotent,
 		clientClose: h.close, accept: h.accept}
 	if r.logRequests {
 		p.method = string(h.method)
@@ -224,7 +249,7 @@ func (lc *laneConn) serve(h *reqHead) laneResult {
 	var o outcome
 	o.err = errNoUpstream
 	for len(tried) < r.cfg.MaxAttempts {
-		if up = pick(rt, tried); up == nil {
+		if up = pick(rt, tried, start.UnixNano()); up == nil {
 			break
 		}
 		tried = append(tried, up)
@@ -319,13 +344,13 @@ type outcome struct {
 func (lc *laneConn) exchange(up *Upstream, p *pending) outcome {
 	pool := lc.r.pool
 	for attempt := 0; ; attempt++ {
-		pc, reused, err := pool.get(context.Background(), up.Addr)
+		pc, reused, err := pool.get(context.Background(), up.Addr, p.start)
 		if err != nil {
 			return outcome{err: err}
 		}
 		o, reusable := lc.exchangeOn(pc, up, p)
 		if reusable {
-			pool.put(up.Addr, pc)
+			pool.put(up.Addr, pc, p.start)
 		} else {
 			pc.c.Close()
 		}
@@ -345,12 +370,19 @@ func isTimeout(err error) bool {
 // whether the connection can be reused.
 func (lc *laneConn) exchangeOn(pc *h1Conn, up *Upstream, p *pending) (outcome, bool) {
 	r := lc.r
-	pc.c.SetDeadline(time.Now().Add(r.pool.timeout))
+	// The response header timeout; a request body's writes are bounded
+	// too. Clearing it again costs as much, so it stays unless a body
+	// remains to be streamed (the next use sets a new one).
+	if p.bodyLen > 0 {
+		pc.c.SetDeadline(p.start.Add(r.pool.timeout))
+	} else {
+		pc.c.SetReadDeadline(p.start.Add(r.pool.timeout))
+	}
 	pc.bw.Write(lc.out)
 	if p.bodyLen > 0 {
 		p.bodySent = true
 		if int64(lc.br.Buffered()) < p.bodyLen {
-			lc.c.SetReadDeadline(deadline(lc.s.HTTP.ReadTimeout)) // as net/http: none by default
+			lc.setReadDeadline(deadline(lc.s.HTTP.ReadTimeout)) // as net/http: none by default
 		}
 		if rerr, werr := copyN(pc.bw, lc.br, p.bodyLen); rerr != nil || werr != nil {
 			return outcome{err: cmp.Or(rerr, werr), clientGone: rerr != nil}, false
@@ -376,9 +408,11 @@ func (lc *laneConn) exchangeOn(pc *h1Conn, up *Upstream, p *pending) (outcome, b
 			return outcome{clientGone: true, err: net.ErrClosed}, false
 		}
 	}
-	pc.c.SetDeadline(time.Time{})
-	r.observeStatus(up, rh.status, rh.retryAfter, p.idempotent)
 	noBody := p.head || rh.status == http.StatusNoContent || rh.status == http.StatusNotModified
+	if p.bodyLen > 0 || !noBody && (rh.contentLength < 0 || int64(pc.br.Buffered()-len(rh.raw)) < rh.contentLength) {
+		pc.c.SetDeadline(time.Time{})
+	}
+	r.observeStatus(up, rh.status, rh.retryAfter, p.idempotent)
 	lc.writeResponseHead(&rh, p, noBody)
 	pc.br.Discard(len(rh.raw))
 	o := outcome{status: rh.status, keep: true}

@@ -70,8 +70,7 @@ func isDialError(err error) bool {
 
 // pick chooses among available upstreams not yet tried; if every untried
 // upstream is marked down, it tries them anyway (the mark is a hint).
-func pick(r *route, tried []*Upstream) *Upstream {
-	now := time.Now().UnixNano()
+func pick(r *route, tried []*Upstream, now int64) *Upstream {
 	if len(tried) == 0 {
 		all := true
 		for _, u := range r.upstreams {
@@ -115,7 +114,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	var tried []*Upstream
 	var lastErr error = errNoUpstream
 	for info.attempts < cfg.MaxAttempts {
-		up := pick(info.route, tried)
+		up := pick(info.route, tried, time.Now().UnixNano())
 		if up == nil {
 			break
 		}

@@ -18,6 +18,10 @@ func main() {
 		body[i] = 'x'
 	}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/headers" { // what a proxy forwarded, for the script's check
+			r.Header.Write(w)
+			return
+		}
 		w.Header().Set("Content-Type", "text/plain")
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.Write(body)

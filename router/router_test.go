@@ -382,7 +382,9 @@ func TestWebSocket(t *testing.T) {
 	}))
 	defer s.Close()
 	e.instance("ws", "1", addr(s))
-	d := websocket.Dialer{NetDial: func(network, _ string) (net.Conn, error) { return net.Dial(network, strings.TrimPrefix(e.srv.URL, "http://")) }}
+	d := websocket.Dialer{NetDial: func(network, _ string) (net.Conn, error) {
+		return net.Dial(network, strings.TrimPrefix(e.srv.URL, "http://"))
+	}}
 	c, _, err := d.Dial("ws://ws.example.com/socket", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -391,6 +391,11 @@ func parseResponseHead(head []byte, h *respHead) error {
 		return errBadUpstream
 	}
 	h.statusText = line[9:]
+	for _, c := range h.statusText {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return errBadUpstream // a bare LF here would smuggle a header to the client
+		}
+	}
 	for _, c := range line[9:12] {
 		if c < '0' || c > '9' {
 			return errBadUpstream

@@ -136,6 +136,7 @@ func (lc *laneConn) run() (handed bool) {
 		}
 		switch res {
 		case laneHandoff:
+			lc.r.metrics.handoffs.Inc()
 			return lc.bw.Flush() == nil
 		case laneClose:
 			lc.bw.Flush()
@@ -230,6 +231,7 @@ func (lc *laneConn) serve(h *reqHead) laneResult {
 		rt.maxConns > 0 && rt.stats.active.Load() >= rt.maxConns {
 		return laneHandoff // pages, redirects, wakes and limits are net/http's
 	}
+	r.metrics.laneRequests.Inc()
 	start := time.Now()
 	rt.stats.lastAccess.Store(start.UnixMilli())
 	rt.stats.active.Add(1)

@@ -70,10 +70,15 @@ func line(dst *bufio.Writer, src *bufio.Reader) (l []byte, rerr, werr error) {
 // chunkSize parses a chunk-size line ("1a;ext=1\r\n").
 func chunkSize(l []byte) (int64, bool) {
 	l = l[:len(l)-2]
-	if i := bytes.IndexByte(l, ';'); i >= 0 {
-		l = l[:i]
+	for _, c := range l {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return 0, false
+		}
 	}
 	l = bytes.TrimRight(l, " \t")
+	if i := bytes.IndexByte(l, ';'); i >= 0 {
+		l = l[:i] // no space before the extension: as strict as net/http
+	}
 	if len(l) == 0 || len(l) > 15 {
 		return 0, false
 	}
@@ -130,6 +135,11 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader) (rerr, werr error) {
 		l, rerr, werr := line(dst, src)
 		if rerr != nil || werr != nil {
 			return rerr, werr
+		}
+		if len(l) > 2 {
+			if _, _, ok := headerLine(l[:len(l)-2]); !ok {
+				return errBadUpstream, nil
+			}
 		}
 		if _, err := dst.Write(l); err != nil {
 			return nil, err

@@ -9,6 +9,8 @@ type metrics struct {
 	upstreamFailures *prometheus.CounterVec
 	rebuilds         prometheus.Counter
 	routes           prometheus.Gauge
+	laneRequests     prometheus.Counter
+	handoffs         prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -16,16 +18,20 @@ func newMetrics() *metrics {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_router_requests_total",
 			Help: "Requests by app (\"-\" for unknown hosts) and status code class."}, []string{"app", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "berth_router_request_duration_seconds",
-			Help: "Time to the response headers, by app.", Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12)}, []string{"app"}),
+			Help: "Time to the end of the response, by app.", Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12)}, []string{"app"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_router_retries_total",
 			Help: "Requests retried on another upstream."}, []string{"app"}),
 		upstreamFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_router_upstream_failures_total",
 			Help: "Failed attempts to reach an upstream."}, []string{"app"}),
 		rebuilds: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_router_table_rebuilds_total", Help: "Routing table rebuilds."}),
 		routes:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "berth_router_apps", Help: "Apps in the routing table."}),
+		laneRequests: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_router_fast_lane_requests_total",
+			Help: "Requests proxied on the fast lane (plain HTTP/1.1 to an app with live instances)."}),
+		handoffs: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_router_handoffs_total",
+			Help: "Connections the fast lane handed to the full HTTP server (pages, wakes, upgrades, h2c, unusual requests)."}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.duration, m.retries, m.upstreamFailures, m.rebuilds, m.routes}
+	return []prometheus.Collector{m.requests, m.duration, m.retries, m.upstreamFailures, m.rebuilds, m.routes, m.laneRequests, m.handoffs}
 }

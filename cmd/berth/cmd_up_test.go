@@ -186,9 +186,9 @@ func TestUpDemoEndToEnd(t *testing.T) {
 	if code != 200 || hdr.Get("X-Berth-Cold-Start") == "" {
 		t.Fatalf("wake: %d %v %q", code, hdr, body)
 	}
-	if st := p.status(t); st.Current != "started" {
-		t.Errorf("after the wake: status %s", st.Current)
-	}
+	// The status follows the instances' own hooks, a moment after the
+	// first of them answered.
+	until(t, "status started after the wake", 10*time.Second, func() bool { return p.status(t).Current == "started" })
 
 	// Ctrl-C: a clean exit, no orphaned instances.
 	pid := p.cmd.Process.Pid

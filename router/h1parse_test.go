@@ -1,0 +1,147 @@
+package router
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestHeaderKind(t *testing.T) {
+	for name, want := range map[string]int{
+		"Host": hHost, "content-length": hContentLength, "Transfer-Encoding": hTransferEncoding,
+		"CONNECTION": hConnection, "Keep-Alive": hHopByHop, "Proxy-Connection": hHopByHop,
+		"Proxy-Authenticate": hHopByHop, "Proxy-Authorization": hHopByHop, "TE": hTE, "Upgrade": hUpgrade,
+		"Expect": hExpect, "X-Forwarded-For": hXFF, "X-Forwarded-Host": hXFH, "X-Forwarded-Proto": hXFP,
+		"X-Real-IP": hXRI, "Forwarded": hForwarded, "Accept": hAccept, "Idempotency-Key": hIdempotencyKey,
+		"X-Idempotency-Key": hIdempotencyKey, "Retry-After": hRetryAfter, "Trailer": hTrailer,
+		"X-Real-IPs": hOther, "Hosts": hOther, "Content-Type": hOther, "": hOther,
+	} {
+		if got := headerKind([]byte(name)); got != want {
+			t.Errorf("headerKind(%q) = %d, want %d", name, got, want)
+		}
+	}
+}
+
+// The lane's parsers accept a subset of what net/http accepts, and read
+// what they accept the same way: the fuzzers check both against
+// net/http's own readers.
+
+func FuzzParseRequestHead(f *testing.F) {
+	for _, s := range []string{
+		"GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n",
+		"POST /x?y=1 HTTP/1.1\r\nHost: a:8080\r\nContent-Length: 3\r\nConnection: close\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4\r\nAccept: text/html\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n",
+		"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, close\r\n\r\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		i := strings.Index(s, "\r\n\r\n")
+		if i < 0 {
+			return
+		}
+		head := []byte(s[:i+4])
+		var h reqHead
+		if parseRequestHead(head, &h) != nil {
+			return // handed to net/http
+		}
+		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
+		if err != nil {
+			t.Fatalf("lane accepts what net/http refuses (%v): %q", err, head)
+		}
+		if req.Method != string(h.method) || req.Host != string(h.host) || req.ContentLength != h.contentLength ||
+			req.Close != h.close || req.ProtoMinor != 1 {
+			t.Fatalf("lane and net/http disagree on %q: method %q/%q host %q/%q length %d/%d close %v/%v",
+				head, h.method, req.Method, h.host, req.Host, h.contentLength, req.ContentLength, h.close, req.Close)
+		}
+		if len(req.TransferEncoding) > 0 || req.Header.Get("Upgrade") != "" || req.Header.Get("Expect") != "" {
+			t.Fatalf("lane took a request it must hand over: %q", head)
+		}
+	})
+}
+
+func FuzzParseResponseHead(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+		"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n",
+		"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nConnection: close, X-A\r\n\r\n",
+		"HTTP/1.1 204\r\n\r\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		i := strings.Index(s, "\r\n\r\n")
+		if i < 0 {
+			return
+		}
+		head := []byte(s[:i+4])
+		var h respHead
+		if parseResponseHead(head, &h) != nil {
+			return // a 502
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(head)), &http.Request{Method: "GET"})
+		if err != nil {
+			return // stricter net/http checks (e.g. Content-Length on a 204) are not the lane's business
+		}
+		if resp.StatusCode != h.status {
+			t.Fatalf("status %d/%d in %q", h.status, resp.StatusCode, head)
+		}
+		chunked := len(resp.TransferEncoding) > 0
+		if resp.StatusCode >= 200 && resp.StatusCode != 204 && resp.StatusCode != 304 {
+			if chunked != h.chunked || !chunked && resp.ContentLength != h.contentLength {
+				t.Fatalf("framing chunked %v/%v length %d/%d in %q", h.chunked, chunked, h.contentLength, resp.ContentLength, head)
+			}
+		}
+	})
+}
+
+// FuzzCopyChunked: a chunked body the lane passes through decodes, with
+// net/http's reader, to what the original decodes to.
+func FuzzCopyChunked(f *testing.F) {
+	for _, s := range []string{
+		"5\r\nhello\r\n0\r\n\r\n",
+		"3;x=y\r\nabc\r\n0\r\nTrailer: v\r\n\r\n",
+		"A\r\n0123456789\r\n0\r\n\r\n",
+		"5\r\nhel",
+		"zz\r\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var out bytes.Buffer
+		dst := bufio.NewWriter(&out)
+		rerr, werr := copyChunked(dst, bufio.NewReader(strings.NewReader(s)))
+		dst.Flush()
+		if werr != nil {
+			t.Fatal(werr)
+		}
+		if rerr != nil {
+			return
+		}
+		decode := func(body string) ([]byte, error) {
+			resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(
+				"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"+body)), nil)
+			if err != nil {
+				return nil, err
+			}
+			return io.ReadAll(resp.Body)
+		}
+		want, err := decode(s)
+		if err != nil {
+			t.Fatalf("lane passed a body net/http cannot read (%v): %q", err, s)
+		}
+		got, err := decode(out.String())
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("passed through %q as %q: %q vs %q (%v)", s, out.String(), got, want, err)
+		}
+	})
+}

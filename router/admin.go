@@ -46,6 +46,8 @@ type UpstreamInfo struct {
 	Available bool   `json:"available"`
 	Inflight  int64  `json:"inflight"`
 	Fails     int64  `json:"fails"`
+	// ProbeFailing: the app's active health check fails on this upstream.
+	ProbeFailing bool `json:"probeFailing,omitempty"`
 }
 
 // Routes describes the current routing table.
@@ -63,7 +65,8 @@ func (r *Router) Routes() []RouteInfo {
 		ri := RouteInfo{App: app, Hosts: hosts[app], Status: rt.status, Active: rt.stats.active.Load(), Upstreams: []UpstreamInfo{}}
 		sort.Strings(ri.Hosts)
 		for _, u := range rt.upstreams {
-			ri.Upstreams = append(ri.Upstreams, UpstreamInfo{ID: u.ID, Addr: u.Addr, Available: u.Available(), Inflight: u.Inflight(), Fails: u.fails.Load()})
+			ri.Upstreams = append(ri.Upstreams, UpstreamInfo{ID: u.ID, Addr: u.Addr, Available: u.Available(), Inflight: u.Inflight(), Fails: u.fails.Load(),
+				ProbeFailing: u.probeDown.Load()})
 		}
 		out = append(out, ri)
 	}

@@ -102,10 +102,7 @@ func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		pc.c.Close()
-		// A kept-alive connection the upstream had closed: nothing of the
-		// request was processed, so a request without a body is sent again
-		// on a fresh connection (net/http does the same).
-		if reused && noBody && attempt == 0 && req.Context().Err() == nil {
+		if reused && noBody && attempt == 0 && req.Context().Err() == nil && resendable(idempotent(req), err) {
 			continue
 		}
 		return nil, err
@@ -122,11 +119,11 @@ func (h *h1Client) exchange(req *http.Request, pc *h1Conn) (*http.Response, erro
 	stop := context.AfterFunc(ctx, func() { pc.c.SetDeadline(time.Unix(1, 0)) })
 	if err := req.Write(pc.bw); err != nil {
 		stop()
-		return nil, err
+		return nil, notSentError{err}
 	}
 	if err := pc.bw.Flush(); err != nil {
 		stop()
-		return nil, err
+		return nil, notSentError{err}
 	}
 	resp, err := http.ReadResponse(pc.br, req)
 	if err != nil {
@@ -150,6 +147,22 @@ func (h *h1Client) exchange(req *http.Request, pc *h1Conn) (*http.Response, erro
 	}
 	resp.Body = &h1Body{rc: resp.Body, release: release}
 	return resp, nil
+}
+
+// notSentError is a failure to write a request: the upstream did not get
+// it.
+type notSentError struct{ error }
+
+func (e notSentError) Unwrap() error { return e.error }
+
+// resendable reports whether a request without a body that failed on a
+// kept-alive connection (which the upstream may have closed meanwhile)
+// may be sent again on a fresh one: if it was never written, or if it is
+// idempotent. A POST the upstream may have acted on is not sent twice
+// (net/http's rule too).
+func resendable(idempotent bool, err error) bool {
+	var ns notSentError
+	return idempotent || errors.As(err, &ns)
 }
 
 // h1Body returns the connection to the pool once the body was read to the

@@ -342,7 +342,8 @@ type outcome struct {
 
 // exchange sends the request to up and copies the response to the
 // client. A kept-alive connection the upstream had closed is replaced
-// once, for requests without a body (nothing was processed).
+// once, for requests without a body that were not written or are
+// idempotent (resendable).
 func (lc *laneConn) exchange(up *Upstream, p *pending) outcome {
 	pool := lc.r.pool
 	for attempt := 0; ; attempt++ {
@@ -356,7 +357,8 @@ func (lc *laneConn) exchange(up *Upstream, p *pending) outcome {
 		} else {
 			pc.c.Close()
 		}
-		if o.err != nil && o.status == 0 && !o.clientGone && reused && attempt == 0 && p.bodyLen == 0 && !isTimeout(o.err) {
+		if o.err != nil && o.status == 0 && !o.clientGone && reused && attempt == 0 && p.bodyLen == 0 &&
+			!isTimeout(o.err) && resendable(p.idempotent, o.err) {
 			continue
 		}
 		return o
@@ -391,7 +393,7 @@ func (lc *laneConn) exchangeOn(pc *h1Conn, up *Upstream, p *pending) (outcome, b
 		}
 	}
 	if err := pc.bw.Flush(); err != nil {
-		return outcome{err: err}, false
+		return outcome{err: notSentError{err}}, false
 	}
 	var rh respHead
 	for {

@@ -11,6 +11,7 @@ type metrics struct {
 	routes           prometheus.Gauge
 	laneRequests     prometheus.Counter
 	handoffs         prometheus.Counter
+	healthChecks     *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -27,11 +28,13 @@ func newMetrics() *metrics {
 		routes:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "berth_router_apps", Help: "Apps in the routing table."}),
 		laneRequests: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_router_fast_lane_requests_total",
 			Help: "Requests proxied on the fast lane (plain HTTP/1.1 to an app with live instances)."}),
+		healthChecks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_router_health_checks_total",
+			Help: "Active health probes by app and result (pass, fail)."}, []string{"app", "result"}),
 		handoffs: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_router_handoffs_total",
 			Help: "Connections the fast lane handed to the full HTTP server (pages, wakes, upgrades, h2c, unusual requests)."}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.duration, m.retries, m.upstreamFailures, m.rebuilds, m.routes, m.laneRequests, m.handoffs}
+	return []prometheus.Collector{m.requests, m.duration, m.retries, m.upstreamFailures, m.rebuilds, m.routes, m.laneRequests, m.handoffs, m.healthChecks}
 }

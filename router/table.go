@@ -1,6 +1,7 @@
 package router
 
 import (
+	"cmp"
 	"reflect"
 	"strconv"
 	"strings"
@@ -26,7 +27,8 @@ type route struct {
 	since         int64  // status.since (unix ms)
 	instances     int    // instances the spec asks for (0 if unknown)
 	httpsRedirect bool
-	h2c           bool // HTTP/2 without TLS to the upstreams (gRPC)
+	h2c           bool         // HTTP/2 without TLS to the upstreams (gRPC)
+	health        *healthCheck // active checks (nil: passive health only)
 	stats         *appStats
 }
 
@@ -151,6 +153,10 @@ func (b *tableBuilder) route(s *registry.Snapshot, app string) *route {
 		r.maxConns = int64(sp.Routing.MaxConns)
 		r.httpsRedirect = sp.Routing.HTTPSRedirect
 		r.h2c = sp.Routing.Protocol == "h2c"
+		if h := sp.Health; sp.Routing.ActiveHealth && h != nil && h.HTTP != "" {
+			r.health = &healthCheck{path: h.HTTP, interval: cmp.Or(h.Interval.D(), spec.DefaultHealthEvery),
+				timeout: cmp.Or(h.Timeout.D(), spec.DefaultHealthWait)}
+		}
 	}
 	if ok && (prev.spec == nil) == (sp == nil) && (sp == nil || prev.spec.Routing.Policy == policy) {
 		r.selector = prev.r.selector // keep round-robin position and the like
@@ -174,6 +180,9 @@ func (b *tableBuilder) route(s *registry.Snapshot, app string) *route {
 		u := prev.upstreams[key]
 		if u == nil {
 			u = &Upstream{ID: in.ID, Addr: in.Addr}
+		}
+		if r.health == nil {
+			u.probeDown.Store(false) // checks turned off: no stale verdict
 		}
 		ups[key] = u
 		r.upstreams = append(r.upstreams, u)

@@ -15,6 +15,10 @@ type Upstream struct {
 	inflight  atomic.Int64 // requests and upgraded connections open now
 	failUntil atomic.Int64 // unix ns until which the upstream is out of rotation
 	fails     atomic.Int64 // failures seen (metrics, /routes)
+
+	probeDown atomic.Bool  // the last active health probe failed
+	probing   atomic.Bool  // a probe is running
+	nextProbe atomic.Int64 // unix ns of the next probe
 }
 
 // Inflight is the number of requests to the upstream now.
@@ -23,7 +27,9 @@ func (u *Upstream) Inflight() int64 { return u.inflight.Load() }
 // Available reports whether the upstream is in rotation (not marked down).
 func (u *Upstream) Available() bool { return u.availableAt(time.Now().UnixNano()) }
 
-func (u *Upstream) availableAt(unixNano int64) bool { return unixNano >= u.failUntil.Load() }
+func (u *Upstream) availableAt(unixNano int64) bool {
+	return unixNano >= u.failUntil.Load() && !u.probeDown.Load()
+}
 
 // markFailed takes the upstream out of rotation for window.
 func (u *Upstream) markFailed(window time.Duration) {

@@ -162,6 +162,7 @@ func runRouter(ctx context.Context, g *GlobalOptions, o RouterOptions) error {
 	defer func() { stopBG(); wg.Wait() }()
 	goRun(cache.Run)
 	goRun(r.Run)
+	goRun(r.RunHealth)
 	goRun(owner.Run)
 	goRun(func(ctx context.Context) error { return r.RunAccess(ctx, k, owner) })
 	if _, err := daemon.ServeAdmin(bg, o.Admin, r.AdminHandler(reg, o.Pprof), log); err != nil {

@@ -163,6 +163,7 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 	goRun(cache.Run)
 	goRun(owner.Run)
 	goRun(r.Run)
+	goRun(r.RunHealth)
 	goRun(dns.Run)
 	goRun(func(ctx context.Context) error { return r.RunAccess(ctx, keys, owner) })
 	goRun(rec.Run)

@@ -181,6 +181,10 @@ type Routing struct {
 	// Protocol the router speaks to the instances: http (HTTP/1.1,
 	// default) or h2c (HTTP/2 without TLS, for gRPC).
 	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
+	// ActiveHealth makes every router probe each instance's health.http
+	// path itself, every health.interval: an instance failing the probe
+	// gets no requests from that router until a probe passes again.
+	ActiveHealth bool `yaml:"activeHealth,omitempty" json:"activeHealth,omitempty"`
 }
 
 // Window is a daily time window in UTC, "HH:MM-HH:MM".

@@ -80,6 +80,7 @@ func TestBadInput(t *testing.T) {
 		{"exec without command", "apiVersion: berth/v1\nname: web\nruntime: exec\n", []string{"command: runtime exec needs"}},
 		{"bad runtime", minimal + "runtime: rkt\n", []string{"runtime: must be docker, podman or exec"}},
 		{"two health checks", minimal + "ports: [{container: 80}]\nhealth: {http: /h, tcp: true}\n", []string{"health: set exactly one"}},
+		{"active health without http", minimal + "ports: [{container: 80}]\nrouting: {activeHealth: true}\n", []string{"routing.activeHealth: needs an HTTP check", "set health.http"}},
 		{"not a mapping", "- a\n- b\n", []string{"must be a mapping"}},
 		{"empty", "", []string{"no app spec found"}},
 		{"bad yaml", "a: [\n", []string{"not valid YAML"}},

@@ -279,6 +279,9 @@ func (a *App) validateRouting(es *Errors) {
 	if a.Routing.MaxConns < 0 {
 		es.add("routing.maxConns", "must be 0 (unlimited) or more, got %d", a.Routing.MaxConns)
 	}
+	if a.Routing.ActiveHealth && (a.Health == nil || a.Health.HTTP == "") {
+		es.add("routing.activeHealth", "needs an HTTP check for the routers to probe: set health.http (e.g. /healthz)")
+	}
 }
 
 // checkText refuses values that no systemd unit can pass to a process: NUL,

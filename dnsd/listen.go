@@ -18,18 +18,24 @@ type Listeners struct {
 }
 
 // Listen opens UDP and TCP sockets on addr ("127.0.0.1:8053"); with port 0
-// the TCP socket takes the port the kernel gave the UDP one.
+// the TCP socket takes the port the kernel gave the UDP one, and another
+// port is tried when that one is taken for TCP.
 func Listen(addr string) (*Listeners, error) {
-	pc, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen udp %s: %w", addr, err)
-	}
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
+	_, port, _ := net.SplitHostPort(addr)
+	for attempt := 0; ; attempt++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("listen udp %s: %w", addr, err)
+		}
+		l, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return &Listeners{UDP: []net.PacketConn{pc}, TCP: []net.Listener{l}}, nil
+		}
 		pc.Close()
-		return nil, fmt.Errorf("listen tcp %s: %w", pc.LocalAddr(), err)
+		if port != "0" || attempt == 9 {
+			return nil, fmt.Errorf("listen tcp %s: %w", pc.LocalAddr(), err)
+		}
 	}
-	return &Listeners{UDP: []net.PacketConn{pc}, TCP: []net.Listener{l}}, nil
 }
 
 // Serve answers on every socket until ctx ends, then shuts the servers down

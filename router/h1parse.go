@@ -273,9 +273,15 @@ func parseRequestHead(head []byte, h *reqHead) error {
 	if !ok || string(version) != "HTTP/1.1" || len(target) == 0 || target[0] != '/' {
 		return errHandoff
 	}
-	for _, c := range target {
-		if c <= ' ' || c == 0x7f {
+	inPath := true
+	for i, c := range target {
+		switch {
+		case c <= ' ' || c == 0x7f:
 			return errHandoff
+		case c == '?':
+			inPath = false
+		case c == '%' && inPath && (i+2 >= len(target) || !isHex(target[i+1]) || !isHex(target[i+2])):
+			return errHandoff // net/http refuses a bad escape in the path
 		}
 	}
 	switch string(h.method) {
@@ -341,6 +347,10 @@ func parseRequestHead(head []byte, h *reqHead) error {
 		return errHandoff
 	}
 	return nil
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // validHost accepts the characters of a reg-name, an IPv4 or an IPv6

@@ -38,6 +38,8 @@ func FuzzParseRequestHead(f *testing.F) {
 		"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n",
 		"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /a%2fb%zz?q=%zz HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /%4 HTTP/1.1\r\nHost: a\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, close\r\n\r\n",
 	} {
 		f.Add(s)

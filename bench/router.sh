@@ -87,6 +87,7 @@ lat() { wrk -t1 -c1 -d"$((dur/2 > 2 ? dur/2 : 2))s" --latency -H 'Host: bench.lo
 # direct run of the same round, and the table shows medians.
 targets=(direct:18081 berth:18080 nginx:18082 haproxy:18083)
 declare -A ratios rates L
+vsnginx=""
 for ((round = 0; round < rounds; round++)); do
   declare -A R=()
   for ((i = 0; i < ${#targets[@]}; i++)); do
@@ -97,6 +98,7 @@ for ((round = 0; round < rounds; round++)); do
     rates[$name]+="${R[$name]} "
     ratios[$name]+="$(awk -v a="${R[$name]}" -v b="${R[direct]}" 'BEGIN{printf "%.3f", a/b}') "
   done
+  vsnginx+="$(awk -v a="${R[berth]}" -v b="${R[nginx]}" 'BEGIN{printf "%.3f", a/b}') "
   echo "round $((round + 1)): direct ${R[direct]}, berth ${R[berth]}, nginx ${R[nginx]}, haproxy ${R[haproxy]}" >&2
 done
 for target in "${targets[@]}"; do
@@ -109,3 +111,5 @@ echo "|---|---|---|---|---|"
 for name in direct berth nginx haproxy; do
   echo "| $name | $(median <<<"${rates[$name]}") | $(median <<<"${ratios[$name]}") | $(span <<<"${ratios[$name]}") | ${L[$name]/ / / } |"
 done
+echo
+echo "berth / nginx per round: median $(median <<<"$vsnginx"), range $(span <<<"$vsnginx"), berth ahead in $(tr ' ' '\n' <<<"$vsnginx" | awk '$1 >= 1' | wc -l) of $rounds rounds"

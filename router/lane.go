@@ -54,6 +54,7 @@ type laneConn struct {
 	// setting one costs clock reads and a timer update, so the idle
 	// deadline is only moved when less than the idle timeout is left.
 	readDeadline time.Time
+	lastEnd      time.Time // when the last request ended
 
 	// the route of the last Host looked up, in the table it was found in
 	lastTable *Table
@@ -156,7 +157,10 @@ func (lc *laneConn) idleDeadline(idle time.Duration) {
 		lc.setReadDeadline(time.Time{})
 		return
 	}
-	now := time.Now()
+	now := lc.lastEnd // a request just ended: no need to read the clock again
+	if now.IsZero() {
+		now = time.Now()
+	}
 	if lc.readDeadline.IsZero() || lc.readDeadline.Sub(now) < idle {
 		lc.setReadDeadline(now.Add(idle + idle/2))
 	}
@@ -233,7 +237,9 @@ func (lc *laneConn) serve(h *reqHead) laneResult {
 	}
 	r.metrics.laneRequests.Inc()
 	start := time.Now()
-	rt.stats.lastAccess.Store(start.UnixMilli())
+	if ms := start.UnixMilli(); rt.stats.lastAccess.Load() != ms {
+		rt.stats.lastAccess.Store(ms) // a write only when it changes: the routers' cores share it
+	}
 	rt.stats.active.Add(1)
 	defer rt.stats.active.Add(-1)
 
@@ -280,7 +286,8 @@ func (lc *laneConn) serve(h *reqHead) laneResult {
 	if p.clientClose {
 		res = laneClose
 	}
-	rt.stats.observe(r.metrics, rt.app, o.status, time.Since(start))
+	lc.lastEnd = time.Now()
+	rt.stats.observe(r.metrics, rt.app, o.status, lc.lastEnd.Sub(start))
 	if r.logRequests {
 		lc.logRequest(rt, &p, o.status, up, len(tried), start)
 	}

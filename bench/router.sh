@@ -25,7 +25,7 @@ etcd --data-dir "$work/etcd" --listen-client-urls http://127.0.0.1:23790 --adver
 for _ in $(seq 50); do ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:23790 endpoint health >/dev/null 2>&1 && break; sleep 0.1; done
 ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:23790 put /berth/v1/instances/bench/1 '{"addr":"127.0.0.1:18081","state":"up"}' >/dev/null
 ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:23790 put /berth/v1/domains/bench.local '{"app":"bench"}' >/dev/null
-GOMAXPROCS=2 "$work/berth" router --etcd-endpoints 127.0.0.1:23790 --listen 127.0.0.1:18080 --admin 127.0.0.1:19080 --log-level error & pids+=($!)
+GOMAXPROCS=2 "$work/berth" router --etcd-endpoints 127.0.0.1:23790 --listen 127.0.0.1:18080 --admin 127.0.0.1:19080 --log-level error & pids+=($!); berth_pid=$!
 
 cat > "$work/nginx.conf" <<NGINX
 worker_processes 2;
@@ -45,7 +45,7 @@ http {
   }
 }
 NGINX
-nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
+nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!); nginx_pid=$!
 
 cat > "$work/haproxy.cfg" <<HAPROXY
 global
@@ -67,7 +67,7 @@ backend be
   http-request set-header X-Forwarded-Host %[req.hdr(host)]
   server s1 127.0.0.1:18081
 HAPROXY
-haproxy -f "$work/haproxy.cfg" & pids+=($!)
+haproxy -f "$work/haproxy.cfg" & pids+=($!); haproxy_pid=$!
 
 for _ in $(seq 100); do curl -sf -H 'Host: bench.local' http://127.0.0.1:18080/ >/dev/null 2>&1 && break; sleep 0.1; done
 curl -sf -H 'Host: bench.local' http://127.0.0.1:18080/ >/dev/null || { echo "berth router not routing" >&2; exit 1; }
@@ -113,3 +113,11 @@ for name in direct berth nginx haproxy; do
 done
 echo
 echo "berth / nginx per round: median $(median <<<"$vsnginx"), range $(span <<<"$vsnginx"), berth ahead in $(tr ' ' '\n' <<<"$vsnginx" | awk '$1 >= 1' | wc -l) of $rounds rounds"
+echo
+echo "| proxy | CPU per request (bench/cpu-per-request.sh, ${dur}s) |"
+echo "|---|---|"
+# shellcheck disable=SC2046 # one argument per nginx worker
+echo "| berth | $(SECONDS_RUN=$dur bench/cpu-per-request.sh http://127.0.0.1:18080/ "$berth_pid") |"
+# shellcheck disable=SC2046
+echo "| nginx | $(SECONDS_RUN=$dur bench/cpu-per-request.sh http://127.0.0.1:18082/ $(pgrep -P "$nginx_pid")) |"
+echo "| haproxy | $(SECONDS_RUN=$dur bench/cpu-per-request.sh http://127.0.0.1:18083/ "$haproxy_pid") |"

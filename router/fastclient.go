@@ -63,7 +63,8 @@ func (h *h1Client) get(ctx context.Context, addr string, now time.Time) (*h1Conn
 	if err != nil {
 		return nil, false, err
 	}
-	return &h1Conn{c: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 8<<10)}, false, nil
+	rw := socketIO(c)
+	return &h1Conn{c: c, br: bufio.NewReaderSize(rw, 16<<10), bw: bufio.NewWriterSize(rw, 8<<10)}, false, nil
 }
 
 func (h *h1Client) put(addr string, pc *h1Conn, now time.Time) {

@@ -63,10 +63,11 @@ type laneConn struct {
 }
 
 func newLaneConn(s *Server, c net.Conn) *laneConn {
+	rw := socketIO(c)
 	br := laneReaders.Get().(*bufio.Reader)
-	br.Reset(c)
+	br.Reset(rw)
 	bw := laneWriters.Get().(*bufio.Writer)
-	bw.Reset(c)
+	bw.Reset(rw)
 	lc := &laneConn{s: s, r: s.Router, c: c, br: br, bw: bw}
 	ip := remoteIP(c.RemoteAddr().String())
 	if ip.IsValid() {

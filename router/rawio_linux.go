@@ -4,7 +4,6 @@ import (
 	"io"
 	"net"
 	"syscall"
-	"unsafe"
 )
 
 // rawIO reads and writes a non-blocking socket with raw system calls,
@@ -42,10 +41,10 @@ func (r *rawIO) Read(p []byte) (int, error) {
 	var serr error
 	err := r.rc.Read(func(fd uintptr) bool {
 		for {
-			m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+			m, e := sysRead(fd, p)
 			switch e {
-			case 0:
-				n = int(m)
+			case nil:
+				n = m
 				return true
 			case syscall.EINTR:
 				continue
@@ -73,10 +72,10 @@ func (r *rawIO) Write(p []byte) (int, error) {
 	var serr error
 	err := r.rc.Write(func(fd uintptr) bool {
 		for n < len(p) {
-			m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
+			m, e := sysWrite(fd, p[n:])
 			switch e {
-			case 0:
-				n += int(m)
+			case nil:
+				n += m
 				continue
 			case syscall.EINTR:
 				continue

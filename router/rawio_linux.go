@@ -14,9 +14,22 @@ import (
 // long enough for the runtime to hand the P to another thread and back,
 // which costs the lane more than the call itself. Read and write on a
 // non-blocking socket never block, so they need no such care.
+//
+// One goroutine reads and one writes at a time (bufio's owners); the
+// callbacks are made once and keep their state here, so a call allocates
+// nothing.
 type rawIO struct {
 	rc   syscall.RawConn
 	conn net.Conn
+
+	rbuf    []byte
+	rn      int
+	rerr    error
+	readFn  func(fd uintptr) bool
+	wbuf    []byte
+	wn      int
+	werr    error
+	writeFn func(fd uintptr) bool
 }
 
 // socketIO returns the fastest reader and writer for c: rawIO for a
@@ -30,63 +43,70 @@ func socketIO(c net.Conn) io.ReadWriter {
 	if err != nil {
 		return c
 	}
-	return &rawIO{rc: rc, conn: c}
+	r := &rawIO{rc: rc, conn: c}
+	r.readFn, r.writeFn = r.read, r.write
+	return r
+}
+
+func (r *rawIO) read(fd uintptr) bool {
+	for {
+		n, e := sysRead(fd, r.rbuf)
+		switch e {
+		case nil:
+			r.rn = n
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false // wait until readable
+		}
+		r.rerr = e
+		return true
+	}
+}
+
+func (r *rawIO) write(fd uintptr) bool {
+	for r.wn < len(r.wbuf) {
+		n, e := sysWrite(fd, r.wbuf[r.wn:])
+		switch e {
+		case nil:
+			r.wn += n
+			continue
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false // wait until writable
+		}
+		r.werr = e
+		return true
+	}
+	return true
 }
 
 func (r *rawIO) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var serr error
-	err := r.rc.Read(func(fd uintptr) bool {
-		for {
-			m, e := sysRead(fd, p)
-			switch e {
-			case nil:
-				n = m
-				return true
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // wait until readable
-			}
-			serr = e
-			return true
-		}
-	})
-	if err != nil {
+	r.rbuf, r.rn, r.rerr = p, 0, nil
+	err := r.rc.Read(r.readFn)
+	n, serr := r.rn, r.rerr
+	r.rbuf = nil
+	switch {
+	case err != nil:
 		return 0, err
-	}
-	if serr != nil {
+	case serr != nil:
 		return 0, &net.OpError{Op: "read", Net: "tcp", Source: r.conn.LocalAddr(), Addr: r.conn.RemoteAddr(), Err: serr}
-	}
-	if n == 0 {
+	case n == 0:
 		return 0, io.EOF
 	}
 	return n, nil
 }
 
 func (r *rawIO) Write(p []byte) (int, error) {
-	n := 0
-	var serr error
-	err := r.rc.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			m, e := sysWrite(fd, p[n:])
-			switch e {
-			case nil:
-				n += m
-				continue
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // wait until writable
-			}
-			serr = e
-			return true
-		}
-		return true
-	})
+	r.wbuf, r.wn, r.werr = p, 0, nil
+	err := r.rc.Write(r.writeFn)
+	n, serr := r.wn, r.werr
+	r.wbuf = nil
 	if err == nil && serr != nil {
 		err = &net.OpError{Op: "write", Net: "tcp", Source: r.conn.LocalAddr(), Addr: r.conn.RemoteAddr(), Err: serr}
 	}

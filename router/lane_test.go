@@ -443,3 +443,40 @@ func TestPostNotSentTwice(t *testing.T) {
 		}
 	}
 }
+
+// TestLaneTimeouts: a client that stops in the middle of a request head,
+// and one that stays idle, are disconnected (ReadHeaderTimeout,
+// IdleTimeout); neither holds a connection forever.
+func TestLaneTimeouts(t *testing.T) {
+	e := newEnv(t, Config{})
+	s, _ := backend(t, "b")
+	e.instance("web", "1", addr(s))
+	short, long := 200*time.Millisecond, time.Minute
+	for _, tc := range []struct {
+		name, first      string
+		readHeader, idle time.Duration
+	}{
+		{"slow head", "GET / HTTP/1.1\r\nHost: web.exa", short, long},
+		{"idle after a request", "GET / HTTP/1.1\r\nHost: web.example.com\r\n\r\n", long, short},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := NewServer(e.r, &http.Server{ReadHeaderTimeout: tc.readHeader, IdleTimeout: tc.idle})
+			go srv.Serve(l)
+			defer srv.Close()
+			c, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			io.WriteString(c, tc.first)
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.Copy(io.Discard, c); err != nil { // returns at EOF: the router closed it
+				t.Fatalf("connection not closed by the router: %v", err)
+			}
+		})
+	}
+}

@@ -2,12 +2,11 @@ package router
 
 import (
 	"context"
-	"io"
-	"net"
-	"net/http"
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/berthproject/berth/internal/hook"
 )
 
 // healthCheck is an app's active check (routing.activeHealth in its spec):
@@ -19,19 +18,11 @@ type healthCheck struct {
 }
 
 // RunHealth probes the upstreams of apps whose spec asks for active
-// health checks until ctx ends. A failed probe (an error, a timeout or a
-// status of 400 or more) takes the upstream out of this router's rotation
-// until a probe passes; passive health goes on alongside.
+// health checks until ctx ends, with the same check the agents and hooks
+// run (hook.Check): an error, a timeout or a status of 400 or more takes
+// the upstream out of this router's rotation until a probe passes;
+// passive health goes on alongside.
 func (r *Router) RunHealth(ctx context.Context) error {
-	client := &http.Client{
-		Transport: &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: r.cfg.DialTimeout}).DialContext,
-			MaxIdleConnsPerHost: 1,
-			IdleConnTimeout:     time.Minute,
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	defer client.CloseIdleConnections()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -51,30 +42,19 @@ func (r *Router) RunHealth(ctx context.Context) error {
 					continue
 				}
 				u.nextProbe.Store(now.Add(hc.interval).UnixNano())
-				go r.probe(ctx, client, rt.app, u, hc)
+				go r.probe(ctx, rt.app, u, hc)
 			}
 		}
 	}
 }
 
-func (r *Router) probe(ctx context.Context, client *http.Client, app string, u *Upstream, hc *healthCheck) {
+func (r *Router) probe(ctx context.Context, app string, u *Upstream, hc *healthCheck) {
 	defer u.probing.Store(false)
-	pctx, cancel := context.WithTimeout(ctx, hc.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(pctx, http.MethodGet, "http://"+u.Addr+hc.path, nil)
-	if err != nil {
-		return
-	}
-	req.Header.Set("User-Agent", "berth-router-health")
-	resp, err := client.Do(req)
-	if resp != nil {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		resp.Body.Close()
-	}
+	err := hook.Check("http:"+hc.path).Probe(ctx, u.Addr, hc.timeout)
 	if ctx.Err() != nil {
 		return // shutting down: no verdict
 	}
-	healthy := err == nil && resp.StatusCode < 400
+	healthy := err == nil
 	result := "pass"
 	if !healthy {
 		result = "fail"
@@ -85,9 +65,6 @@ func (r *Router) probe(ctx context.Context, client *http.Client, app string, u *
 		if healthy {
 			log.Info("upstream passes its health check again")
 		} else {
-			if err == nil {
-				log = log.WithField("status", resp.StatusCode)
-			}
 			log.WithError(err).Warn("upstream failed its health check: out of rotation")
 		}
 	}

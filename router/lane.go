@@ -373,11 +373,6 @@ func (lc *laneConn) exchange(up *Upstream, p *pending) outcome {
 	}
 }
 
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
 // exchangeOn does the exchange on one upstream connection and reports
 // whether the connection can be reused.
 func (lc *laneConn) exchangeOn(pc *h1Conn, up *Upstream, p *pending) (outcome, bool) {
@@ -524,15 +519,8 @@ func (lc *laneConn) writeResponseHead(rh *respHead, p *pending, noBody bool) {
 // badGateway answers with the 502 (or 504) page when no upstream gave a
 // response, and returns the status.
 func (lc *laneConn) badGateway(rt *route, p *pending, err error) int {
-	status := http.StatusBadGateway
-	if isTimeout(err) {
-		status = http.StatusGatewayTimeout
-	}
-	host := string(lc.lastHost)
-	lc.r.log.WithError(err).WithFields(logrus.Fields{"app": rt.app, "host": host}).Warn("upstream failed")
 	var pw pageWriter
-	lc.r.pages.serve(&pw, p.accept, pageBadGW, pageData{Status: status, Host: host, App: rt.app,
-		Message: "no instance of " + rt.app + " answered: " + http.StatusText(status)})
+	status := lc.r.badGateway(&pw, p.accept, string(lc.lastHost), rt.app, err)
 	pw.writeTo(lc.bw, p.head, p.clientClose || lc.s.closing.Load())
 	return status
 }
@@ -543,11 +531,7 @@ func (lc *laneConn) logRequest(rt *route, p *pending, status int, up *Upstream, 
 	if up != nil {
 		fields["upstream"] = up.Addr
 	}
-	if lc.r.cfg.AccessLog {
-		lc.r.log.WithFields(fields).Info("request")
-	} else {
-		lc.r.log.WithFields(fields).Debug("request")
-	}
+	lc.r.logRequest(fields)
 }
 
 // pageWriter holds a page the lane writes itself.

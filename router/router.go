@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -185,11 +184,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if info.upstream != nil {
 		fields["upstream"] = info.upstream.Addr
 	}
-	if r.cfg.AccessLog {
-		r.log.WithFields(fields).Info("request")
-	} else {
-		r.log.WithFields(fields).Debug("request")
-	}
+	r.logRequest(fields)
 }
 
 // noUpstream answers for an app without live instances.
@@ -218,23 +213,38 @@ func (r *Router) retryAfter() int { return max(1, int(r.cfg.RetryAfter/time.Seco
 
 // proxyError answers when no upstream could give a response.
 func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error) {
-	info := infoFrom(req.Context())
-	app := ""
-	if info != nil && info.route != nil {
-		app = info.route.app
-	}
 	if req.Context().Err() != nil {
 		w.WriteHeader(499) // client closed the request; nobody reads this
 		return
 	}
+	app := ""
+	if info := infoFrom(req.Context()); info != nil && info.route != nil {
+		app = info.route.app
+	}
+	r.badGateway(w, acceptOfRequest(req), req.Host, app, err)
+}
+
+// badGateway logs why no upstream answered and serves the 502 page (504
+// after a timeout), for both lanes; it returns the status.
+func (r *Router) badGateway(w http.ResponseWriter, accept acceptKind, host, app string, err error) int {
 	status := http.StatusBadGateway
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
+	if isTimeout(err) {
 		status = http.StatusGatewayTimeout
 	}
-	r.log.WithError(err).WithFields(logrus.Fields{"app": app, "host": req.Host}).Warn("upstream failed")
-	r.pages.serve(w, acceptOfRequest(req), pageBadGW, pageData{Status: status, Host: req.Host, App: app,
+	r.log.WithError(err).WithFields(logrus.Fields{"app": app, "host": host}).Warn("upstream failed")
+	r.pages.serve(w, accept, pageBadGW, pageData{Status: status, Host: host, App: app,
 		Message: "no instance of " + app + " answered: " + http.StatusText(status)})
+	return status
+}
+
+// logRequest logs a finished request, at Info with --access-log, else at
+// Debug; callers build the fields only when r.logRequests is set.
+func (r *Router) logRequest(fields logrus.Fields) {
+	if r.cfg.AccessLog {
+		r.log.WithFields(fields).Info("request")
+	} else {
+		r.log.WithFields(fields).Debug("request")
+	}
 }
 
 // rewrite builds the outbound request: the original Host is kept

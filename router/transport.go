@@ -63,6 +63,11 @@ func idempotent(req *http.Request) bool {
 	return req.Header.Get("Idempotency-Key") != "" || req.Header.Get("X-Idempotency-Key") != ""
 }
 
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 func isDialError(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
@@ -152,17 +157,9 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return nil, lastErr
 }
 
-// observe applies passive health to a response: a 5xx to an idempotent
-// request marks the upstream down, except a 503 with Retry-After
-// (maintenance, not death); anything else marks it healthy again.
+// observe applies passive health to a response (Router.observeStatus).
 func (t *retryTransport) observe(req *http.Request, up *Upstream, resp *http.Response) {
-	switch {
-	case resp.StatusCode >= 500 && idempotent(req) &&
-		!(resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != ""):
-		up.markFailed(t.r.cfg.FailWindow)
-	case resp.StatusCode < 500:
-		up.markHealthy()
-	}
+	t.r.observeStatus(up, resp.StatusCode, resp.Header.Get("Retry-After") != "", idempotent(req))
 }
 
 // countBody keeps the upstream's in-flight count until the body is closed;

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 )
@@ -178,12 +179,21 @@ func headerLine(line []byte) (name, value []byte, ok bool) {
 		}
 	}
 	value = line[colon+1:]
-	for _, c := range value {
-		if c < ' ' && c != '\t' || c == 0x7f {
-			return nil, nil, false
-		}
+	if !fieldText(value) {
+		return nil, nil, false
 	}
 	return name, bytes.Trim(value, " \t"), true
+}
+
+// fieldText reports whether b is free of control characters other than
+// tab: what a header value, a reason phrase or a chunk extension may hold.
+func fieldText(b []byte) bool {
+	for _, c := range b {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // parseLength parses a Content-Length value: decimal digits only.
@@ -237,6 +247,32 @@ func acceptOf(v []byte) acceptKind {
 	}
 	return acceptText
 }
+
+// peekHead waits until br holds a whole message head (through the blank
+// line) and returns it, left in the buffer. Before each wait it calls
+// waiting (if set), which may stop it with an error; a head that does not
+// fit the buffer is errHeadTooBig.
+func peekHead(br *bufio.Reader, waiting func() error) ([]byte, error) {
+	for {
+		buf, _ := br.Peek(br.Buffered())
+		if i := bytes.Index(buf, crlfcrlf); i >= 0 {
+			return buf[:i+4], nil
+		}
+		if br.Buffered() >= br.Size() {
+			return nil, errHeadTooBig
+		}
+		if waiting != nil {
+			if err := waiting(); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := br.Peek(br.Buffered() + 1); err != nil {
+			return nil, err
+		}
+	}
+}
+
+var errHeadTooBig = errors.New("message head larger than the buffer")
 
 // reqHead is a parsed request head. Its slices point into the buffer it
 // was parsed from and are valid until that buffer is read further.
@@ -401,10 +437,8 @@ func parseResponseHead(head []byte, h *respHead) error {
 		return errBadUpstream
 	}
 	h.statusText = line[9:]
-	for _, c := range h.statusText {
-		if c < ' ' && c != '\t' || c == 0x7f {
-			return errBadUpstream // a bare LF here would smuggle a header to the client
-		}
+	if !fieldText(h.statusText) {
+		return errBadUpstream // a bare LF here would smuggle a header to the client
 	}
 	for _, c := range line[9:12] {
 		if c < '0' || c > '9' {

@@ -181,25 +181,24 @@ func (lc *laneConn) readHead(h *reqHead, timeout time.Duration) error {
 		return errHandoff // not a method the lane knows (a TLS hello, an empty line)
 	}
 	timed := false
-	for {
-		buf, _ := lc.br.Peek(lc.br.Buffered())
-		if i := bytes.Index(buf, crlfcrlf); i >= 0 {
-			return parseRequestHead(buf[:i+4], h)
+	head, err := peekHead(lc.br, func() error {
+		if timed {
+			return nil
 		}
-		if lc.br.Buffered() >= lc.br.Size() {
-			return errHandoff
+		timed = true
+		if lc.bw.Flush() != nil {
+			return net.ErrClosed
 		}
-		if !timed {
-			if lc.bw.Flush() != nil {
-				return net.ErrClosed
-			}
-			lc.setReadDeadline(deadline(timeout))
-			timed = true
-		}
-		if _, err := lc.br.Peek(lc.br.Buffered() + 1); err != nil {
-			return err
-		}
+		lc.setReadDeadline(deadline(timeout))
+		return nil
+	})
+	switch {
+	case errors.Is(err, errHeadTooBig):
+		return errHandoff // net/http applies MaxHeaderBytes
+	case err != nil:
+		return err
 	}
+	return parseRequestHead(head, h)
 }
 
 // route looks the Host up, remembering the answer for the next request
@@ -463,18 +462,14 @@ func (r *Router) observeStatus(up *Upstream, status int, retryAfter, idempotent 
 // readResponseHead reads until the end of a response head, which stays
 // in br.
 func readResponseHead(br *bufio.Reader, h *respHead) error {
-	for {
-		buf, _ := br.Peek(br.Buffered())
-		if i := bytes.Index(buf, crlfcrlf); i >= 0 {
-			return parseResponseHead(buf[:i+4], h)
-		}
-		if br.Buffered() >= br.Size() {
-			return errBadUpstream // a head larger than the buffer
-		}
-		if _, err := br.Peek(br.Buffered() + 1); err != nil {
-			return err
-		}
+	head, err := peekHead(br, nil)
+	switch {
+	case errors.Is(err, errHeadTooBig):
+		return errBadUpstream
+	case err != nil:
+		return err
 	}
+	return parseResponseHead(head, h)
 }
 
 // writeResponseHead writes the status line and the end-to-end headers,

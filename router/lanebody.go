@@ -70,10 +70,8 @@ func line(dst *bufio.Writer, src *bufio.Reader) (l []byte, rerr, werr error) {
 // chunkSize parses a chunk-size line ("1a;ext=1\r\n").
 func chunkSize(l []byte) (int64, bool) {
 	l = l[:len(l)-2]
-	for _, c := range l {
-		if c < ' ' && c != '\t' || c == 0x7f {
-			return 0, false
-		}
+	if !fieldText(l) {
+		return 0, false
 	}
 	l = bytes.TrimRight(l, " \t")
 	if i := bytes.IndexByte(l, ';'); i >= 0 {

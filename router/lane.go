@@ -267,12 +267,9 @@ func (lc *laneConn) serve(h *reqHead) laneResult {
 		if o.err == nil || o.clientGone {
 			break
 		}
-		up.markFailed(r.cfg.FailWindow)
-		r.metrics.upstreamFailures.WithLabelValues(rt.app).Inc()
-		if p.bodySent || !(isDialError(o.err) || p.idempotent) {
+		if !r.attemptFailed(rt, up, o.err, p.bodySent, p.idempotent) {
 			break
 		}
-		r.metrics.retries.WithLabelValues(rt.app).Inc()
 	}
 	res := laneKeep
 	switch {

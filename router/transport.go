@@ -115,10 +115,9 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		body = &guardedBody{rc: req.Body}
 		req.Body = body
 	}
-	cfg := t.r.cfg
 	var tried []*Upstream
 	var lastErr error = errNoUpstream
-	for info.attempts < cfg.MaxAttempts {
+	for info.attempts < t.r.cfg.MaxAttempts {
 		up := pick(info.route, tried, time.Now().UnixNano())
 		if up == nil {
 			break
@@ -146,15 +145,26 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if req.Context().Err() != nil {
 			return nil, err // the client went away: not the upstream's fault
 		}
-		up.markFailed(cfg.FailWindow)
-		t.r.metrics.upstreamFailures.WithLabelValues(info.route.app).Inc()
-		bodyRead := body != nil && body.read.Load()
-		if bodyRead || !(isDialError(err) || idempotent(req)) {
+		if !t.r.attemptFailed(info.route, up, err, body != nil && body.read.Load(), idempotent(req)) {
 			return nil, err
 		}
-		t.r.metrics.retries.WithLabelValues(info.route.app).Inc()
 	}
 	return nil, lastErr
+}
+
+// attemptFailed takes an upstream that failed out of rotation for the
+// fail window and counts it, then reports whether the request may go to
+// another upstream: after a dial error (nothing was sent) for any
+// request, after other errors only for an idempotent one whose body was
+// not sent. Both lanes follow it.
+func (r *Router) attemptFailed(rt *route, up *Upstream, err error, bodySent, idempotent bool) bool {
+	up.markFailed(r.cfg.FailWindow)
+	r.metrics.upstreamFailures.WithLabelValues(rt.app).Inc()
+	if bodySent || !(isDialError(err) || idempotent) {
+		return false
+	}
+	r.metrics.retries.WithLabelValues(rt.app).Inc()
+	return true
 }
 
 // observe applies passive health to a response (Router.observeStatus).

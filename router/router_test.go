@@ -251,27 +251,9 @@ func TestRetryOnDialErrorAndPassiveDown(t *testing.T) {
 // is retried elsewhere, a POST is not (it may have been applied).
 func TestNoRetryOfSentNonIdempotentRequest(t *testing.T) {
 	e := newEnv(t, Config{})
-	var dropped atomic.Int64
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				br := bufio.NewReader(c)
-				if req, err := http.ReadRequest(br); err == nil {
-					io.Copy(io.Discard, req.Body)
-					dropped.Add(1)
-				}
-				c.Close()
-			}()
-		}
-	}()
+	dropping := rawBackend(t, func(string) (string, bool) { return "", true })
 	good, goodHits := backend(t, "good")
-	e.instance("web", "1", l.Addr().String())
+	e.instance("web", "1", dropping)
 	e.instance("web", "2", addr(good))
 	// Round robin starts at instance 1: the dropping one.
 	req, _ := http.NewRequest("POST", e.srv.URL+"/", strings.NewReader("charge the card"))

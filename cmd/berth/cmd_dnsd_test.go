@@ -15,11 +15,11 @@ import (
 
 // etcdWithWebInstance starts an etcd holding one live instance of "web"
 // at 10.9.8.7:8080 on node n1.
-func etcdWithWebInstance(t *testing.T) *etcdtest.Server {
+func etcdWithWebInstance(t *testing.T, addr string) *etcdtest.Server {
 	t.Helper()
 	srv, cli := etcdtest.New(t)
 	k, _ := registry.NewKeys("")
-	key, val, _ := registry.InstanceKV(k, &registry.Instance{App: "web", ID: "1", Addr: "10.9.8.7:8080", Node: "n1", State: registry.StateUp})
+	key, val, _ := registry.InstanceKV(k, &registry.Instance{App: "web", ID: "1", Addr: addr, Node: "n1", State: registry.StateUp})
 	if _, err := cli.Put(context.Background(), key, val); err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +27,7 @@ func etcdWithWebInstance(t *testing.T) *etcdtest.Server {
 }
 
 func TestDNSDCommand(t *testing.T) {
-	srv := etcdWithWebInstance(t)
+	srv := etcdWithWebInstance(t, "10.9.8.7:8080")
 
 	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
 	addr := pc.LocalAddr().String()
@@ -61,7 +61,7 @@ func TestDNSDCommand(t *testing.T) {
 // TestDNSDSocketActivation passes a UDP and a TCP socket as systemd's
 // berth-dnsd.socket does and queries both.
 func TestDNSDSocketActivation(t *testing.T) {
-	srv := etcdWithWebInstance(t)
+	srv := etcdWithWebInstance(t, "10.9.8.7:8080")
 	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
 	addr := pc.LocalAddr().String()
 	l, err := net.Listen("tcp", addr)

@@ -16,9 +16,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/berthproject/berth/internal/etcdtest"
-	"github.com/berthproject/berth/internal/registry"
 )
 
 // notifySocket listens where a systemd service would send sd_notify.
@@ -87,8 +84,6 @@ func activatedFiles(t *testing.T, files []*os.File, name, notify string, args ..
 }
 
 func TestRouterCommandSocketActivationAndGracefulStop(t *testing.T) {
-	srv, cli := etcdtest.New(t)
-	k, _ := registry.NewKeys("")
 	started := make(chan struct{}, 1)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
@@ -98,8 +93,7 @@ func TestRouterCommandSocketActivationAndGracefulStop(t *testing.T) {
 		io.WriteString(w, "hello from backend")
 	}))
 	defer backend.Close()
-	key, val, _ := registry.InstanceKV(k, &registry.Instance{App: "web", ID: "1", Addr: strings.TrimPrefix(backend.URL, "http://"), State: registry.StateUp})
-	cli.Put(context.Background(), key, val)
+	srv := etcdWithWebInstance(t, strings.TrimPrefix(backend.URL, "http://"))
 
 	l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -151,15 +145,12 @@ func errString(err error) string {
 // new router process (as systemd's socket does across a restart), stops
 // the old one under keep-alive load, and counts failed requests: none.
 func TestRouterGracefulRestartLosesNothing(t *testing.T) {
-	srv, cli := etcdtest.New(t)
-	k, _ := registry.NewKeys("")
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(2 * time.Millisecond)
 		io.WriteString(w, "ok")
 	}))
 	defer backend.Close()
-	key, val, _ := registry.InstanceKV(k, &registry.Instance{App: "web", ID: "1", Addr: strings.TrimPrefix(backend.URL, "http://"), State: registry.StateUp})
-	cli.Put(context.Background(), key, val)
+	srv := etcdWithWebInstance(t, strings.TrimPrefix(backend.URL, "http://"))
 	l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)

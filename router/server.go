@@ -82,12 +82,7 @@ func (s *Server) ServeTLS(l net.Listener) error { return s.HTTP.ServeTLS(l, "", 
 // net/http server down, all within ctx. Upgraded connections are the
 // Router's to drain (Router.Drain).
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.closing.Store(true)
-	s.mu.Lock()
-	for l := range s.listeners {
-		l.Close()
-	}
-	s.mu.Unlock()
+	s.stopAccepting()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for s.closeIdle() > 0 {
@@ -103,16 +98,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Close closes every listener and connection at once.
 func (s *Server) Close() error {
-	s.closing.Store(true)
+	s.stopAccepting()
 	s.mu.Lock()
-	for l := range s.listeners {
-		l.Close()
-	}
 	for lc := range s.conns {
 		lc.c.Close()
 	}
 	s.mu.Unlock()
 	return s.HTTP.Close()
+}
+
+// stopAccepting marks the server closing and closes its listeners.
+func (s *Server) stopAccepting() {
+	s.closing.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for l := range s.listeners {
+		l.Close()
+	}
 }
 
 // closeIdle closes the lane's idle connections and returns how many

@@ -197,6 +197,8 @@ func (lc *laneConn) readHead(h *reqHead, timeout time.Duration) error {
 		return errHandoff // net/http applies MaxHeaderBytes
 	case err != nil:
 		return err
+	case lc.s.HTTP.MaxHeaderBytes > 0 && len(head) > lc.s.HTTP.MaxHeaderBytes:
+		return errHandoff // a limit below the lane's buffer: net/http's to apply too
 	}
 	return parseRequestHead(head, h)
 }

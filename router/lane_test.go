@@ -480,3 +480,29 @@ func TestLaneTimeouts(t *testing.T) {
 		})
 	}
 }
+
+// TestLaneHonoursMaxHeaderBytes: a limit below the lane's buffer still
+// applies; the request goes to net/http, which answers 431 (it allows the
+// limit plus 4 KiB for the request line).
+func TestLaneHonoursMaxHeaderBytes(t *testing.T) {
+	e := newEnv(t, Config{})
+	s, _ := backend(t, "b")
+	e.instance("web", "1", addr(s))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(e.r, &http.Server{MaxHeaderBytes: 1024})
+	go srv.Serve(l)
+	defer srv.Close()
+	conn, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := &client{t: t, c: conn, br: bufio.NewReader(conn)}
+	c.send("GET / HTTP/1.1\r\nHost: web.example.com\r\nX-Big: " + strings.Repeat("x", 6000) + "\r\n\r\n")
+	if resp, _ := c.read("GET"); resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("a 6 KB head past a 1 KB limit: %d", resp.StatusCode)
+	}
+}

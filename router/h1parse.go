@@ -279,6 +279,7 @@ var errHeadTooBig = errors.New("message head larger than the buffer")
 type reqHead struct {
 	raw           []byte // the whole head, through the blank line
 	method        []byte
+	target        []byte // as sent: path and query
 	host          []byte
 	contentLength int64
 	close         bool // the client asked to close after this request
@@ -306,6 +307,7 @@ func parseRequestHead(head []byte, h *reqHead) error {
 		}
 	}
 	target, version, ok := bytes.Cut(line[sp1+1:], []byte(" "))
+	h.target = target
 	if !ok || string(version) != "HTTP/1.1" || len(target) == 0 || target[0] != '/' {
 		return errHandoff
 	}

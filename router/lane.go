@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -227,6 +228,7 @@ type pending struct {
 	clientClose bool
 	accept      acceptKind
 	method      string // for logs only
+	path        string // for logs only
 }
 
 // serve proxies one request whose head is at the start of the buffer.
@@ -249,6 +251,11 @@ func (lc *laneConn) serve(h *reqHead) laneResult {
 		clientClose: h.close, accept: h.accept}
 	if r.logRequests {
 		p.method = string(h.method)
+		raw, _, _ := bytes.Cut(h.target, []byte("?"))
+		var err error
+		if p.path, err = url.PathUnescape(string(raw)); err != nil {
+			p.path = string(raw)
+		}
 	}
 	lc.buildOutbound(h)
 	lc.br.Discard(len(h.raw)) // h is not valid from here on
@@ -520,7 +527,7 @@ func (lc *laneConn) badGateway(rt *route, p *pending, err error) int {
 }
 
 func (lc *laneConn) logRequest(rt *route, p *pending, status int, up *Upstream, attempts int, start time.Time) {
-	fields := logrus.Fields{"host": string(lc.lastHost), "app": rt.app, "method": p.method,
+	fields := logrus.Fields{"host": string(lc.lastHost), "app": rt.app, "method": p.method, "path": p.path,
 		"status": status, "duration_ms": time.Since(start).Milliseconds(), "attempts": attempts}
 	if up != nil {
 		fields["upstream"] = up.Addr

@@ -21,6 +21,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 )
 
 func counterValue(t testing.TB, c prometheus.Counter) float64 {
@@ -504,5 +506,47 @@ func TestLaneHonoursMaxHeaderBytes(t *testing.T) {
 	c.send("GET / HTTP/1.1\r\nHost: web.example.com\r\nX-Big: " + strings.Repeat("x", 6000) + "\r\n\r\n")
 	if resp, _ := c.read("GET"); resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("a 6 KB head past a 1 KB limit: %d", resp.StatusCode)
+	}
+}
+
+// TestAccessLogBothLanes: with the access log on, a request on the fast
+// lane and one after a handoff to net/http log the same fields.
+func TestAccessLogBothLanes(t *testing.T) {
+	e := newEnv(t, Config{})
+	s, _ := backend(t, "b")
+	e.instance("web", "1", addr(s))
+	logger, hook := logtest.NewNullLogger()
+	r, err := New(Config{AccessLog: true}, e.cache, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go r.Run(t.Context())
+	for !r.Ready() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	f := serveFront(t, r)
+	defer f.Close()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(f.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := &client{t: t, c: conn, br: bufio.NewReader(conn)}
+	c.get("web.example.com", "/fast%20lane?q=1")
+	c.get("nobody.example.org", "/") // hands the connection to net/http
+	c.get("web.example.com", "/net%20http?q=2")
+	var got []string
+	for _, en := range hook.AllEntries() {
+		if en.Message != "request" {
+			continue
+		}
+		if en.Level != logrus.InfoLevel || en.Data["upstream"] != addr(s) || en.Data["attempts"] != 1 {
+			t.Errorf("entry %v at %s", en.Data, en.Level)
+		}
+		got = append(got, fmt.Sprint(en.Data["method"], " ", en.Data["host"], en.Data["path"], " ", en.Data["status"], " ", en.Data["app"]))
+	}
+	want := []string{"GET web.example.com/fast lane 200 web", "GET web.example.com/net http 200 web"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("access log %q, want %q", got, want)
 	}
 }

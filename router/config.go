@@ -37,7 +37,39 @@ type Config struct {
 	RetryAfter time.Duration
 	// AccessLog logs every request at Info (otherwise at Debug).
 	AccessLog bool
+
+	// Limits towards clients, applied by both lanes (Server).
+
+	// ReadHeaderTimeout bounds reading a request head (default 10s).
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes a client's kept-alive connection idle this long
+	// (default 120s).
+	IdleTimeout time.Duration
+	// BodyTimeout ends a request whose body makes no progress for this
+	// long with 408 and closes the connection (default 30s).
+	BodyTimeout time.Duration
+	// MaxHeaderBytes bounds a request head (default 64 KiB; net/http
+	// allows 4 KiB more for the request line).
+	MaxHeaderBytes int
+	// AllowUnderscoreHeaders passes request header names containing "_"
+	// on to upstreams. By default they are dropped, as nginx does: CGI-style
+	// backends read "X_Forwarded_For" and "X-Forwarded-For" alike, so an
+	// underscored name could pass for a header the router sets.
+	AllowUnderscoreHeaders bool
+	// UpstreamIdleTimeout closes kept-alive upstream connections unused
+	// this long (default 90s).
+	UpstreamIdleTimeout time.Duration
 }
+
+// Defaults of the limits, for flags that show them.
+const (
+	DefaultReadHeaderTimeout   = 10 * time.Second
+	DefaultIdleTimeout         = 120 * time.Second
+	DefaultBodyTimeout         = 30 * time.Second
+	DefaultMaxHeaderBytes      = 64 << 10
+	DefaultUpstreamTimeout     = 60 * time.Second
+	DefaultUpstreamIdleTimeout = 90 * time.Second
+)
 
 func (c *Config) setDefaults() {
 	def := func(d *time.Duration, v time.Duration) {
@@ -46,7 +78,14 @@ func (c *Config) setDefaults() {
 		}
 	}
 	def(&c.DialTimeout, 3*time.Second)
-	def(&c.ResponseHeaderTimeout, 60*time.Second)
+	def(&c.ResponseHeaderTimeout, DefaultUpstreamTimeout)
+	def(&c.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	def(&c.IdleTimeout, DefaultIdleTimeout)
+	def(&c.BodyTimeout, DefaultBodyTimeout)
+	def(&c.UpstreamIdleTimeout, DefaultUpstreamIdleTimeout)
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
 	def(&c.FailWindow, 10*time.Second)
 	def(&c.AccessInterval, 10*time.Second)
 	def(&c.RetryAfter, 5*time.Second)
@@ -67,10 +106,15 @@ func (c *Config) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"dial timeout", c.DialTimeout}, {"response header timeout", c.ResponseHeaderTimeout}, {"fail window", c.FailWindow}} {
+	}{{"dial timeout", c.DialTimeout}, {"response header timeout", c.ResponseHeaderTimeout}, {"fail window", c.FailWindow},
+		{"read header timeout", c.ReadHeaderTimeout}, {"idle timeout", c.IdleTimeout}, {"body timeout", c.BodyTimeout},
+		{"upstream idle timeout", c.UpstreamIdleTimeout}} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative", d.name))
 		}
+	}
+	if c.MaxHeaderBytes < 0 {
+		errs = append(errs, fmt.Errorf("max header bytes must not be negative"))
 	}
 	return errors.Join(errs...)
 }

@@ -377,7 +377,7 @@ func TestServerShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(e.r, &http.Server{})
+	srv := NewServer(e.r, nil)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 	dial := func() *client {
@@ -450,9 +450,7 @@ func TestPostNotSentTwice(t *testing.T) {
 // and one that stays idle, are disconnected (ReadHeaderTimeout,
 // IdleTimeout); neither holds a connection forever.
 func TestLaneTimeouts(t *testing.T) {
-	e := newEnv(t, Config{})
 	s, _ := backend(t, "b")
-	e.instance("web", "1", addr(s))
 	short, long := 200*time.Millisecond, time.Minute
 	for _, tc := range []struct {
 		name, first      string
@@ -462,21 +460,12 @@ func TestLaneTimeouts(t *testing.T) {
 		{"idle after a request", "GET / HTTP/1.1\r\nHost: web.example.com\r\n\r\n", long, short},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := NewServer(e.r, &http.Server{ReadHeaderTimeout: tc.readHeader, IdleTimeout: tc.idle})
-			go srv.Serve(l)
-			defer srv.Close()
-			c, err := net.Dial("tcp", l.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			io.WriteString(c, tc.first)
-			c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			if _, err := io.Copy(io.Discard, c); err != nil { // returns at EOF: the router closed it
+			e := newEnv(t, Config{ReadHeaderTimeout: tc.readHeader, IdleTimeout: tc.idle})
+			e.instance("web", "1", addr(s))
+			c := e.dial()
+			io.WriteString(c.c, tc.first)
+			c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.Copy(io.Discard, c.c); err != nil { // returns at EOF: the router closed it
 				t.Fatalf("connection not closed by the router: %v", err)
 			}
 		})
@@ -487,22 +476,10 @@ func TestLaneTimeouts(t *testing.T) {
 // applies; the request goes to net/http, which answers 431 (it allows the
 // limit plus 4 KiB for the request line).
 func TestLaneHonoursMaxHeaderBytes(t *testing.T) {
-	e := newEnv(t, Config{})
+	e := newEnv(t, Config{MaxHeaderBytes: 1024})
 	s, _ := backend(t, "b")
 	e.instance("web", "1", addr(s))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := NewServer(e.r, &http.Server{MaxHeaderBytes: 1024})
-	go srv.Serve(l)
-	defer srv.Close()
-	conn, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	c := &client{t: t, c: conn, br: bufio.NewReader(conn)}
+	c := e.dial()
 	c.send("GET / HTTP/1.1\r\nHost: web.example.com\r\nX-Big: " + strings.Repeat("x", 6000) + "\r\n\r\n")
 	if resp, _ := c.read("GET"); resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("a 6 KB head past a 1 KB limit: %d", resp.StatusCode)

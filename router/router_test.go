@@ -50,7 +50,7 @@ func serveFront(t testing.TB, r *Router) *front {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewServer(r, &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, Protocols: ServerProtocols()})
+	s := NewServer(r, nil)
 	go s.Serve(l)
 	return &front{URL: "http://" + l.Addr().String(), s: s}
 }

@@ -3,12 +3,17 @@ package router
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"log"
+	"strings"
 	"errors"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sirupsen/logrus"
 )
 
 // Server serves a Router. On plain HTTP listeners each connection starts
@@ -21,8 +26,9 @@ import (
 // served by net/http alone.
 type Server struct {
 	Router *Router
-	// HTTP serves TLS listeners and the connections the lane hands over;
-	// its ReadHeaderTimeout and IdleTimeout apply to the lane too.
+	// HTTP serves TLS listeners and the connections the lane hands over,
+	// with the Router's limits (Config.ReadHeaderTimeout, IdleTimeout,
+	// MaxHeaderBytes), which the lane applies too.
 	HTTP *http.Server
 
 	handoff   *handoffListener
@@ -34,9 +40,18 @@ type Server struct {
 	conns     map[*laneConn]struct{}
 }
 
-// NewServer returns a server for r; hs.Handler is set to r.
-func NewServer(r *Router, hs *http.Server) *Server {
-	hs.Handler = r
+// NewServer returns a server for r, with the limits of r's Config;
+// tlsConfig (nil without HTTPS) serves ServeTLS.
+func NewServer(r *Router, tlsConfig *tls.Config) *Server {
+	hs := &http.Server{
+		Handler:           r,
+		ReadHeaderTimeout: r.cfg.ReadHeaderTimeout,
+		IdleTimeout:       r.cfg.IdleTimeout,
+		MaxHeaderBytes:    r.cfg.MaxHeaderBytes,
+		TLSConfig:         tlsConfig,
+		Protocols:         ServerProtocols(),
+		ErrorLog:          log.New(logWriter{r.log.WithField("component", "http")}, "", 0),
+	}
 	return &Server{Router: r, HTTP: hs, handoff: newHandoffListener(),
 		listeners: map[net.Listener]struct{}{}, conns: map[*laneConn]struct{}{}}
 }
@@ -220,4 +235,13 @@ func (c *handedConn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return nil
+}
+
+// logWriter logs what net/http reports (TLS handshake errors and the
+// like) at Debug.
+type logWriter struct{ log logrus.FieldLogger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.log.Debug(strings.TrimSpace(string(p)))
+	return len(p), nil
 }

@@ -34,10 +34,7 @@ type RouterOptions struct {
 	ID                string
 	PagesDir          string
 	AccessLog         bool
-	ReadHeaderTimeout time.Duration
-	IdleTimeout       time.Duration
-	UpstreamTimeout   time.Duration
-	MaxHeaderBytes    int
+	Limits            ProxyLimits
 	ShutdownTimeout   time.Duration
 	LeaseTTL          time.Duration
 	WakeQueue         int
@@ -57,10 +54,7 @@ func (o *RouterOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.ID, "id", envOr("BERTH_ROUTER_ID", daemon.Hostname()), "this router's id in access records")
 	f.StringVar(&o.PagesDir, "pages", "", "directory with 404.html, 502.html, 503.html, waiting.html overriding the built-in pages")
 	f.BoolVar(&o.AccessLog, "access-log", false, "log every request at info level")
-	f.DurationVar(&o.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send request headers")
-	f.DurationVar(&o.IdleTimeout, "idle-timeout", 120*time.Second, "keep-alive idle timeout towards clients")
-	f.DurationVar(&o.UpstreamTimeout, "upstream-timeout", 60*time.Second, "time an upstream has to send response headers")
-	f.IntVar(&o.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request header accepted")
+	o.Limits.AddFlags(f)
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests and websockets may drain on stop")
 	f.DurationVar(&o.LeaseTTL, "lease-ttl", 15*time.Second, "TTL of this router's access records")
 	f.IntVar(&o.WakeQueue, "wake-queue", 1000, "requests held per sleeping app while it wakes (more get 503)")
@@ -82,7 +76,8 @@ func newRouterCommand(g *GlobalOptions) *cobra.Command {
 }
 
 func (o *RouterOptions) config() (router.Config, error) {
-	cfg := router.Config{ID: o.ID, PagesDir: o.PagesDir, AccessLog: o.AccessLog, ResponseHeaderTimeout: o.UpstreamTimeout}
+	cfg := router.Config{ID: o.ID, PagesDir: o.PagesDir, AccessLog: o.AccessLog}
+	o.Limits.apply(&cfg)
 	for _, s := range o.TrustedProxies {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -177,8 +172,7 @@ func runRouter(ctx context.Context, g *GlobalOptions, o RouterOptions) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	srv := router.NewServer(r, &http.Server{ReadHeaderTimeout: o.ReadHeaderTimeout, IdleTimeout: o.IdleTimeout,
-		MaxHeaderBytes: o.MaxHeaderBytes, TLSConfig: tlsCfg, ErrorLog: newStdlog(log), Protocols: router.ServerProtocols()})
+	srv := router.NewServer(r, tlsCfg)
 	errs := make(chan error, len(plain)+len(secure))
 	for _, l := range plain {
 		go func() { errs <- srv.Serve(l) }()
@@ -235,4 +229,34 @@ func (o *RouterOptions) listeners() (plain, secure []net.Listener, err error) {
 	}
 
 	return plain, secure, nil
+}
+
+// ProxyLimits are the router's limits and timeouts towards clients and
+// upstreams, flags of both "berth router" and "berth up" (one set, one
+// set of defaults: router.Default*).
+type ProxyLimits struct {
+	ReadHeaderTimeout      time.Duration
+	IdleTimeout            time.Duration
+	BodyTimeout            time.Duration
+	MaxHeaderBytes         int
+	AllowUnderscoreHeaders bool
+	UpstreamTimeout        time.Duration
+	UpstreamIdleTimeout    time.Duration
+}
+
+// AddFlags registers the flags.
+func (o *ProxyLimits) AddFlags(f *pflag.FlagSet) {
+	f.DurationVar(&o.ReadHeaderTimeout, "read-header-timeout", router.DefaultReadHeaderTimeout, "time a client has to send a request head")
+	f.DurationVar(&o.IdleTimeout, "idle-timeout", router.DefaultIdleTimeout, "keep-alive idle timeout towards clients")
+	f.DurationVar(&o.BodyTimeout, "body-timeout", router.DefaultBodyTimeout, "a request body without progress for this long ends with 408 and the connection closed")
+	f.IntVar(&o.MaxHeaderBytes, "max-header-bytes", router.DefaultMaxHeaderBytes, "largest request head accepted (431 beyond)")
+	f.BoolVar(&o.AllowUnderscoreHeaders, "allow-underscore-headers", false, "pass request headers whose names contain '_' to upstreams (dropped by default, as nginx does)")
+	f.DurationVar(&o.UpstreamTimeout, "upstream-timeout", router.DefaultUpstreamTimeout, "time an upstream has to send response headers once it has the request")
+	f.DurationVar(&o.UpstreamIdleTimeout, "upstream-idle-timeout", router.DefaultUpstreamIdleTimeout, "close kept-alive upstream connections unused this long")
+}
+
+func (o *ProxyLimits) apply(c *router.Config) {
+	c.ReadHeaderTimeout, c.IdleTimeout, c.BodyTimeout = o.ReadHeaderTimeout, o.IdleTimeout, o.BodyTimeout
+	c.MaxHeaderBytes, c.AllowUnderscoreHeaders = o.MaxHeaderBytes, o.AllowUnderscoreHeaders
+	c.ResponseHeaderTimeout, c.UpstreamIdleTimeout = o.UpstreamTimeout, o.UpstreamIdleTimeout
 }

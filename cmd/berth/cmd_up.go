@@ -27,6 +27,7 @@ type UpOptions struct {
 	PassivateEvery time.Duration
 	MinUptime      time.Duration
 	Quiet          bool
+	Limits         ProxyLimits
 }
 
 // AddFlags registers the flags.
@@ -43,6 +44,7 @@ func (o *UpOptions) AddFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.PassivateEvery, "passivate-every", 10*time.Second, "interval of the passivation pass")
 	f.DurationVar(&o.MinUptime, "min-uptime", time.Minute, "never passivate an app started less than this long ago")
 	f.BoolVar(&o.Quiet, "quiet", false, "do not print the instances' output")
+	o.Limits.AddFlags(f)
 }
 
 func newUpCommand(g *GlobalOptions) *cobra.Command {
@@ -88,6 +90,7 @@ func runUp(ctx context.Context, g *GlobalOptions, o UpOptions, specs []string) e
 	}
 	cfg := local.Config{DataDir: o.DataDir, EtcdPort: o.EtcdPort, Endpoints: o.Endpoints, Listen: o.Listen,
 		DNSListen: o.DNSListen, Admin: o.Admin, PassivateEvery: o.PassivateEvery, MinUptime: o.MinUptime}
+	o.Limits.apply(&cfg.Router)
 	if !o.Quiet {
 		cfg.Output = g.stdout
 	}

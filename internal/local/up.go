@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +42,7 @@ type Config struct {
 	PassivateEvery time.Duration // passivation pass interval (default 10s)
 	MinUptime      time.Duration // passivation minimum uptime (default 1m)
 	AccessInterval time.Duration // router access record interval (default 2s)
+	Router         router.Config // the router's limits and timeouts (router's defaults); ID and AccessInterval are set here
 	Output         io.Writer     // instances' output (default discarded)
 }
 
@@ -135,7 +135,9 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 	}
 	cache := registry.NewCache(cli, cli, registry.CacheConfig{Keys: keys}, log)
 	owner := registry.NewLeaseOwner(cli, cli, 10*time.Second, log)
-	r, err := router.New(router.Config{ID: "local", AccessInterval: cfg.AccessInterval}, cache, log)
+	rcfg := cfg.Router
+	rcfg.ID, rcfg.AccessInterval = "local", cfg.AccessInterval
+	r, err := router.New(rcfg, cache, log)
 	if err != nil {
 		stop()
 		return err
@@ -189,7 +191,7 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 		shutdown()
 		return fmt.Errorf("router: %w", err)
 	}
-	srv := router.NewServer(r, &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, Protocols: router.ServerProtocols()})
+	srv := router.NewServer(r, nil)
 	go srv.Serve(hl)
 	if cfg.Admin != "" {
 		if _, err := daemon.ServeAdmin(bg, cfg.Admin, r.AdminHandler(reg, false), log); err != nil {

@@ -3,18 +3,18 @@ package router
 import (
 	"bufio"
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/berthproject/berth/internal/http1"
 )
 
 // The fast lane serves plain HTTP/1.1 keep-alive requests for apps with
@@ -42,20 +42,14 @@ const (
 
 // laneConn is one client connection on the fast lane.
 type laneConn struct {
+	http1.ClientConn
 	s       *Server
 	r       *Router
-	c       net.Conn
-	br      *bufio.Reader
-	bw      *bufio.Writer
 	state   atomic.Int32
-	client  string // client IP ("" if unknown)
-	trusted bool   // the client is a trusted proxy
-	out     []byte // outbound request head, rebuilt per request
-	// readDeadline is the read deadline last set on c (zero: none);
-	// setting one costs clock reads and a timer update, so the idle
-	// deadline is only moved when less than the idle timeout is left.
-	readDeadline time.Time
-	lastEnd      time.Time // when the last request ended
+	client  string    // client IP ("" if unknown)
+	trusted bool      // the client is a trusted proxy
+	out     []byte    // outbound request head, rebuilt per request
+	lastEnd time.Time // when the last request ended
 
 	// the route of the last Host looked up, in the table it was found in
 	lastTable *Table
@@ -64,12 +58,13 @@ type laneConn struct {
 }
 
 func newLaneConn(s *Server, c net.Conn) *laneConn {
-	rw := socketIO(c)
+	rw := http1.SocketIO(c)
 	br := laneReaders.Get().(*bufio.Reader)
 	br.Reset(rw)
 	bw := laneWriters.Get().(*bufio.Writer)
 	bw.Reset(rw)
-	lc := &laneConn{s: s, r: s.Router, c: c, br: br, bw: bw}
+	lc := &laneConn{ClientConn: http1.ClientConn{NC: c, BR: br, BW: bw, BodyTimeout: s.Router.cfg.BodyTimeout,
+		Closing: s.closing.Load}, s: s, r: s.Router}
 	ip := remoteIP(c.RemoteAddr().String())
 	if ip.IsValid() {
 		lc.client = ip.String()
@@ -79,24 +74,15 @@ func newLaneConn(s *Server, c net.Conn) *laneConn {
 }
 
 func (lc *laneConn) releaseWriter() {
-	lc.bw.Reset(nil)
-	laneWriters.Put(lc.bw)
+	lc.BW.Reset(nil)
+	laneWriters.Put(lc.BW)
 }
 
 func (lc *laneConn) release() {
 	lc.releaseWriter()
-	lc.br.Reset(nil)
-	laneReaders.Put(lc.br)
+	lc.BR.Reset(nil)
+	laneReaders.Put(lc.BR)
 }
-
-// laneResult is what happens to the connection after a request.
-type laneResult int
-
-const (
-	laneKeep laneResult = iota
-	laneClose
-	laneHandoff
-)
 
 func deadline(d time.Duration) time.Time {
 	if d <= 0 {
@@ -109,44 +95,33 @@ func deadline(d time.Duration) time.Time {
 // (handed is true then: the caller gives it over, unflushed bytes
 // written).
 func (lc *laneConn) run() (handed bool) {
-	hs := lc.s.HTTP
-	idle := hs.IdleTimeout
-	if idle == 0 {
-		idle = hs.ReadTimeout
-	}
+	cfg := &lc.r.cfg
 	for {
-		if lc.br.Buffered() == 0 {
-			if lc.bw.Flush() != nil {
+		if lc.BR.Buffered() == 0 {
+			if lc.BW.Flush() != nil {
 				return false
 			}
-			lc.idleDeadline(idle)
-			if _, err := lc.br.Peek(1); err != nil {
+			lc.idleDeadline(cfg.IdleTimeout)
+			if _, err := lc.BR.Peek(1); err != nil {
 				return false
 			}
 		}
 		if !lc.state.CompareAndSwap(laneIdle, laneActive) {
 			return false // shut down while idle
 		}
-		var h reqHead
-		err := lc.readHead(&h, hs.ReadHeaderTimeout)
-		res := laneHandoff
+		var h http1.RequestHead
+		err := lc.readHead(&h, cfg.ReadHeaderTimeout)
 		switch {
-		case errors.Is(err, errHandoff):
+		case errors.Is(err, http1.ErrUnsupported) || err == nil && !lc.serve(&h):
+			lc.r.metrics.handoffs.Inc()
+			return lc.BW.Flush() == nil
 		case err != nil:
 			return false
-		default:
-			res = lc.serve(&h)
 		}
-		switch res {
-		case laneHandoff:
-			lc.r.metrics.handoffs.Inc()
-			return lc.bw.Flush() == nil
-		case laneClose:
-			lc.bw.Flush()
-			return false
-		}
-		if !lc.state.CompareAndSwap(laneActive, laneIdle) || lc.s.closing.Load() {
-			lc.bw.Flush()
+		// A request whose body was not read to its end, or that broke
+		// off, ends the connection: the rest is never read as a request.
+		if !lc.KeepAlive() || !lc.state.CompareAndSwap(laneActive, laneIdle) {
+			lc.BW.Flush()
 			return false
 		}
 	}
@@ -156,52 +131,45 @@ func (lc *laneConn) run() (handed bool) {
 // between idle and 1.5×idle (never sooner).
 func (lc *laneConn) idleDeadline(idle time.Duration) {
 	if idle <= 0 {
-		lc.setReadDeadline(time.Time{})
+		lc.SetReadDeadline(time.Time{})
 		return
 	}
 	now := lc.lastEnd // a request just ended: no need to read the clock again
 	if now.IsZero() {
 		now = time.Now()
 	}
-	if lc.readDeadline.IsZero() || lc.readDeadline.Sub(now) < idle {
-		lc.setReadDeadline(now.Add(idle + idle/2))
-	}
-}
-
-func (lc *laneConn) setReadDeadline(t time.Time) {
-	if !t.Equal(lc.readDeadline) {
-		lc.c.SetReadDeadline(t)
-		lc.readDeadline = t
+	if d := lc.ReadDeadline(); d.IsZero() || d.Sub(now) < idle {
+		lc.SetReadDeadline(now.Add(idle + idle/2))
 	}
 }
 
 // readHead reads until the end of a request head, which stays in the
 // buffer (a handoff replays it).
-func (lc *laneConn) readHead(h *reqHead, timeout time.Duration) error {
-	if b, _ := lc.br.Peek(1); len(b) == 1 && (b[0] < 'A' || b[0] > 'Z') {
-		return errHandoff // not a method the lane knows (a TLS hello, an empty line)
+func (lc *laneConn) readHead(h *http1.RequestHead, timeout time.Duration) error {
+	if b, _ := lc.BR.Peek(1); len(b) == 1 && (b[0] < 'A' || b[0] > 'Z') {
+		return http1.ErrUnsupported // not a method the lane knows (a TLS hello, an empty line)
 	}
 	timed := false
-	head, err := peekHead(lc.br, func() error {
+	head, err := http1.PeekHead(lc.BR, func() error {
 		if timed {
 			return nil
 		}
 		timed = true
-		if lc.bw.Flush() != nil {
+		if lc.BW.Flush() != nil {
 			return net.ErrClosed
 		}
-		lc.setReadDeadline(deadline(timeout))
+		lc.SetReadDeadline(deadline(timeout))
 		return nil
 	})
 	switch {
-	case errors.Is(err, errHeadTooBig):
-		return errHandoff // net/http applies MaxHeaderBytes
+	case errors.Is(err, http1.ErrHeadTooBig):
+		return http1.ErrUnsupported // net/http applies MaxHeaderBytes
 	case err != nil:
 		return err
-	case lc.s.HTTP.MaxHeaderBytes > 0 && len(head) > lc.s.HTTP.MaxHeaderBytes:
-		return errHandoff // a limit below the lane's buffer: net/http's to apply too
+	case len(head) > lc.r.cfg.MaxHeaderBytes:
+		return http1.ErrUnsupported // a limit below the lane's buffer: net/http's to apply too
 	}
-	return parseRequestHead(head, h)
+	return http1.ParseRequestHead(head, h)
 }
 
 // route looks the Host up, remembering the answer for the next request
@@ -221,8 +189,6 @@ func (lc *laneConn) route(host []byte) *route {
 // buffer.
 type pending struct {
 	start       time.Time
-	bodyLen     int64
-	bodySent    bool
 	head        bool // a HEAD request: no response body
 	idempotent  bool
 	clientClose bool
@@ -231,13 +197,14 @@ type pending struct {
 	path        string // for logs only
 }
 
-// serve proxies one request whose head is at the start of the buffer.
-func (lc *laneConn) serve(h *reqHead) laneResult {
+// serve proxies one request whose head is at the start of the buffer, or
+// reports false without reading it: the request is net/http's.
+func (lc *laneConn) serve(h *http1.RequestHead) bool {
 	r := lc.r
-	rt := lc.route(h.host)
+	rt := lc.route(h.Host)
 	if rt == nil || rt.httpsRedirect || rt.h2c || len(rt.upstreams) == 0 ||
 		rt.maxConns > 0 && rt.stats.active.Load() >= rt.maxConns {
-		return laneHandoff // pages, redirects, wakes and limits are net/http's
+		return false // pages, redirects, wakes and limits are net/http's
 	}
 	r.metrics.laneRequests.Inc()
 	start := time.Now()
@@ -247,210 +214,81 @@ func (lc *laneConn) serve(h *reqHead) laneResult {
 	rt.stats.active.Add(1)
 	defer rt.stats.active.Add(-1)
 
-	p := pending{start: start, bodyLen: h.contentLength, head: string(h.method) == http.MethodHead, idempotent: h.idempotent,
-		clientClose: h.close, accept: h.accept}
+	p := pending{start: start, head: string(h.Method) == http.MethodHead, idempotent: h.Idempotent,
+		clientClose: h.Close, accept: acceptOf(h.Accept)}
 	if r.logRequests {
-		p.method = string(h.method)
-		raw, _, _ := bytes.Cut(h.target, []byte("?"))
+		p.method = string(h.Method)
+		raw, _, _ := bytes.Cut(h.Target, []byte("?"))
 		var err error
 		if p.path, err = url.PathUnescape(string(raw)); err != nil {
 			p.path = string(raw)
 		}
 	}
-	lc.buildOutbound(h)
-	lc.br.Discard(len(h.raw)) // h is not valid from here on
+	lc.out = appendOutbound(lc.out[:0], h, lc.client, lc.trusted, r.cfg.AllowUnderscoreHeaders)
+	lc.Begin(h) // h is not valid from here on
+	req := http1.Request{Head: lc.out, HeadMethod: p.head, Close: p.clientClose,
+		Start: start, ResponseHeaderTimeout: r.cfg.ResponseHeaderTimeout}
 
 	var triedBuf [4]*Upstream
 	tried := triedBuf[:0]
 	var up *Upstream
-	var o outcome
-	o.err = errNoUpstream
+	res := http1.Result{Err: errNoUpstream}
 	for len(tried) < r.cfg.MaxAttempts {
 		if up = pick(rt, tried, start.UnixNano()); up == nil {
 			break
 		}
 		tried = append(tried, up)
 		up.inflight.Add(1)
-		o = lc.exchange(up, &p)
+		res = lc.exchange(up, &req, p.idempotent)
 		up.inflight.Add(-1)
-		if o.err == nil || o.clientGone {
+		if res.Status != 0 {
+			r.observeStatus(up, res.Status, res.RetryAfter, p.idempotent)
+		}
+		if res.Err == nil || res.Status != 0 || isClientError(res.Err) {
 			break
 		}
-		if !r.attemptFailed(rt, up, o.err, p.bodySent, p.idempotent) {
+		if !r.attemptFailed(rt, up, res.Err, res.BodySent, p.idempotent) {
 			break
 		}
 	}
-	res := laneKeep
+	status := res.Status
 	switch {
-	case o.clientGone:
-		res, o.status = laneClose, 499
-	case o.err != nil && o.status == 0:
-		o.status = lc.badGateway(rt, &p, o.err)
-	case o.err != nil || !o.keep:
-		res = laneClose // the response broke off: the client sees it end early
-	}
-	if p.clientClose {
-		res = laneClose
+	case status != 0:
+	case isClientError(res.Err):
+		status = lc.clientError(res.Err, &p)
+	default:
+		status = lc.badGateway(rt, &p, res.Err)
 	}
 	lc.lastEnd = time.Now()
-	rt.stats.observe(r.metrics, rt.app, o.status, lc.lastEnd.Sub(start))
+	rt.stats.observe(r.metrics, rt.app, status, lc.lastEnd.Sub(start))
 	if r.logRequests {
-		lc.logRequest(rt, &p, o.status, up, len(tried), start)
+		lc.logRequest(rt, &p, status, up, len(tried), start)
 	}
-	return res
+	if p.clientClose {
+		lc.EndAfterResponse()
+	}
+	return true
 }
 
-// buildOutbound writes the outbound head: the request line and headers
-// as received, minus hop-by-hop and forwarding headers, plus
-// X-Forwarded-For, -Host, -Proto and X-Real-IP (kept from trusted proxies
-// only), as the net/http lane's rewrite does.
-func (lc *laneConn) buildOutbound(h *reqHead) {
-	raw := h.raw
-	line, rest, _ := bytes.Cut(raw, []byte("\r\n"))
-	out := append(lc.out[:0], line...)
-	out = append(out, "\r\n"...)
-	for {
-		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
-		if len(line) == 0 {
-			break
-		}
-		name, _, _ := bytes.Cut(line, []byte(":"))
-		switch headerKind(name) {
-		case hConnection, hHopByHop, hTrailer, hXFF, hXFH, hXFP, hXRI, hForwarded:
-			continue
-		}
-		out = append(out, line...)
-		out = append(out, "\r\n"...)
-	}
-	if lc.client != "" {
-		out = append(out, "X-Forwarded-For: "...)
-		if lc.trusted && len(h.xff) > 0 {
-			out = append(append(out, h.xff...), ", "...)
-		}
-		out = append(append(out, lc.client...), "\r\n"...)
-	}
-	out = append(append(append(out, "X-Forwarded-Host: "...), h.host...), "\r\n"...)
-	proto := []byte("http")
-	if lc.trusted && (string(h.xfp) == "http" || string(h.xfp) == "https") {
-		proto = h.xfp
-	}
-	out = append(append(append(out, "X-Forwarded-Proto: "...), proto...), "\r\n"...)
-	if lc.client != "" {
-		real := []byte(lc.client)
-		if lc.trusted && len(h.xri) > 0 {
-			real = h.xri
-		}
-		out = append(append(append(out, "X-Real-IP: "...), real...), "\r\n"...)
-	}
-	lc.out = append(out, "\r\n"...)
-}
-
-// outcome is how one exchange with an upstream went.
-type outcome struct {
-	status     int   // status sent to the client (0: nothing sent)
-	keep       bool  // the client connection can serve another request
-	err        error // the upstream failed (before a response if status is 0)
-	clientGone bool  // the client went away: nobody to answer
-}
-
-// exchange sends the request to up and copies the response to the
-// client. A kept-alive connection the upstream had closed is replaced
-// once, for requests without a body that were not written or are
-// idempotent (resendable).
-func (lc *laneConn) exchange(up *Upstream, p *pending) outcome {
+// exchange forwards the request to up on a pooled connection. A
+// kept-alive connection the upstream had closed is replaced once, for
+// requests without a body that were not written or are idempotent
+// (resendable).
+func (lc *laneConn) exchange(up *Upstream, req *http1.Request, idempotent bool) http1.Result {
 	pool := lc.r.pool
 	for attempt := 0; ; attempt++ {
-		pc, reused, err := pool.get(context.Background(), up.Addr, p.start)
+		uc, reused, err := pool.Get(context.Background(), up.Addr)
 		if err != nil {
-			return outcome{err: err}
+			return http1.Result{Err: err}
 		}
-		o, reusable := lc.exchangeOn(pc, up, p)
-		if reusable {
-			pool.put(up.Addr, pc, p.start)
-		} else {
-			pc.c.Close()
-		}
-		if o.err != nil && o.status == 0 && !o.clientGone && reused && attempt == 0 && p.bodyLen == 0 &&
-			!isTimeout(o.err) && resendable(p.idempotent, o.err) {
+		res := http1.Forward(&lc.ClientConn, uc, req)
+		pool.Put(up.Addr, uc)
+		if res.Err != nil && res.Status == 0 && !res.BodySent && reused && attempt == 0 &&
+			!isClientError(res.Err) && !isTimeout(res.Err) && http1.Resendable(idempotent, res.Err) {
 			continue
 		}
-		return o
+		return res
 	}
-}
-
-// exchangeOn does the exchange on one upstream connection and reports
-// whether the connection can be reused.
-func (lc *laneConn) exchangeOn(pc *h1Conn, up *Upstream, p *pending) (outcome, bool) {
-	r := lc.r
-	// The response header timeout; a request body's writes are bounded
-	// too. Clearing it again costs as much, so it stays unless a body
-	// remains to be streamed (the next use sets a new one).
-	if p.bodyLen > 0 {
-		pc.c.SetDeadline(p.start.Add(r.pool.timeout))
-	} else {
-		pc.c.SetReadDeadline(p.start.Add(r.pool.timeout))
-	}
-	pc.bw.Write(lc.out)
-	if p.bodyLen > 0 {
-		p.bodySent = true
-		if int64(lc.br.Buffered()) < p.bodyLen {
-			lc.setReadDeadline(deadline(lc.s.HTTP.ReadTimeout)) // as net/http: none by default
-		}
-		if rerr, werr := copyN(pc.bw, lc.br, p.bodyLen); rerr != nil || werr != nil {
-			return outcome{err: cmp.Or(rerr, werr), clientGone: rerr != nil}, false
-		}
-	}
-	if err := pc.bw.Flush(); err != nil {
-		return outcome{err: notSentError{err}}, false
-	}
-	var rh respHead
-	for {
-		if err := readResponseHead(pc.br, &rh); err != nil {
-			return outcome{err: err}, false
-		}
-		if rh.status >= 200 {
-			break
-		}
-		if rh.status == http.StatusSwitchingProtocols {
-			return outcome{err: errBadUpstream}, false // nobody asked to upgrade
-		}
-		lc.writeResponseHead(&rh, p, true) // 103 Early Hints and the like
-		pc.br.Discard(len(rh.raw))
-		if lc.bw.Flush() != nil {
-			return outcome{clientGone: true, err: net.ErrClosed}, false
-		}
-	}
-	noBody := p.head || rh.status == http.StatusNoContent || rh.status == http.StatusNotModified
-	if p.bodyLen > 0 || !noBody && (rh.contentLength < 0 || int64(pc.br.Buffered()-len(rh.raw)) < rh.contentLength) {
-		pc.c.SetDeadline(time.Time{})
-	}
-	r.observeStatus(up, rh.status, rh.retryAfter, p.idempotent)
-	lc.writeResponseHead(&rh, p, noBody)
-	pc.br.Discard(len(rh.raw))
-	o := outcome{status: rh.status, keep: true}
-	reusable := !rh.close
-	var rerr, werr error
-	switch {
-	case noBody:
-		if p.head && rh.chunked {
-			reusable = false // some servers send a body anyway; do not trust the connection
-		}
-	case rh.chunked:
-		rerr, werr = copyChunked(lc.bw, pc.br)
-	case rh.contentLength >= 0:
-		rerr, werr = copyN(lc.bw, pc.br, rh.contentLength)
-	default: // delimited by the upstream closing: chunked to the client
-		reusable = false
-		rerr, werr = rechunk(lc.bw, pc.br)
-	}
-	if rerr != nil || werr != nil {
-		o.err, o.clientGone = cmp.Or(rerr, werr), werr != nil
-		return o, false
-	}
-	if lc.br.Buffered() == 0 && lc.bw.Flush() != nil {
-		o.keep = false
-	}
-	return o, reusable
 }
 
 // observeStatus applies passive health to a response: a 5xx to an
@@ -465,64 +303,24 @@ func (r *Router) observeStatus(up *Upstream, status int, retryAfter, idempotent 
 	}
 }
 
-// readResponseHead reads until the end of a response head, which stays
-// in br.
-func readResponseHead(br *bufio.Reader, h *respHead) error {
-	head, err := peekHead(br, nil)
-	switch {
-	case errors.Is(err, errHeadTooBig):
-		return errBadUpstream
-	case err != nil:
-		return err
-	}
-	return parseResponseHead(head, h)
-}
-
-// writeResponseHead writes the status line and the end-to-end headers,
-// framing the body for the client: chunked when the upstream chunks it or
-// ends it by closing.
-func (lc *laneConn) writeResponseHead(rh *respHead, p *pending, noBody bool) {
-	bw := lc.bw
-	bw.WriteString("HTTP/1.1 ")
-	bw.Write(rh.statusText)
-	bw.WriteString("\r\n")
-	_, rest, _ := bytes.Cut(rh.raw, []byte("\r\n"))
-	for {
-		var line []byte
-		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
-		if len(line) == 0 {
-			break
-		}
-		name, _, _ := bytes.Cut(line, []byte(":"))
-		switch headerKind(name) {
-		case hConnection, hHopByHop, hTE, hUpgrade, hTransferEncoding:
-			continue
-		case hContentLength:
-			if rh.chunked {
-				continue
-			}
-		}
-		if rh.ndropped > 0 && rh.droppedByConnection(name) {
-			continue
-		}
-		bw.Write(line)
-		bw.WriteString("\r\n")
-	}
-	if rh.status >= 200 && !noBody && rh.contentLength < 0 {
-		bw.WriteString("Transfer-Encoding: chunked\r\n")
-	}
-	if rh.status >= 200 && (p.clientClose || lc.s.closing.Load()) {
-		bw.WriteString("Connection: close\r\n")
-	}
-	bw.WriteString("\r\n")
-}
-
 // badGateway answers with the 502 (or 504) page when no upstream gave a
 // response, and returns the status.
 func (lc *laneConn) badGateway(rt *route, p *pending, err error) int {
 	var pw pageWriter
 	status := lc.r.badGateway(&pw, p.accept, string(lc.lastHost), rt.app, err)
-	pw.writeTo(lc.bw, p.head, p.clientClose || lc.s.closing.Load())
+	lc.WritePage(status, pw.Header(), pw.body.Bytes(), p.head, p.clientClose)
+	return status
+}
+
+// clientError answers a request the client failed (408 after a stalled
+// body, 400 for one cut short; 499, nothing written, when it went away)
+// and returns the status; the connection closes after it.
+func (lc *laneConn) clientError(err error, p *pending) int {
+	status := clientErrorStatus(err)
+	if status != statusClientGone {
+		lc.WritePage(status, http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
+			[]byte(http.StatusText(status)+"\n"), p.head, true)
+	}
 	return status
 }
 
@@ -550,16 +348,3 @@ func (w *pageWriter) Header() http.Header {
 }
 func (w *pageWriter) WriteHeader(code int)        { w.status = code }
 func (w *pageWriter) Write(b []byte) (int, error) { return w.body.Write(b) }
-
-func (w *pageWriter) writeTo(bw *bufio.Writer, head, closeConn bool) {
-	bw.WriteString("HTTP/1.1 " + strconv.Itoa(w.status) + " " + http.StatusText(w.status) + "\r\n")
-	w.Header().Set("Content-Length", strconv.Itoa(w.body.Len()))
-	if closeConn {
-		w.h.Set("Connection", "close")
-	}
-	w.h.Write(bw)
-	bw.WriteString("\r\n")
-	if !head {
-		bw.Write(w.body.Bytes())
-	}
-}

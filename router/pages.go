@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"embed"
 	"encoding/json"
 	"fmt"
@@ -88,4 +89,23 @@ func (p *pages) serve(w http.ResponseWriter, accept acceptKind, name string, d p
 		w.WriteHeader(d.Status)
 		fmt.Fprintln(w, d.Message)
 	}
+}
+
+// acceptKind is what a client accepts, for the router's own pages.
+type acceptKind uint8
+
+const (
+	acceptText acceptKind = iota
+	acceptHTML
+	acceptJSON
+)
+
+func acceptOf(v []byte) acceptKind {
+	switch {
+	case bytes.Contains(v, []byte("text/html")):
+		return acceptHTML
+	case bytes.Contains(v, []byte("application/json")):
+		return acceptJSON
+	}
+	return acceptText
 }

@@ -8,12 +8,14 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
+	"github.com/berthproject/berth/internal/http1"
 	"github.com/berthproject/berth/internal/registry"
 )
 
@@ -37,7 +39,7 @@ type Router struct {
 	table   atomic.Pointer[Table]
 	builder *tableBuilder
 	proxy   *httputil.ReverseProxy
-	pool    *h1Client // keep-alive upstream connections, shared by both lanes
+	pool    *http1.Pool // keep-alive upstream connections, shared by both lanes
 	pages   *pages
 	metrics *metrics
 	ready   atomic.Bool
@@ -72,7 +74,7 @@ func New(cfg Config, src Source, log logrus.FieldLogger) (*Router, error) {
 		DialContext:           (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          0,
 		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
-		IdleConnTimeout:       90 * time.Second,
+		IdleConnTimeout:       cfg.UpstreamIdleTimeout,
 		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true,
@@ -80,8 +82,8 @@ func New(cfg Config, src Source, log logrus.FieldLogger) (*Router, error) {
 	h2c := base.Clone()
 	h2c.Protocols = new(http.Protocols)
 	h2c.Protocols.SetUnencryptedHTTP2(true)
-	fast := &h1Client{dial: base.DialContext, fallback: base, maxIdle: cfg.MaxIdleConnsPerHost, timeout: cfg.ResponseHeaderTimeout}
-	r.pool = fast
+	r.pool = &http1.Pool{Dial: base.DialContext, MaxIdle: cfg.MaxIdleConnsPerHost, IdleTimeout: cfg.UpstreamIdleTimeout}
+	fast := &http1.Transport{Pool: r.pool, Fallback: base, ResponseHeaderTimeout: cfg.ResponseHeaderTimeout, WriteTimeout: cfg.BodyTimeout}
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite:      r.rewrite,
 		Transport:    &retryTransport{base: fast, h2c: h2c, r: r},
@@ -115,11 +117,15 @@ func (r *Router) Collectors() []prometheus.Collector { return r.metrics.collecto
 // Ready reports whether the first registry snapshot has been applied.
 func (r *Router) Ready() bool { return r.ready.Load() }
 
-// Run rebuilds the routing table after every registry change until ctx
-// ends.
+// Run rebuilds the routing table after every registry change, and closes
+// upstream connections left idle past Config.UpstreamIdleTimeout, until
+// ctx ends.
 func (r *Router) Run(ctx context.Context) error {
 	ch, cancel := r.src.Subscribe()
 	defer cancel()
+	pooled := make(chan struct{})
+	go func() { defer close(pooled); r.pool.Run(ctx) }()
+	defer func() { <-pooled }()
 	select {
 	case <-r.src.Synced():
 	case <-ctx.Done():
@@ -149,6 +155,13 @@ func (r *Router) rebuild() {
 // ServeHTTP routes one request.
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
+	if req.Method == http.MethodConnect {
+		// Not a forward proxy (nginx answers 400 too; 405 says why).
+		w.Header().Set("Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH")
+		w.Header().Set("Connection", "close")
+		http.Error(w, "CONNECT is not supported", http.StatusMethodNotAllowed)
+		return
+	}
 	rt := r.table.Load().lookup(req.Host)
 	if rt == nil {
 		r.metrics.requests.WithLabelValues("-", "4xx").Inc()
@@ -173,6 +186,10 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	rt.stats.active.Add(1)
 	defer rt.stats.active.Add(-1)
 	info := &requestInfo{route: rt}
+	if req.Body != nil && req.Body != http.NoBody {
+		info.body = &clientBody{rc: req.Body, ctl: http.NewResponseController(w), timeout: r.cfg.BodyTimeout}
+		req.Body = info.body
+	}
 	rec := &statusRecorder{ResponseWriter: w}
 	r.proxy.ServeHTTP(rec, req.WithContext(withInfo(req.Context(), info)))
 	rt.stats.observe(r.metrics, rt.app, rec.status, time.Since(start))
@@ -211,14 +228,32 @@ func (r *Router) serveUnavailable(w http.ResponseWriter, req *http.Request, rt *
 
 func (r *Router) retryAfter() int { return max(1, int(r.cfg.RetryAfter/time.Second)) }
 
-// proxyError answers when no upstream could give a response.
+// proxyError answers when no upstream could give a response: the
+// client's own failures (a stalled or malformed body) get 408 or 400 and
+// close the connection; the rest is the upstream's (502, 504).
 func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error) {
+	info := infoFrom(req.Context())
+	if info != nil && info.body != nil {
+		if cerr := info.body.failure(); cerr != nil {
+			err = cerr
+		}
+	}
+	if isClientError(err) {
+		status := clientErrorStatus(err)
+		w.Header().Set("Connection", "close")
+		if status == statusClientGone {
+			w.WriteHeader(status) // nobody reads this
+			return
+		}
+		http.Error(w, http.StatusText(status), status)
+		return
+	}
 	if req.Context().Err() != nil {
-		w.WriteHeader(499) // client closed the request; nobody reads this
+		w.WriteHeader(statusClientGone) // client closed the request; nobody reads this
 		return
 	}
 	app := ""
-	if info := infoFrom(req.Context()); info != nil && info.route != nil {
+	if info != nil && info.route != nil {
 		app = info.route.app
 	}
 	r.badGateway(w, acceptOfRequest(req), req.Host, app, err)
@@ -259,6 +294,13 @@ func (r *Router) rewrite(pr *httputil.ProxyRequest) {
 	if trusted {
 		if prior := pr.In.Header.Values("X-Forwarded-For"); len(prior) > 0 {
 			pr.Out.Header["X-Forwarded-For"] = prior
+		}
+	}
+	if !r.cfg.AllowUnderscoreHeaders {
+		for name := range pr.Out.Header {
+			if strings.IndexByte(name, '_') >= 0 {
+				delete(pr.Out.Header, name)
+			}
 		}
 	}
 	pr.SetXForwarded()

@@ -4,11 +4,11 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"log"
-	"strings"
 	"errors"
+	"log"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -116,7 +116,7 @@ func (s *Server) Close() error {
 	s.stopAccepting()
 	s.mu.Lock()
 	for lc := range s.conns {
-		lc.c.Close()
+		lc.NC.Close()
 	}
 	s.mu.Unlock()
 	return s.HTTP.Close()
@@ -139,7 +139,7 @@ func (s *Server) closeIdle() int {
 	defer s.mu.Unlock()
 	for lc := range s.conns {
 		if lc.state.CompareAndSwap(laneIdle, laneClosed) {
-			lc.c.Close()
+			lc.NC.Close()
 		}
 	}
 	return len(s.conns)
@@ -161,7 +161,7 @@ func (s *Server) serveConn(c net.Conn) {
 	s.mu.Unlock()
 	if handed {
 		lc.releaseWriter()
-		if !s.handoff.give(&handedConn{Conn: c, br: lc.br}) {
+		if !s.handoff.give(&handedConn{Conn: c, br: lc.BR}) {
 			c.Close()
 		}
 		return

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/berthproject/berth/internal/http1"
 )
 
 // errNoUpstream is returned when a request has no upstream left to try.
@@ -21,6 +23,7 @@ type requestInfo struct {
 	route    *route
 	attempts int // upstreams tried
 	upstream *Upstream
+	body     *clientBody // the request body, if any
 }
 
 func withInfo(ctx context.Context, info *requestInfo) context.Context {
@@ -54,14 +57,6 @@ func (g *guardedBody) Read(p []byte) (int, error) {
 	return g.rc.Read(p)
 }
 func (g *guardedBody) Close() error { return nil }
-
-func idempotent(req *http.Request) bool {
-	switch req.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-		return true
-	}
-	return req.Header.Get("Idempotency-Key") != "" || req.Header.Get("X-Idempotency-Key") != ""
-}
 
 func isTimeout(err error) bool {
 	var ne net.Error
@@ -145,7 +140,12 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if req.Context().Err() != nil {
 			return nil, err // the client went away: not the upstream's fault
 		}
-		if !t.r.attemptFailed(info.route, up, err, body != nil && body.read.Load(), idempotent(req)) {
+		if info.body != nil {
+			if cerr := info.body.failure(); cerr != nil {
+				return nil, cerr // the client's body failed: not the upstream's fault
+			}
+		}
+		if !t.r.attemptFailed(info.route, up, err, body != nil && body.read.Load(), http1.Idempotent(req)) {
 			return nil, err
 		}
 	}
@@ -169,7 +169,7 @@ func (r *Router) attemptFailed(rt *route, up *Upstream, err error, bodySent, ide
 
 // observe applies passive health to a response (Router.observeStatus).
 func (t *retryTransport) observe(req *http.Request, up *Upstream, resp *http.Response) {
-	t.r.observeStatus(up, resp.StatusCode, resp.Header.Get("Retry-After") != "", idempotent(req))
+	t.r.observeStatus(up, resp.StatusCode, resp.Header.Get("Retry-After") != "", http1.Idempotent(req))
 }
 
 // countBody keeps the upstream's in-flight count until the body is closed;

@@ -1,4 +1,4 @@
-package router
+package http1
 
 import (
 	"bufio"
@@ -11,16 +11,16 @@ import (
 
 func TestHeaderKind(t *testing.T) {
 	for name, want := range map[string]int{
-		"Host": hHost, "content-length": hContentLength, "Transfer-Encoding": hTransferEncoding,
-		"CONNECTION": hConnection, "Keep-Alive": hHopByHop, "Proxy-Connection": hHopByHop,
-		"Proxy-Authenticate": hHopByHop, "Proxy-Authorization": hHopByHop, "TE": hTE, "Upgrade": hUpgrade,
-		"Expect": hExpect, "X-Forwarded-For": hXFF, "X-Forwarded-Host": hXFH, "X-Forwarded-Proto": hXFP,
-		"X-Real-IP": hXRI, "Forwarded": hForwarded, "Accept": hAccept, "Idempotency-Key": hIdempotencyKey,
-		"X-Idempotency-Key": hIdempotencyKey, "Retry-After": hRetryAfter, "Trailer": hTrailer,
-		"X-Real-IPs": hOther, "Hosts": hOther, "Content-Type": hOther, "": hOther,
+		"Host": Host, "content-length": ContentLength, "Transfer-Encoding": TransferEncoding,
+		"CONNECTION": Connection, "Keep-Alive": HopByHop, "Proxy-Connection": HopByHop,
+		"Proxy-Authenticate": HopByHop, "Proxy-Authorization": HopByHop, "TE": TE, "Upgrade": Upgrade,
+		"Expect": Expect, "X-Forwarded-For": XForwardedFor, "X-Forwarded-Host": XForwardedHost, "X-Forwarded-Proto": XForwardedProto,
+		"X-Real-IP": XRealIP, "Forwarded": Forwarded, "Accept": Accept, "Idempotency-Key": IdempotencyKey,
+		"X-Idempotency-Key": IdempotencyKey, "Retry-After": RetryAfter, "Trailer": Trailer,
+		"X-Real-IPs": Other, "Hosts": Other, "Content-Type": Other, "": Other,
 	} {
-		if got := headerKind([]byte(name)); got != want {
-			t.Errorf("headerKind(%q) = %d, want %d", name, got, want)
+		if got := KindOf([]byte(name)); got != want {
+			t.Errorf("KindOf(%q) = %d, want %d", name, got, want)
 		}
 	}
 }
@@ -50,18 +50,18 @@ func FuzzParseRequestHead(f *testing.F) {
 			return
 		}
 		head := []byte(s[:i+4])
-		var h reqHead
-		if parseRequestHead(head, &h) != nil {
+		var h RequestHead
+		if ParseRequestHead(head, &h) != nil {
 			return // handed to net/http
 		}
 		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
 		if err != nil {
 			t.Fatalf("lane accepts what net/http refuses (%v): %q", err, head)
 		}
-		if req.Method != string(h.method) || req.Host != string(h.host) || req.ContentLength != h.contentLength ||
-			req.Close != h.close || req.ProtoMinor != 1 {
+		if req.Method != string(h.Method) || req.Host != string(h.Host) || req.ContentLength != h.ContentLength ||
+			req.Close != h.Close || req.ProtoMinor != 1 {
 			t.Fatalf("lane and net/http disagree on %q: method %q/%q host %q/%q length %d/%d close %v/%v",
-				head, h.method, req.Method, h.host, req.Host, h.contentLength, req.ContentLength, h.close, req.Close)
+				head, h.Method, req.Method, h.Host, req.Host, h.ContentLength, req.ContentLength, h.Close, req.Close)
 		}
 		if len(req.TransferEncoding) > 0 || req.Header.Get("Upgrade") != "" || req.Header.Get("Expect") != "" {
 			t.Fatalf("lane took a request it must hand over: %q", head)
@@ -86,21 +86,21 @@ func FuzzParseResponseHead(f *testing.F) {
 			return
 		}
 		head := []byte(s[:i+4])
-		var h respHead
-		if parseResponseHead(head, &h) != nil {
+		var h ResponseHead
+		if ParseResponseHead(head, &h) != nil {
 			return // a 502
 		}
 		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(head)), &http.Request{Method: "GET"})
 		if err != nil {
 			return // stricter net/http checks (e.g. Content-Length on a 204) are not the lane's business
 		}
-		if resp.StatusCode != h.status {
-			t.Fatalf("status %d/%d in %q", h.status, resp.StatusCode, head)
+		if resp.StatusCode != h.Status {
+			t.Fatalf("status %d/%d in %q", h.Status, resp.StatusCode, head)
 		}
 		chunked := len(resp.TransferEncoding) > 0
 		if resp.StatusCode >= 200 && resp.StatusCode != 204 && resp.StatusCode != 304 {
-			if chunked != h.chunked || !chunked && resp.ContentLength != h.contentLength {
-				t.Fatalf("framing chunked %v/%v length %d/%d in %q", h.chunked, chunked, h.contentLength, resp.ContentLength, head)
+			if chunked != h.Chunked || !chunked && resp.ContentLength != h.ContentLength {
+				t.Fatalf("framing chunked %v/%v length %d/%d in %q", h.Chunked, chunked, h.ContentLength, resp.ContentLength, head)
 			}
 		}
 	})

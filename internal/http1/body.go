@@ -1,4 +1,4 @@
-package router
+package http1
 
 import (
 	"bufio"
@@ -54,12 +54,12 @@ func line(dst *bufio.Writer, src *bufio.Reader) (l []byte, rerr, werr error) {
 		buf, _ := src.Peek(src.Buffered())
 		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
 			if i == 0 || buf[i-1] != '\r' {
-				return nil, errBadUpstream, nil
+				return nil, ErrMalformed, nil
 			}
 			return buf[:i+1], nil, nil
 		}
 		if src.Buffered() >= maxChunkLine {
-			return nil, errBadUpstream, nil
+			return nil, ErrMalformed, nil
 		}
 		if rerr, werr = fill(dst, src); rerr != nil || werr != nil {
 			return nil, rerr, werr
@@ -70,7 +70,7 @@ func line(dst *bufio.Writer, src *bufio.Reader) (l []byte, rerr, werr error) {
 // chunkSize parses a chunk-size line ("1a;ext=1\r\n").
 func chunkSize(l []byte) (int64, bool) {
 	l = l[:len(l)-2]
-	if !fieldText(l) {
+	if !FieldText(l) {
 		return 0, false
 	}
 	l = bytes.TrimRight(l, " \t")
@@ -108,7 +108,7 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader) (rerr, werr error) {
 		}
 		size, ok := chunkSize(l)
 		if !ok {
-			return errBadUpstream, nil
+			return ErrMalformed, nil
 		}
 		if _, err := dst.Write(l); err != nil {
 			return nil, err
@@ -124,7 +124,7 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader) (rerr, werr error) {
 			return rerr, werr
 		}
 		if len(l) != 2 {
-			return errBadUpstream, nil
+			return ErrMalformed, nil
 		}
 		dst.Write(l)
 		src.Discard(2)
@@ -135,8 +135,8 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader) (rerr, werr error) {
 			return rerr, werr
 		}
 		if len(l) > 2 {
-			if _, _, ok := headerLine(l[:len(l)-2]); !ok {
-				return errBadUpstream, nil
+			if _, _, ok := HeaderLine(l[:len(l)-2]); !ok {
+				return ErrMalformed, nil
 			}
 		}
 		if _, err := dst.Write(l); err != nil {

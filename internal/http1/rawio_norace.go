@@ -1,6 +1,6 @@
 //go:build linux && !race
 
-package router
+package http1
 
 import (
 	"syscall"

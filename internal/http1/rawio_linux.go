@@ -1,4 +1,4 @@
-package router
+package http1
 
 import (
 	"io"
@@ -30,22 +30,51 @@ type rawIO struct {
 	wn      int
 	werr    error
 	writeFn func(fd uintptr) bool
+	live    bool
+	peekBuf [1]byte
+	peekFn  func(fd uintptr)
 }
 
-// socketIO returns the fastest reader and writer for c: rawIO for a
-// socket, c itself otherwise.
-func socketIO(c net.Conn) io.ReadWriter {
+// SocketIO returns the fastest reader and writer for c: raw system calls
+// for a socket, c itself otherwise.
+func SocketIO(c net.Conn) io.ReadWriter {
+	if r := newRawIO(c); r != nil {
+		return r
+	}
+	return c
+}
+
+// newRawIO returns a rawIO for a socket, nil for other connections.
+func newRawIO(c net.Conn) *rawIO {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return c
+		return nil
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return c
+		return nil
 	}
 	r := &rawIO{rc: rc, conn: c}
-	r.readFn, r.writeFn = r.read, r.write
+	r.readFn, r.writeFn, r.peekFn = r.read, r.write, r.peek
 	return r
+}
+
+// peek looks for a byte without taking it and without waiting: r.live is
+// set when there is none (EAGAIN); a byte or EOF leaves it false.
+func (r *rawIO) peek(fd uintptr) {
+	_, _, err := syscall.Recvfrom(int(fd), r.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	r.live = err == syscall.EAGAIN
+}
+
+// quiet reports whether nothing can be read from the socket now and it
+// is not closed by the peer. It ignores deadlines (Control, not Read: a
+// connection's last response-head deadline may have passed).
+func (r *rawIO) quiet() bool {
+	r.live = false
+	if r.rc.Control(r.peekFn) != nil {
+		return false
+	}
+	return r.live
 }
 
 func (r *rawIO) read(fd uintptr) bool {

@@ -1,0 +1,160 @@
+package http1
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// Conn is one connection to an upstream, owned by one exchange at a time
+// and by the Pool between exchanges.
+type Conn struct {
+	nc  net.Conn
+	raw *rawIO // nil when nc is not a socket
+	br  *bufio.Reader
+	bw  *bufio.Writer
+	// clean is set by an exchange whose response ended exactly and may be
+	// followed by another on this connection; Put pools nothing else.
+	clean     bool
+	idleSince time.Time
+}
+
+// Close closes the connection.
+func (c *Conn) Close() error { return c.nc.Close() }
+
+// quiet reports whether nothing arrived on an idle connection and the
+// upstream did not close it: a non-blocking peek finds no byte to read.
+func (c *Conn) quiet() bool {
+	if c.raw == nil {
+		return false
+	}
+	return c.raw.quiet()
+}
+
+// Pool keeps idle upstream connections per address, for both of the
+// router's lanes.
+type Pool struct {
+	// Dial connects to an upstream.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// MaxIdle is how many idle connections one address keeps (0: none).
+	MaxIdle int
+	// IdleTimeout closes connections idle this long (0: never).
+	IdleTimeout time.Duration
+
+	mu   sync.Mutex
+	idle map[string][]*Conn
+}
+
+// Get returns an idle connection to addr that is still quiet (reused is
+// true), or a new one. Idle connections past the idle timeout, or on
+// which anything arrived since their last response (late bytes, or the
+// upstream closing), are closed, never reused.
+func (p *Pool) Get(ctx context.Context, addr string) (c *Conn, reused bool, err error) {
+	for {
+		p.mu.Lock()
+		l := p.idle[addr]
+		if len(l) == 0 {
+			p.mu.Unlock()
+			break
+		}
+		c = l[len(l)-1]
+		p.idle[addr] = l[:len(l)-1]
+		p.mu.Unlock()
+		if (p.IdleTimeout <= 0 || time.Since(c.idleSince) < p.IdleTimeout) && c.quiet() {
+			return c, true, nil
+		}
+		c.Close()
+	}
+	nc, err := p.Dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, false, err
+	}
+	return newConn(nc), false, nil
+}
+
+func newConn(nc net.Conn) *Conn {
+	c := &Conn{nc: nc}
+	rw := io.ReadWriter(nc)
+	if r := newRawIO(nc); r != nil {
+		c.raw, rw = r, r
+	}
+	c.br = bufio.NewReaderSize(rw, 16<<10)
+	c.bw = bufio.NewWriterSize(rw, 8<<10)
+	return c
+}
+
+// Put returns c to the pool after an exchange; a connection whose last
+// response did not end cleanly (Conn.clean), that holds bytes past it,
+// or that does not fit the pool is closed.
+func (p *Pool) Put(addr string, c *Conn) {
+	if !c.clean || c.br.Buffered() > 0 {
+		c.Close()
+		return
+	}
+	c.clean = false // the next exchange must earn it again
+	c.idleSince = time.Now()
+	p.mu.Lock()
+	if p.idle == nil {
+		p.idle = map[string][]*Conn{}
+	}
+	if len(p.idle[addr]) < p.MaxIdle {
+		p.idle[addr] = append(p.idle[addr], c)
+		c = nil
+	}
+	p.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
+// Run closes connections idle past the idle timeout until ctx ends, then
+// every idle connection.
+func (p *Pool) Run(ctx context.Context) error {
+	tick := time.Second
+	if p.IdleTimeout > 0 {
+		tick = min(tick, max(p.IdleTimeout/2, 10*time.Millisecond))
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			p.closeIdle(0)
+			return ctx.Err()
+		case <-t.C:
+			if p.IdleTimeout > 0 {
+				p.closeIdle(p.IdleTimeout)
+			}
+		}
+	}
+}
+
+// closeIdle closes the connections idle at least d.
+func (p *Pool) closeIdle(d time.Duration) {
+	now := time.Now()
+	var old []*Conn
+	p.mu.Lock()
+	for addr, l := range p.idle {
+		keep := l[:0]
+		for _, c := range l {
+			if now.Sub(c.idleSince) >= d {
+				old = append(old, c)
+			} else {
+				keep = append(keep, c)
+			}
+		}
+		clear(l[len(keep):])
+		if len(keep) == 0 {
+			delete(p.idle, addr)
+		} else {
+			p.idle[addr] = keep
+		}
+	}
+	p.mu.Unlock()
+	for _, c := range old {
+		c.Close()
+	}
+}

@@ -1,0 +1,91 @@
+package router
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/berthproject/berth/internal/http1"
+)
+
+// statusClientGone is logged for requests whose client went away (nginx's
+// 499): nobody reads a response.
+const statusClientGone = 499
+
+// errBadBody says a client's request body could not be read as framed
+// (a malformed chunk, a body cut short).
+var errBadBody = errors.New("malformed or truncated request body")
+
+// clientBody is a request body on the net/http lane: each read has the
+// body timeout (a stalled body fails with http1.ErrBodyTimeout), and the
+// first failure is kept as the client's (a *http1.ClientError), so that
+// it is answered 408 or 400 and never counts against an upstream.
+type clientBody struct {
+	rc      io.ReadCloser
+	ctl     *http.ResponseController
+	timeout time.Duration
+	err     atomic.Pointer[http1.ClientError]
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	if b.timeout > 0 {
+		b.ctl.SetReadDeadline(time.Now().Add(b.timeout))
+	}
+	n, err := b.rc.Read(p)
+	switch {
+	case err == nil:
+	case errors.Is(err, io.EOF):
+		if b.timeout > 0 {
+			b.ctl.SetReadDeadline(time.Time{}) // the body is in: net/http watches for the client closing
+		}
+	default:
+		// An expired deadline stays: net/http must not wait on this
+		// connection again (it closes it after the response).
+		ce := &http1.ClientError{Err: classifyBodyError(err)}
+		b.err.CompareAndSwap(nil, ce)
+		return n, ce
+	}
+	return n, err
+}
+
+func (b *clientBody) Close() error { return b.rc.Close() }
+
+// failure is the client's failure reading the body, if any.
+func (b *clientBody) failure() error {
+	if ce := b.err.Load(); ce != nil {
+		return ce
+	}
+	return nil
+}
+
+func classifyBodyError(err error) error {
+	var op *net.OpError
+	switch {
+	case isTimeout(err):
+		return http1.ErrBodyTimeout
+	case errors.As(err, &op), errors.Is(err, net.ErrClosed), errors.Is(err, http.ErrBodyReadAfterClose):
+		return err // the connection failed: the client is gone
+	}
+	return errors.Join(errBadBody, err) // net/http's chunked reader and the like
+}
+
+func isClientError(err error) bool {
+	var ce *http1.ClientError
+	return errors.As(err, &ce)
+}
+
+// clientErrorStatus maps the client's failure to its status: 408 for a
+// stalled body, 400 for a malformed or truncated one, 499 when the
+// client went away.
+func clientErrorStatus(err error) int {
+	switch {
+	case errors.Is(err, http1.ErrBodyTimeout):
+		return http.StatusRequestTimeout
+	case errors.Is(err, errBadBody), errors.Is(err, io.ErrUnexpectedEOF):
+		return http.StatusBadRequest
+	}
+	return statusClientGone
+}

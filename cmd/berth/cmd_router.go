@@ -23,22 +23,22 @@ import (
 
 // RouterOptions are the flags of "berth router".
 type RouterOptions struct {
-	Etcd              EtcdOptions
-	Listen            string
-	ListenTLS         string
-	TLSCerts          []string
-	TLSKeys           []string
-	Admin             string
-	Pprof             bool
-	TrustedProxies    []string
-	ID                string
-	PagesDir          string
-	AccessLog         bool
-	Limits            ProxyLimits
-	ShutdownTimeout   time.Duration
-	LeaseTTL          time.Duration
-	WakeQueue         int
-	WakeDeadline      time.Duration
+	Etcd            EtcdOptions
+	Listen          string
+	ListenTLS       string
+	TLSCerts        []string
+	TLSKeys         []string
+	Admin           string
+	Pprof           bool
+	TrustedProxies  []string
+	ID              string
+	PagesDir        string
+	AccessLog       bool
+	Limits          ProxyLimits
+	ShutdownTimeout time.Duration
+	LeaseTTL        time.Duration
+	WakeQueue       int
+	WakeDeadline    time.Duration
 }
 
 // AddFlags registers the flags.

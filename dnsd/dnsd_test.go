@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus/hooks/test"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/berthproject/berth/internal/etcdserver"
 	"github.com/berthproject/berth/internal/etcdtest"
 	"github.com/berthproject/berth/internal/registry"
 )
@@ -230,7 +231,7 @@ func TestDig(t *testing.T) {
 }
 
 func TestServfailWhenStale(t *testing.T) {
-	srv, err := etcdtest.Start(t.TempDir(), 0)
+	srv, err := etcdserver.Start(t.TempDir(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

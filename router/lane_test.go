@@ -365,8 +365,10 @@ func TestLaneClientClose(t *testing.T) {
 func TestServerShutdown(t *testing.T) {
 	e := newEnv(t, Config{})
 	release := make(chan struct{})
+	arrived := make(chan struct{}) // /slow reached the backend: it is in flight
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
+			close(arrived)
 			<-release
 		}
 		io.WriteString(w, "done")
@@ -391,8 +393,12 @@ func TestServerShutdown(t *testing.T) {
 	idle, busy := dial(), dial()
 	idle.get("web.example.com", "/")
 	busy.send("GET /slow HTTP/1.1\r\nHost: web.example.com\r\n\r\n")
-	for e.r.table.Load().apps["web"].stats.active.Load() == 0 {
-		time.Sleep(time.Millisecond)
+	// Not the app's in-flight count: the previous request's may not be
+	// decremented yet (the lane does that after writing the response).
+	select {
+	case <-arrived:
+	case <-time.After(5 * time.Second):
+		t.Fatal("/slow did not reach the backend")
 	}
 	shut := make(chan error, 1)
 	go func() { shut <- srv.Shutdown(context.Background()) }()

@@ -24,7 +24,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/berthproject/berth/dnsd"
-	"github.com/berthproject/berth/internal/etcdtest"
+	"github.com/berthproject/berth/internal/etcdserver"
 	"github.com/berthproject/berth/internal/registry"
 )
 
@@ -46,7 +46,7 @@ func run(services, seconds, inflight, trials int) error {
 	}
 	dir, _ := os.MkdirTemp("", "dnsbench-")
 	defer os.RemoveAll(dir)
-	srv, err := etcdtest.Start(filepath.Join(dir, "etcd"), 0)
+	srv, err := etcdserver.Start(filepath.Join(dir, "etcd"), 0)
 	if err != nil {
 		return err
 	}

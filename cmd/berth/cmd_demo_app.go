@@ -21,11 +21,22 @@ type DemoAppOptions struct {
 
 // AddFlags registers the flags.
 func (o *DemoAppOptions) AddFlags(f *pflag.FlagSet) {
-	def := ":8080"
-	if p := os.Getenv("PORT"); p != "" {
-		def = ":" + p
+	f.StringVar(&o.Listen, "listen", demoAppListen(os.Getenv("HOST"), os.Getenv("PORT")), "address (default $HOST:$PORT; HOST empty: every interface; PORT empty: 8080)")
+}
+
+// demoAppListen is the default address from HOST and PORT: the exec driver
+// (berth up) sets HOST to the IP the instance is registered with,
+// 127.0.0.1; units and containers set no HOST, so it listens on every
+// interface. A HOST that is not an IP address (tcsh exports the machine's
+// name in HOST) is ignored.
+func demoAppListen(host, port string) string {
+	if net.ParseIP(host) == nil {
+		host = ""
 	}
-	f.StringVar(&o.Listen, "listen", def, "address (default :$PORT, else :8080)")
+	if port == "" {
+		port = "8080"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func newDemoAppCommand(g *GlobalOptions) *cobra.Command {

@@ -9,13 +9,14 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/berthproject/berth/internal/etcdserver"
 	"github.com/berthproject/berth/internal/etcdtest"
 	"github.com/berthproject/berth/internal/registry"
 )
 
 // etcdWithWebInstance starts an etcd holding one live instance of "web"
 // at 10.9.8.7:8080 on node n1.
-func etcdWithWebInstance(t *testing.T, addr string) *etcdtest.Server {
+func etcdWithWebInstance(t *testing.T, addr string) *etcdserver.Server {
 	t.Helper()
 	srv, cli := etcdtest.New(t)
 	k, _ := registry.NewKeys("")

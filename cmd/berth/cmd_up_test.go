@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/berthproject/berth/internal/demoapp"
+	"github.com/berthproject/berth/internal/socktest"
 )
 
 func freeAddr(t *testing.T) string {
@@ -115,6 +117,24 @@ func until(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	}
 }
 
+// TestDemoAppListen: berth demo-app listens on $HOST:$PORT, as the exec
+// driver of berth up sets them (127.0.0.1); without HOST, or with a HOST
+// that is no IP address, on every interface (units, containers).
+func TestDemoAppListen(t *testing.T) {
+	for _, c := range []struct{ host, port, want string }{
+		{"127.0.0.1", "4000", "127.0.0.1:4000"},
+		{"::1", "4000", "[::1]:4000"},
+		{"", "4000", ":4000"},
+		{"", "", ":8080"},
+		{"127.0.0.1", "", "127.0.0.1:8080"},
+		{"myhost.example.com", "4000", ":4000"},
+	} {
+		if got := demoAppListen(c.host, c.port); got != c.want {
+			t.Errorf("HOST=%q PORT=%q: %q, want %q", c.host, c.port, got, c.want)
+		}
+	}
+}
+
 // TestUpDemoEndToEnd drives "berth up --demo" as a user would: HTTP
 // through the router (round robin), DNS, an instance killed and replaced,
 // passivation after the idle timeout, a wake, a clean Ctrl-C, and a
@@ -134,6 +154,28 @@ func TestUpDemoEndToEnd(t *testing.T) {
 	}
 	if len(seen) != 3 {
 		t.Fatalf("answers came from instances %v, want all 3 (round robin)", seen)
+	}
+
+	// berth up (etcd's client and peer ports, router, dnsd) and the demo
+	// instances listen on loopback only.
+	pids := append([]string{fmt.Sprint(p.cmd.Process.Pid)}, children(p.cmd.Process.Pid)...)
+	if len(pids) != 4 {
+		t.Fatalf("processes %v, want berth up and 3 instances", pids)
+	}
+	for _, pid := range pids {
+		n, _ := strconv.Atoi(pid)
+		socks, err := socktest.Listening(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(socks) == 0 {
+			t.Errorf("process %s listens on nothing", pid)
+		}
+		for _, s := range socks {
+			if !s.Addr.Addr().Unmap().IsLoopback() {
+				t.Errorf("process %s listens on %v, want loopback only", pid, s)
+			}
+		}
 	}
 
 	m := new(dns.Msg)

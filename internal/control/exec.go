@@ -30,16 +30,19 @@ type Registrar interface {
 }
 
 // Exec runs apps of runtime exec as local processes: one per instance, each
-// on a free port passed in PORT / PORT_<NAME>, health-gated registration on
-// the Registrar's lease, restarts after a crash as the spec's restart policy
-// says, SIGTERM then SIGKILL after the stop timeout. Processes die with
-// berth (Pdeathsig), so nothing is orphaned.
+// on a free port passed in PORT / PORT_<NAME> and told in HOST to listen on
+// the IP it is registered with (127.0.0.1 unless IP says otherwise: not on
+// every interface), health-gated registration on the Registrar's lease,
+// restarts after a crash as the spec's restart policy says, SIGTERM then
+// SIGKILL after the stop timeout. Processes die with berth (Pdeathsig), so
+// nothing is orphaned.
 type Exec struct {
 	KV   clientv3.KV
 	Keys registry.Keys
 	Reg  Registrar
 	Log  logrus.FieldLogger
-	// IP is the address instances are registered with (default 127.0.0.1).
+	// IP is the address instances are registered with and told to listen
+	// on in HOST (default 127.0.0.1).
 	IP string
 	// Node is the node id in instance records (default "local").
 	Node string
@@ -175,6 +178,9 @@ func (e *Exec) runOnce(p *proc, key string, log logrus.FieldLogger) error {
 	for k, v := range a.Env {
 		env = append(env, k+"="+v)
 	}
+	// After the spec's env: the instance is registered on this address, so
+	// that is where it listens (not on every interface).
+	env = append(env, "HOST="+e.ip())
 	addr := ""
 	for i, port := range a.Ports {
 		n := port.Host

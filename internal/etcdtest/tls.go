@@ -16,7 +16,8 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
-	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/berthproject/berth/internal/etcdserver"
 )
 
 // TLSFiles are the PEM files of a test PKI.
@@ -67,29 +68,23 @@ func writePEM(path, typ string, der []byte) error {
 
 // StartTLS starts a single-member etcd that serves clients over TLS and
 // requires a client certificate signed by the test CA.
-func StartTLS(dir string, pki TLSFiles) (*Server, error) {
-	peer, err := freePort()
-	if err != nil {
-		return nil, err
-	}
+func StartTLS(dir string, pki TLSFiles) (*etcdserver.Server, error) {
 	client, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	cu := url.URL{Scheme: "https", Host: fmt.Sprintf("127.0.0.1:%d", client)}
-	cfg := quietConfig(filepath.Join(dir, "data"), cu, peer)
-	cfg.ClientTLSInfo = transport.TLSInfo{CertFile: pki.ServerCert, KeyFile: pki.ServerKey, TrustedCAFile: pki.CA, ClientCertAuth: true}
-	e, err := embed.StartEtcd(cfg)
+	cfg, err := etcdserver.Config(filepath.Join(dir, "data"), cu)
 	if err != nil {
 		return nil, err
 	}
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-time.After(30 * time.Second):
-		e.Close()
-		return nil, fmt.Errorf("etcd not ready")
+	cfg.ClientTLSInfo = transport.TLSInfo{CertFile: pki.ServerCert, KeyFile: pki.ServerKey, TrustedCAFile: pki.CA, ClientCertAuth: true}
+	s, err := etcdserver.StartConfig(cfg)
+	if err != nil {
+		return nil, err
 	}
-	return &Server{Etcd: e, Endpoint: cu.String(), Dir: dir}, nil
+	s.Dir = dir
+	return s, nil
 }
 
 // SelfSigned returns a self-signed certificate and key (PEM) for names,

@@ -23,7 +23,7 @@ import (
 	"github.com/berthproject/berth/dnsd"
 	"github.com/berthproject/berth/internal/control"
 	"github.com/berthproject/berth/internal/daemon"
-	"github.com/berthproject/berth/internal/etcdtest"
+	"github.com/berthproject/berth/internal/etcdserver"
 	"github.com/berthproject/berth/internal/passivate"
 	"github.com/berthproject/berth/internal/registry"
 	"github.com/berthproject/berth/internal/spec"
@@ -104,7 +104,7 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 		} else {
 			l.Close()
 		}
-		srv, err := etcdtest.Start(dir, cfg.EtcdPort)
+		srv, err := etcdserver.Start(dir, cfg.EtcdPort)
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus/hooks/test"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/berthproject/berth/internal/etcdserver"
 	"github.com/berthproject/berth/internal/etcdtest"
 )
 
@@ -150,7 +151,7 @@ func TestCompactionWhileBehindRelists(t *testing.T) {
 
 func TestEtcdRestartResyncs(t *testing.T) {
 	dir := t.TempDir()
-	srv, err := etcdtest.Start(dir, 0)
+	srv, err := etcdserver.Start(dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +170,7 @@ func TestEtcdRestartResyncs(t *testing.T) {
 	}
 	var p int
 	fmt.Sscanf(port[len("127.0.0.1:"):], "%d", &p)
-	srv2, err := etcdtest.Start(dir, p)
+	srv2, err := etcdserver.Start(dir, p)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,332 @@
+package router
+
+// Hostile peers: raw clients that write exact bytes (with exact timing)
+// and raw upstreams that log every byte they receive and answer with
+// exact bytes. Each TestHostile* test holds one rule of the router's
+// contract with clients and upstreams that misbehave; the helpers come
+// first.
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// hostileUpstream is a raw HTTP/1.1 upstream. It records every byte each
+// connection receives and the requests it parsed, and answers each
+// request with what its script writes.
+type hostileUpstream struct {
+	name string
+	addr string
+	// script answers one request: it writes the exact response bytes to
+	// c (and may read req.Body, sleep, write more later...). It returns
+	// false to close the connection; otherwise the rest of the body is
+	// read and the next request awaited.
+	script func(c *hostileConn, req *http.Request) (keep bool)
+
+	mu    sync.Mutex
+	conns []*hostileConn
+}
+
+// hostileConn is one connection accepted by a hostileUpstream.
+type hostileConn struct {
+	net.Conn
+	index int // 0 for the upstream's first connection, and so on
+
+	mu    sync.Mutex
+	rx    []byte           // every byte received
+	reqs  []hostileRequest // the requests parsed, in order
+	ended chan struct{}    // closed when the router closed the connection
+	once  sync.Once
+}
+
+// hostileRequest is a request as a hostileUpstream parsed it.
+type hostileRequest struct {
+	Method, Target string
+	Header         http.Header
+}
+
+func (r hostileRequest) String() string { return r.Method + " " + r.Target }
+
+// echo answers with the upstream's name and the request target, keeping
+// the connection.
+func (u *hostileUpstream) echo(c *hostileConn, req *http.Request) bool {
+	hostileReply(c, "200 OK", u.name+" "+req.RequestURI)
+	return true
+}
+
+// hostileReply writes a response framed by Content-Length.
+func hostileReply(w io.Writer, status, body string, headers ...string) {
+	var b strings.Builder
+	b.WriteString("HTTP/1.1 " + status + "\r\n")
+	for _, h := range headers {
+		b.WriteString(h + "\r\n")
+	}
+	fmt.Fprintf(&b, "Content-Length: %d\r\n\r\n%s", len(body), body)
+	io.WriteString(w, b.String())
+}
+
+// newHostileUpstream starts an upstream named name; a nil script echoes.
+func newHostileUpstream(t testing.TB, name string, script func(c *hostileConn, req *http.Request) bool) *hostileUpstream {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &hostileUpstream{name: name, addr: l.Addr().String(), script: script}
+	if u.script == nil {
+		u.script = u.echo
+	}
+	t.Cleanup(func() {
+		l.Close()
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		for _, c := range u.conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			u.mu.Lock()
+			c := &hostileConn{Conn: nc, index: len(u.conns), ended: make(chan struct{})}
+			u.conns = append(u.conns, c)
+			u.mu.Unlock()
+			go u.serve(c)
+		}
+	}()
+	return u
+}
+
+func (u *hostileUpstream) serve(c *hostileConn) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		c.mu.Lock()
+		c.reqs = append(c.reqs, hostileRequest{Method: req.Method, Target: req.RequestURI, Header: req.Header})
+		c.mu.Unlock()
+		if !u.script(c, req) {
+			return
+		}
+		if _, err := io.Copy(io.Discard, req.Body); err != nil {
+			return
+		}
+	}
+}
+
+// Read records what it reads, and notes the router closing the
+// connection (EOF, or a reset when it closed with data unread).
+func (c *hostileConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.mu.Lock()
+	c.rx = append(c.rx, p[:n]...)
+	c.mu.Unlock()
+	if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+		c.once.Do(func() { close(c.ended) })
+	}
+	return n, err
+}
+
+// received is every byte the connection received so far.
+func (c *hostileConn) received() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return string(c.rx)
+}
+
+func (c *hostileConn) requests() []hostileRequest {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]hostileRequest(nil), c.reqs...)
+}
+
+// closedByRouter waits up to d for the router to close the connection.
+func (c *hostileConn) closedByRouter(d time.Duration) bool {
+	select {
+	case <-c.ended:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// connections is a snapshot of the connections accepted so far.
+func (u *hostileUpstream) connections() []*hostileConn {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]*hostileConn(nil), u.conns...)
+}
+
+// requests is every request the upstream parsed, connection by
+// connection.
+func (u *hostileUpstream) requests() []hostileRequest {
+	var all []hostileRequest
+	for _, c := range u.connections() {
+		all = append(all, c.requests()...)
+	}
+	return all
+}
+
+// received is every byte the upstream received, all connections
+// together (each connection's bytes in one piece).
+func (u *hostileUpstream) received() string {
+	var b strings.Builder
+	for _, c := range u.connections() {
+		b.WriteString(c.received())
+	}
+	return b.String()
+}
+
+// waitRequest waits up to d for a request for target and returns the
+// connection it came on (nil if none came).
+func (u *hostileUpstream) waitRequest(target string, d time.Duration) *hostileConn {
+	for end := time.Now().Add(d); ; time.Sleep(5 * time.Millisecond) {
+		for _, c := range u.connections() {
+			for _, r := range c.requests() {
+				if r.Target == target {
+					return c
+				}
+			}
+		}
+		if time.Now().After(end) {
+			return nil
+		}
+	}
+}
+
+// hostileLane is a way for a request to reach the upstream: the fast
+// lane, or net/http, which a Connection header naming a token other than
+// close and keep-alive forces (the lane leaves such requests to it).
+type hostileLane struct {
+	name string // subtest name
+	key  string // for app names
+	hdr  string // header line(s) added to every request head
+}
+
+var hostileLanes = []hostileLane{
+	{name: "lane", key: "lane"},
+	{name: "net/http", key: "nethttp", hdr: "Connection: keep-alive, x-hostile\r\n"},
+}
+
+// head is a request head for host with the lane's headers and extra
+// header lines ("Name: value").
+func (l hostileLane) head(method, target, host string, extra ...string) string {
+	var b strings.Builder
+	b.WriteString(method + " " + target + " HTTP/1.1\r\nHost: " + host + "\r\n" + l.hdr)
+	for _, h := range extra {
+		b.WriteString(h + "\r\n")
+	}
+	b.WriteString("\r\n")
+	return b.String()
+}
+
+// hostileDial connects a raw client to the router (for t, which may be a
+// subtest).
+func hostileDial(t *testing.T, e *env) *client {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &client{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+// readWithin reads one final response (and its body) for a request of
+// method, waiting at most d; unlike read it returns errors.
+func (c *client) readWithin(method string, d time.Duration) (*http.Response, string, error) {
+	c.c.SetReadDeadline(time.Now().Add(d))
+	defer c.c.SetReadDeadline(time.Time{})
+	resp, err := http.ReadResponse(c.br, &http.Request{Method: method})
+	for err == nil && resp.StatusCode < 200 {
+		resp, err = http.ReadResponse(c.br, &http.Request{Method: method})
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	b, err := io.ReadAll(resp.Body)
+	return resp, string(b), err
+}
+
+// expectEOF checks that the router closes the connection within d and
+// sends nothing more before it.
+func (c *client) expectEOF(t *testing.T, d time.Duration) {
+	t.Helper()
+	c.c.SetReadDeadline(time.Now().Add(d))
+	defer c.c.SetReadDeadline(time.Time{})
+	buf := make([]byte, 512)
+	n, err := c.br.Read(buf)
+	var ne net.Error
+	switch {
+	case n > 0:
+		t.Errorf("got %q after the response, want EOF", buf[:n])
+	case errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET):
+	case errors.As(err, &ne) && ne.Timeout():
+		t.Errorf("connection still open %v after the response, want EOF", d)
+	default:
+		t.Errorf("got %v after the response, want EOF", err)
+	}
+}
+
+// expectSilence checks that nothing arrives on an idle connection for d
+// (the router may close it).
+func (c *client) expectSilence(t *testing.T, d time.Duration) {
+	t.Helper()
+	c.c.SetReadDeadline(time.Now().Add(d))
+	defer c.c.SetReadDeadline(time.Time{})
+	buf := make([]byte, 512)
+	if n, _ := c.br.Read(buf); n > 0 {
+		t.Errorf("got %q on an idle connection, want nothing", buf[:n])
+	}
+}
+
+// TestHostileUpstreamHelper checks the raw upstream itself against
+// net/http's client: requests and bytes are recorded per connection, a
+// kept-alive connection serves several requests, and the client closing
+// it is seen.
+func TestHostileUpstreamHelper(t *testing.T) {
+	u := newHostileUpstream(t, "up", nil)
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	cl := &http.Client{Transport: tr}
+	for _, p := range []string{"/one", "/two?x=1"} {
+		resp, err := cl.Post("http://"+u.addr+p, "text/plain", strings.NewReader("hello"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "up "+p {
+			t.Fatalf("got %d %q, want 200 %q", resp.StatusCode, b, "up "+p)
+		}
+	}
+	conns := u.connections()
+	if len(conns) != 1 {
+		t.Fatalf("got %d connections, want 1 kept alive", len(conns))
+	}
+	if got := fmt.Sprint(u.requests()); got != "[POST /one POST /two?x=1]" {
+		t.Fatalf("got requests %s, want [POST /one POST /two?x=1]", got)
+	}
+	if rx := conns[0].received(); strings.Count(rx, "\r\n\r\nhello") != 2 || !strings.HasPrefix(rx, "POST /one HTTP/1.1\r\n") {
+		t.Fatalf("got bytes %q, want both requests with their bodies", rx)
+	}
+	tr.CloseIdleConnections()
+	if !conns[0].closedByRouter(2 * time.Second) {
+		t.Fatal("the client closed its connection; the upstream did not see it")
+	}
+}

@@ -39,6 +39,7 @@ type hostileUpstream struct {
 // hostileConn is one connection accepted by a hostileUpstream.
 type hostileConn struct {
 	net.Conn
+	up    *hostileUpstream
 	index int // 0 for the upstream's first connection, and so on
 
 	mu    sync.Mutex
@@ -58,8 +59,8 @@ func (r hostileRequest) String() string { return r.Method + " " + r.Target }
 
 // echo answers with the upstream's name and the request target, keeping
 // the connection.
-func (u *hostileUpstream) echo(c *hostileConn, req *http.Request) bool {
-	hostileReply(c, "200 OK", u.name+" "+req.RequestURI)
+func (c *hostileConn) echo(req *http.Request) bool {
+	hostileReply(c, "200 OK", c.up.name+" "+req.RequestURI)
 	return true
 }
 
@@ -83,7 +84,7 @@ func newHostileUpstream(t testing.TB, name string, script func(c *hostileConn, r
 	}
 	u := &hostileUpstream{name: name, addr: l.Addr().String(), script: script}
 	if u.script == nil {
-		u.script = u.echo
+		u.script = (*hostileConn).echo
 	}
 	t.Cleanup(func() {
 		l.Close()
@@ -100,7 +101,7 @@ func newHostileUpstream(t testing.TB, name string, script func(c *hostileConn, r
 				return
 			}
 			u.mu.Lock()
-			c := &hostileConn{Conn: nc, index: len(u.conns), ended: make(chan struct{})}
+			c := &hostileConn{Conn: nc, up: u, index: len(u.conns), ended: make(chan struct{})}
 			u.conns = append(u.conns, c)
 			u.mu.Unlock()
 			go u.serve(c)
@@ -274,13 +275,21 @@ func (c *client) expectEOF(t *testing.T, d time.Duration) {
 	var ne net.Error
 	switch {
 	case n > 0:
-		t.Errorf("got %q after the response, want EOF", buf[:n])
+		t.Errorf("got %q after the response, want EOF", clip(buf[:n]))
 	case errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET):
 	case errors.As(err, &ne) && ne.Timeout():
 		t.Errorf("connection still open %v after the response, want EOF", d)
 	default:
 		t.Errorf("got %v after the response, want EOF", err)
 	}
+}
+
+// clip shortens what a failure message quotes.
+func clip(b []byte) string {
+	if len(b) > 120 {
+		return string(b[:120]) + "..."
+	}
+	return string(b)
 }
 
 // expectSilence checks that nothing arrives on an idle connection for d
@@ -291,7 +300,7 @@ func (c *client) expectSilence(t *testing.T, d time.Duration) {
 	defer c.c.SetReadDeadline(time.Time{})
 	buf := make([]byte, 512)
 	if n, _ := c.br.Read(buf); n > 0 {
-		t.Errorf("got %q on an idle connection, want nothing", buf[:n])
+		t.Errorf("got %q on an idle connection, want nothing", clip(buf[:n]))
 	}
 }
 
@@ -328,5 +337,199 @@ func TestHostileUpstreamHelper(t *testing.T) {
 	tr.CloseIdleConnections()
 	if !conns[0].closedByRouter(2 * time.Second) {
 		t.Fatal("the client closed its connection; the upstream did not see it")
+	}
+}
+
+// hostileWeb starts a router with cfg whose app "web" (web.example.com)
+// has one instance: a hostile upstream named "up" answering with script
+// (nil: echo).
+func hostileWeb(t *testing.T, cfg Config, script func(c *hostileConn, req *http.Request) bool) (*env, *hostileUpstream) {
+	t.Helper()
+	e := newEnv(t, cfg)
+	up := newHostileUpstream(t, "up", script)
+	e.instance("web", "1", up.addr)
+	return e, up
+}
+
+// smuggledUnit is a request to hide in a request body, padded to 64
+// bytes: bodies are sent in writes of 64 of them, and the router reads
+// into buffers whose sizes are powers of two, so wherever a router
+// stops reading a body, if it parses what follows as requests, it parses
+// whole ones.
+const smuggledUnit = "GET /smuggled HTTP/1.1\r\nHost: web.example.com\r\nX: 0123456789\r\n\r\n"
+
+// smugglingPieces returns n bytes of body (n a multiple of 4096) made of
+// smuggled requests, in 4096-byte writes.
+func smugglingPieces(t *testing.T, n int) []string {
+	t.Helper()
+	if len(smuggledUnit) != 64 || n%4096 != 0 {
+		t.Fatalf("smuggled request of %d bytes, body of %d: want 64 and a multiple of 4096", len(smuggledUnit), n)
+	}
+	pieces := make([]string, n/4096)
+	for i := range pieces {
+		pieces[i] = strings.Repeat(smuggledUnit, 64)
+	}
+	return pieces
+}
+
+// sendPieces writes pieces to c in the background, pause apart, until
+// one fails (the router may have closed the connection); the channel
+// closes when it is done.
+func sendPieces(c net.Conn, pieces []string, pause time.Duration) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		for _, p := range pieces {
+			time.Sleep(pause)
+			if _, err := io.WriteString(c, p); err != nil {
+				return
+			}
+		}
+	}()
+	return done
+}
+
+// smuggledRequests lists the requests for /smuggled the upstream parsed.
+func smuggledRequests(up *hostileUpstream) []hostileRequest {
+	var got []hostileRequest
+	for _, r := range up.requests() {
+		if r.Target == "/smuggled" {
+			got = append(got, r)
+		}
+	}
+	return got
+}
+
+// TestHostileBodyDesync: a request body is never parsed as requests.
+//
+// Early response: an upstream that answers a large upload early (413,
+// after reading 1000 of 100000 bytes) and closes; the client keeps
+// sending the body, which holds requests for /smuggled. The client gets
+// the upstream's 413 (a 502 would do only if no response had come) with
+// Connection: close, then EOF; no upstream connection ever receives the
+// smuggled bytes.
+//
+// Slow upload: the response header timeout counts from the end of the
+// request body, as in net/http's Transport: an upload slower than it
+// that keeps making progress reaches the upstream whole and gets its
+// 200. An upload that stalls longer than it either completes the same
+// way or gets an error response with Connection: close and then EOF; the
+// rest of its body is never parsed as a request.
+func TestHostileBodyDesync(t *testing.T) {
+	for _, lane := range hostileLanes {
+		t.Run(lane.name, func(t *testing.T) {
+			t.Parallel()
+			t.Run("early response", func(t *testing.T) {
+				t.Parallel()
+				answered := make(chan struct{})
+				e, up := hostileWeb(t, Config{}, func(c *hostileConn, req *http.Request) bool {
+					if req.URL.Path != "/upload" {
+						return c.echo(req)
+					}
+					io.ReadFull(req.Body, make([]byte, 1000))
+					hostileReply(c, "413 Payload Too Large", "too large", "Connection: close")
+					close(answered)
+					return false
+				})
+				pieces := smugglingPieces(t, 21*4096)
+				filler := 100000 - 21*4096 // more than the router's buffers: it must send some on
+				c := hostileDial(t, e)
+				c.send(lane.head("POST", "/upload", "web.example.com", "Content-Length: 100000") + strings.Repeat("a", filler))
+				select {
+				case <-answered:
+				case <-time.After(3 * time.Second):
+					t.Fatalf("the upstream got no upload within 3s (it got %q)", up.received())
+				}
+				time.Sleep(50 * time.Millisecond) // the upstream closes
+				sent := sendPieces(c.c, pieces, 5*time.Millisecond)
+				resp, body, err := c.readWithin("POST", 3*time.Second)
+				switch {
+				case err != nil:
+					t.Errorf("got no response (%v), want the upstream's 413", err)
+				case resp.StatusCode != http.StatusRequestEntityTooLarge || body != "too large":
+					t.Errorf("got %d %q, want the upstream's 413 %q", resp.StatusCode, body, "too large")
+				}
+				if err == nil {
+					if !resp.Close {
+						t.Errorf("got %d without Connection: close, want Connection: close (the body was not read)", resp.StatusCode)
+					}
+					c.expectEOF(t, 2*time.Second)
+				}
+				<-sent
+				if rx := up.received(); strings.Contains(rx, "/smuggled") {
+					t.Errorf("the upstream received the requests hidden in the body: %d requests for /smuggled", strings.Count(rx, "GET /smuggled"))
+				}
+			})
+			t.Run("slow upload", func(t *testing.T) {
+				t.Parallel()
+				e, _ := hostileWeb(t, Config{ResponseHeaderTimeout: 200 * time.Millisecond}, func(c *hostileConn, req *http.Request) bool {
+					n, err := io.Copy(io.Discard, req.Body)
+					if err != nil {
+						return false
+					}
+					hostileReply(c, "200 OK", fmt.Sprintf("got %d bytes", n))
+					return true
+				})
+				c := hostileDial(t, e)
+				c.send(lane.head("POST", "/slow", "web.example.com", "Content-Length: 2000"))
+				pieces := make([]string, 20)
+				for i := range pieces {
+					pieces[i] = strings.Repeat("x", 100)
+				}
+				<-sendPieces(c.c, pieces, 50*time.Millisecond) // 1s, more than the response header timeout
+				resp, body, err := c.readWithin("POST", 3*time.Second)
+				switch {
+				case err != nil:
+					t.Errorf("got no response (%v), want the upstream's 200", err)
+				case resp.StatusCode != 200 || body != "got 2000 bytes":
+					t.Errorf("got %d %q, want 200 %q: the response header timeout counted while the body was still coming",
+						resp.StatusCode, body, "got 2000 bytes")
+				}
+			})
+			t.Run("stalled upload", func(t *testing.T) {
+				t.Parallel()
+				e, up := hostileWeb(t, Config{ResponseHeaderTimeout: 200 * time.Millisecond}, func(c *hostileConn, req *http.Request) bool {
+					if req.URL.Path != "/stall" {
+						return c.echo(req)
+					}
+					n, err := io.Copy(io.Discard, req.Body)
+					if err != nil {
+						return false
+					}
+					hostileReply(c, "200 OK", fmt.Sprintf("got %d bytes", n))
+					return true
+				})
+				pieces := smugglingPieces(t, 24*4096)
+				length := 100 + 24*4096
+				c := hostileDial(t, e)
+				c.send(lane.head("POST", "/stall", "web.example.com", fmt.Sprintf("Content-Length: %d", length)) + strings.Repeat("a", 100))
+				if up.waitRequest("/stall", 3*time.Second) == nil && lane.name == "lane" {
+					t.Fatal("the upstream got no request within 3s")
+				}
+				time.Sleep(600 * time.Millisecond) // a stall longer than the response header timeout
+				sent := sendPieces(c.c, pieces, 5*time.Millisecond)
+				resp, body, err := c.readWithin("POST", 3*time.Second)
+				switch {
+				case err != nil:
+					t.Errorf("got no response (%v), want the upstream's 200 or an error response", err)
+				case resp.StatusCode == 200:
+					if want := fmt.Sprintf("got %d bytes", length); body != want {
+						t.Errorf("got 200 %q, want 200 %q", body, want)
+					}
+				case resp.StatusCode < 400:
+					t.Errorf("got %d, want the upstream's 200 or an error response", resp.StatusCode)
+				default:
+					if !resp.Close {
+						t.Errorf("got %d without Connection: close, want Connection: close (the body was not read)", resp.StatusCode)
+					}
+					c.expectEOF(t, 2*time.Second)
+				}
+				<-sent
+				if got := smuggledRequests(up); len(got) > 0 {
+					t.Errorf("the upstream got %d requests for /smuggled parsed from the body, want none", len(got))
+				}
+			})
+		})
 	}
 }

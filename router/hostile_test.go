@@ -264,6 +264,21 @@ func (c *client) readWithin(method string, d time.Duration) (*http.Response, str
 	return resp, string(b), err
 }
 
+// want reads a response within 3s and checks its status and body (what
+// names the request in messages); ok is false if none came.
+func (c *client) want(t *testing.T, what, method string, status int, body string) (resp *http.Response, ok bool) {
+	t.Helper()
+	resp, got, err := c.readWithin(method, 3*time.Second)
+	switch {
+	case err != nil:
+		t.Errorf("%s: got no response (%v), want %d %q", what, err, status, body)
+		return nil, false
+	case resp.StatusCode != status || got != body:
+		t.Errorf("%s: got %d %q, want %d %q", what, resp.StatusCode, got, status, body)
+	}
+	return resp, true
+}
+
 // expectEOF checks that the router closes the connection within d and
 // sends nothing more before it.
 func (c *client) expectEOF(t *testing.T, d time.Duration) {
@@ -530,6 +545,106 @@ func TestHostileBodyDesync(t *testing.T) {
 					t.Errorf("the upstream got %d requests for /smuggled parsed from the body, want none", len(got))
 				}
 			})
+		})
+	}
+}
+
+// TestHostileResponsePoisoning: an upstream connection is reused only if
+// nothing arrived on it since its response ended; bytes an upstream sends
+// past a response's framed end reach no client.
+//
+// The upstream sends bytes that look like a response ~300ms after its
+// response to client A ended: a body on a HEAD response, a body on a 204
+// and on a 304, bytes after a complete 200. ~500ms after A's response,
+// another client B asks for /b, twice on its connection, and must get
+// exactly the upstream's answers (the upstream echoes the path).
+//
+// A 204 that carries Transfer-Encoding: chunked or Content-Length: 5
+// cannot be framed exactly (its body may follow or not): its connection
+// is not reused either; the next request goes on a new one.
+func TestHostileResponsePoisoning(t *testing.T) {
+	const poison = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nPOISON"
+	late := []struct {
+		name, method string
+		answer       string // the upstream's response to A
+		status       int
+		body         string // what A gets
+	}{
+		{"body on HEAD", "HEAD", fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(poison)), 200, ""},
+		{"body on 204", "GET", "HTTP/1.1 204 No Content\r\n\r\n", 204, ""},
+		{"body on 304", "GET", "HTTP/1.1 304 Not Modified\r\n\r\n", 304, ""},
+		{"bytes after a 200", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 200, "ok"},
+	}
+	for _, lane := range hostileLanes {
+		t.Run(lane.name, func(t *testing.T) {
+			t.Parallel()
+			for _, tc := range late {
+				t.Run(tc.name, func(t *testing.T) {
+					t.Parallel()
+					lateSent := make(chan struct{})
+					e, up := hostileWeb(t, Config{}, func(c *hostileConn, req *http.Request) bool {
+						if req.URL.Path != "/a" {
+							return c.echo(req)
+						}
+						io.WriteString(c, tc.answer)
+						go func() {
+							defer close(lateSent)
+							time.Sleep(300 * time.Millisecond)
+							io.WriteString(c, poison)
+						}()
+						return true
+					})
+					a := hostileDial(t, e)
+					a.send(lane.head(tc.method, "/a", "web.example.com"))
+					resp, body, err := a.readWithin(tc.method, 3*time.Second)
+					if err != nil {
+						t.Fatalf("client A: got no response (%v), want %d", err, tc.status)
+					}
+					if resp.StatusCode != tc.status || body != tc.body {
+						t.Errorf("client A: got %d %q, want %d %q", resp.StatusCode, body, tc.status, tc.body)
+					}
+					<-lateSent
+					time.Sleep(200 * time.Millisecond)
+					b := hostileDial(t, e)
+					for _, path := range []string{"/b", "/b2"} {
+						b.send(lane.head("GET", path, "web.example.com"))
+						if _, ok := b.want(t, "client B, GET "+path, "GET", 200, "up "+path); !ok {
+							break
+						}
+					}
+					a.expectSilence(t, 100*time.Millisecond)
+					if up.waitRequest("/b", time.Second) == nil {
+						t.Errorf("the upstream never got GET /b (it got %v)", up.requests())
+					}
+				})
+			}
+			for _, tc := range []struct{ name, answer string }{
+				{"204 with Content-Length", "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"},
+				{"204 chunked", "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n"},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					t.Parallel()
+					e, up := hostileWeb(t, Config{}, func(c *hostileConn, req *http.Request) bool {
+						if req.URL.Path != "/a" {
+							return c.echo(req)
+						}
+						io.WriteString(c, tc.answer)
+						return true
+					})
+					c := hostileDial(t, e)
+					c.send(lane.head("GET", "/a", "web.example.com"))
+					c.want(t, "GET /a", "GET", 204, "")
+					c.send(lane.head("GET", "/b", "web.example.com"))
+					c.want(t, "GET /b", "GET", 200, "up /b")
+					ca, cb := up.waitRequest("/a", time.Second), up.waitRequest("/b", time.Second)
+					if ca == nil || cb == nil {
+						t.Fatalf("the upstream got %v, want GET /a and GET /b", up.requests())
+					}
+					if ca == cb {
+						t.Errorf("got GET /b on the connection of the 204 (connection %d), want a new connection", ca.index)
+					}
+				})
+			}
 		})
 	}
 }

@@ -648,3 +648,51 @@ func TestHostileResponsePoisoning(t *testing.T) {
 		})
 	}
 }
+
+// TestHostileBodyTimeout: with Config{BodyTimeout: 200ms}, a request
+// body that stops coming (10 of 1000 bytes, or one chunk of a chunked
+// body) ends with 408 and Connection: close, then EOF, within a few
+// seconds; the upstream connection used for it is closed by the router.
+func TestHostileBodyTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		lane hostileLane
+		raw  string
+	}{
+		{hostileLanes[0], hostileLanes[0].head("POST", "/upload", "web.example.com", "Content-Length: 1000") + "0123456789"},
+		{hostileLanes[1], hostileLanes[1].head("POST", "/upload", "web.example.com", "Transfer-Encoding: chunked") + "a\r\n0123456789\r\n"},
+	} {
+		t.Run(tc.lane.name, func(t *testing.T) {
+			t.Parallel()
+			e, up := hostileWeb(t, Config{BodyTimeout: 200 * time.Millisecond}, func(c *hostileConn, req *http.Request) bool {
+				if _, err := io.Copy(io.Discard, req.Body); err != nil {
+					return false
+				}
+				hostileReply(c, "200 OK", "the whole body came")
+				return true
+			})
+			c := hostileDial(t, e)
+			c.send(tc.raw)
+			start := time.Now()
+			if up.waitRequest("/upload", 3*time.Second) == nil {
+				t.Fatalf("the upstream got no request (it got %q)", up.received())
+			}
+			resp, _, err := c.readWithin("POST", 3*time.Second)
+			switch {
+			case err != nil:
+				t.Errorf("got no response within 3s (%v), want 408", err)
+			case resp.StatusCode != http.StatusRequestTimeout:
+				t.Errorf("got %d, want 408", resp.StatusCode)
+			case !resp.Close:
+				t.Errorf("got 408 without Connection: close, want Connection: close")
+			}
+			if err == nil {
+				c.expectEOF(t, time.Second)
+			}
+			for _, uc := range up.connections() {
+				if !uc.closedByRouter(max(500*time.Millisecond, 3*time.Second-time.Since(start))) {
+					t.Errorf("upstream connection %d (which got %v) still open, want it closed by the router", uc.index, uc.requests())
+				}
+			}
+		})
+	}
+}

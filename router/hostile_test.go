@@ -696,3 +696,67 @@ func TestHostileBodyTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestHostileClientErrors: a request body the client got wrong is the
+// client's error, not the upstream's. A malformed chunked body (a chunk
+// size that is not hex, one that overflows, a chunk without its CRLF) is
+// answered 400 and the connection closed after it; a body the client cut
+// short (its write side closed) ends the connection, with a 400 or
+// nothing (nginx logs it and closes; there is nobody left to answer).
+// Five such requests in a row leave the upstream in rotation: it stays
+// Available, no upstream failure is counted, and a GET afterwards is
+// answered by it (MaxAttempts 1, a single instance).
+func TestHostileClientErrors(t *testing.T) {
+	lane, nethttp := hostileLanes[0], hostileLanes[1]
+	chunked := nethttp.head("POST", "/upload", "web.example.com", "Transfer-Encoding: chunked")
+	for _, tc := range []struct {
+		lane       hostileLane
+		name       string
+		raw        string
+		closeWrite bool // the client then closes its write side
+	}{
+		{nethttp, "chunk size not hex", chunked + "zz\r\n", false},
+		{nethttp, "chunk size overflows", chunked + "fffffffffffffffffffff\r\n", false},
+		{nethttp, "chunk without CRLF", chunked + "5\r\nhello0\r\n\r\n", false},
+		{nethttp, "chunked body cut short", chunked + "64\r\n0123456789", true},
+		{nethttp, "length body cut short", nethttp.head("POST", "/upload", "web.example.com", "Content-Length: 100") + "0123456789", true},
+		{lane, "length body cut short", lane.head("POST", "/upload", "web.example.com", "Content-Length: 100") + "0123456789", true},
+	} {
+		t.Run(tc.lane.name+"/"+tc.name, func(t *testing.T) {
+			t.Parallel()
+			e, _ := hostileWeb(t, Config{MaxAttempts: 1}, nil)
+			for i := range 5 {
+				c := hostileDial(t, e)
+				c.send(tc.raw)
+				if tc.closeWrite {
+					c.c.(*net.TCPConn).CloseWrite()
+				}
+				resp, _, err := c.readWithin("POST", 3*time.Second)
+				switch {
+				case err != nil && !tc.closeWrite:
+					t.Errorf("request %d: got no response (%v), want 400", i, err)
+				case err != nil:
+					// The connection ended without a response: fine for a
+					// client that went away.
+				case resp.StatusCode != http.StatusBadRequest && tc.closeWrite:
+					t.Errorf("request %d: got %d, want 400 or no response", i, resp.StatusCode)
+				case resp.StatusCode != http.StatusBadRequest:
+					t.Errorf("request %d: got %d, want 400", i, resp.StatusCode)
+				}
+				if err == nil {
+					c.expectEOF(t, 2*time.Second)
+				}
+			}
+			u := e.r.table.Load().apps["web"].upstreams[0]
+			if !u.Available() {
+				t.Errorf("the upstream is out of rotation (%d failures) after client errors, want it available", u.fails.Load())
+			}
+			if n := counterValue(t, e.r.metrics.upstreamFailures.WithLabelValues("web")); n != 0 {
+				t.Errorf("got %v upstream failures counted, want 0", n)
+			}
+			c := hostileDial(t, e)
+			c.send(tc.lane.head("GET", "/after", "web.example.com"))
+			c.want(t, "GET /after", "GET", 200, "up /after")
+		})
+	}
+}

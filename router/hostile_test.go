@@ -760,3 +760,35 @@ func TestHostileClientErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestHostileHeaderLimit: with the default Config, a request whose
+// request line or one header is 1 MiB is refused with 431 (or 414), not
+// proxied.
+func TestHostileHeaderLimit(t *testing.T) {
+	big := strings.Repeat("a", 1<<20)
+	for _, lane := range hostileLanes {
+		for _, tc := range []struct{ name, raw string }{
+			{"1 MiB header", lane.head("GET", "/big", "web.example.com", "X-Big: "+big)},
+			{"1 MiB request line", lane.head("GET", "/big"+big, "web.example.com")},
+		} {
+			t.Run(lane.name+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				e, up := hostileWeb(t, Config{}, nil)
+				c := hostileDial(t, e)
+				sent := sendPieces(c.c, []string{tc.raw}, 0)
+				resp, _, err := c.readWithin("GET", 3*time.Second)
+				switch {
+				case err != nil:
+					t.Errorf("got no response (%v), want 431 or 414", err)
+				case resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge && resp.StatusCode != http.StatusRequestURITooLong:
+					t.Errorf("got %d, want 431 or 414", resp.StatusCode)
+				}
+				c.c.Close()
+				<-sent
+				if rx := up.received(); strings.Contains(rx, "/big") {
+					t.Errorf("the upstream received the request (%d bytes), want it refused by the router", len(rx))
+				}
+			})
+		}
+	}
+}

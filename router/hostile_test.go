@@ -39,13 +39,13 @@ type hostileUpstream struct {
 // hostileConn is one connection accepted by a hostileUpstream.
 type hostileConn struct {
 	net.Conn
-	up    *hostileUpstream
-	index int // 0 for the upstream's first connection, and so on
+	up    *hostileUpstream // the upstream that accepted it
+	index int              // 0 for the upstream's first connection, and so on
 
 	mu    sync.Mutex
 	rx    []byte           // every byte received
 	reqs  []hostileRequest // the requests parsed, in order
-	ended chan struct{}    // closed when the router closed the connection
+	ended chan struct{}    // closed when the peer (the router) closed the connection
 	once  sync.Once
 }
 
@@ -234,6 +234,17 @@ func (l hostileLane) head(method, target, host string, extra ...string) string {
 	}
 	b.WriteString("\r\n")
 	return b.String()
+}
+
+// checkLane reports an error if the requests so far did not take lane's
+// path: the fast lane proxied one for "lane", net/http was handed the
+// connection for "net/http".
+func checkLane(t *testing.T, e *env, lane hostileLane) {
+	t.Helper()
+	proxied, handoffs := counterValue(t, e.r.metrics.laneRequests), counterValue(t, e.r.metrics.handoffs)
+	if lane.hdr == "" && proxied == 0 || lane.hdr != "" && handoffs == 0 {
+		t.Errorf("the request did not take the %s path: %v fast lane requests, %v handoffs", lane.name, proxied, handoffs)
+	}
 }
 
 // hostileDial connects a raw client to the router (for t, which may be a
@@ -457,6 +468,7 @@ func TestHostileBodyDesync(t *testing.T) {
 					t.Fatalf("the upstream got no upload within 3s (it got %q)", up.received())
 				}
 				time.Sleep(50 * time.Millisecond) // the upstream closes
+				checkLane(t, e, lane)
 				sent := sendPieces(c.c, pieces, 5*time.Millisecond)
 				resp, body, err := c.readWithin("POST", 3*time.Second)
 				switch {
@@ -493,6 +505,7 @@ func TestHostileBodyDesync(t *testing.T) {
 					pieces[i] = strings.Repeat("x", 100)
 				}
 				<-sendPieces(c.c, pieces, 50*time.Millisecond) // 1s, more than the response header timeout
+				checkLane(t, e, lane)
 				resp, body, err := c.readWithin("POST", 3*time.Second)
 				switch {
 				case err != nil:
@@ -519,9 +532,10 @@ func TestHostileBodyDesync(t *testing.T) {
 				length := 100 + 24*4096
 				c := hostileDial(t, e)
 				c.send(lane.head("POST", "/stall", "web.example.com", fmt.Sprintf("Content-Length: %d", length)) + strings.Repeat("a", 100))
-				if up.waitRequest("/stall", 3*time.Second) == nil && lane.name == "lane" {
+				if up.waitRequest("/stall", 3*time.Second) == nil {
 					t.Fatal("the upstream got no request within 3s")
 				}
+				checkLane(t, e, lane)
 				time.Sleep(600 * time.Millisecond) // a stall longer than the response header timeout
 				sent := sendPieces(c.c, pieces, 5*time.Millisecond)
 				resp, body, err := c.readWithin("POST", 3*time.Second)
@@ -603,6 +617,7 @@ func TestHostileResponsePoisoning(t *testing.T) {
 					if resp.StatusCode != tc.status || body != tc.body {
 						t.Errorf("client A: got %d %q, want %d %q", resp.StatusCode, body, tc.status, tc.body)
 					}
+					checkLane(t, e, lane)
 					<-lateSent
 					time.Sleep(200 * time.Millisecond)
 					b := hostileDial(t, e)
@@ -634,6 +649,7 @@ func TestHostileResponsePoisoning(t *testing.T) {
 					c := hostileDial(t, e)
 					c.send(lane.head("GET", "/a", "web.example.com"))
 					c.want(t, "GET /a", "GET", 204, "")
+					checkLane(t, e, lane)
 					c.send(lane.head("GET", "/b", "web.example.com"))
 					c.want(t, "GET /b", "GET", 200, "up /b")
 					ca, cb := up.waitRequest("/a", time.Second), up.waitRequest("/b", time.Second)
@@ -676,6 +692,7 @@ func TestHostileBodyTimeout(t *testing.T) {
 			if up.waitRequest("/upload", 3*time.Second) == nil {
 				t.Fatalf("the upstream got no request (it got %q)", up.received())
 			}
+			checkLane(t, e, tc.lane)
 			resp, _, err := c.readWithin("POST", 3*time.Second)
 			switch {
 			case err != nil:
@@ -747,6 +764,7 @@ func TestHostileClientErrors(t *testing.T) {
 					c.expectEOF(t, 2*time.Second)
 				}
 			}
+			checkLane(t, e, tc.lane)
 			u := e.r.table.Load().apps["web"].upstreams[0]
 			if !u.Available() {
 				t.Errorf("the upstream is out of rotation (%d failures) after client errors, want it available", u.fails.Load())
@@ -791,4 +809,90 @@ func TestHostileHeaderLimit(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestHostileHardening: requests a reverse proxy should not pass on, and
+// upstream connections it should not keep.
+//
+// CONNECT is answered 400 or 405 (nginx: 405) and never reaches the
+// upstream. Request headers whose names contain "_" (X_Real_IP, Foo_Bar)
+// are dropped, as nginx does by default, unless
+// Config.AllowUnderscoreHeaders; the request and its other headers still
+// reach the upstream. A kept-alive upstream connection unused for
+// Config.UpstreamIdleTimeout is closed by the router.
+func TestHostileHardening(t *testing.T) {
+	for _, lane := range hostileLanes {
+		t.Run(lane.name, func(t *testing.T) {
+			t.Parallel()
+			t.Run("CONNECT", func(t *testing.T) {
+				e, up := hostileWeb(t, Config{}, nil)
+				c := hostileDial(t, e)
+				c.send(lane.head("CONNECT", "web.example.com:443", "web.example.com:443"))
+				resp, _, err := c.readWithin("GET", 3*time.Second) // read as GET: a 200 would be framed by its length
+				switch {
+				case err != nil:
+					t.Errorf("got no response (%v), want 400 or 405", err)
+				case resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusMethodNotAllowed:
+					t.Errorf("got %d, want 400 or 405", resp.StatusCode)
+				}
+				if rx := up.received(); strings.Contains(rx, "CONNECT") {
+					t.Errorf("the upstream received %q, want no CONNECT", clip([]byte(rx)))
+				}
+			})
+			for _, allow := range []bool{false, true} {
+				t.Run(fmt.Sprintf("underscore headers allowed=%v", allow), func(t *testing.T) {
+					e, up := hostileWeb(t, Config{AllowUnderscoreHeaders: allow}, nil)
+					c := hostileDial(t, e)
+					c.send(lane.head("GET", "/u", "web.example.com", "X_Real_IP: 1.2.3.4", "Foo_Bar: x", "X-Other: kept"))
+					c.want(t, "GET /u", "GET", 200, "up /u")
+					checkLane(t, e, lane)
+					uc := up.waitRequest("/u", time.Second)
+					if uc == nil {
+						t.Fatalf("the upstream got %v, want GET /u", up.requests())
+					}
+					h := uc.requests()[0].Header
+					if got := h.Get("X-Other"); got != "kept" {
+						t.Errorf("X-Other: got %q, want %q", got, "kept")
+					}
+					if got := h.Get("X-Real-Ip"); got != "127.0.0.1" {
+						t.Errorf("X-Real-IP: got %q, want the router's 127.0.0.1", got)
+					}
+					for name, want := range map[string]string{"X_Real_IP": "1.2.3.4", "Foo_Bar": "x"} {
+						got := headerFold(h, name)
+						switch {
+						case allow && got != want:
+							t.Errorf("%s: got %q, want %q passed on with AllowUnderscoreHeaders", name, got, want)
+						case !allow && got != "":
+							t.Errorf("%s: got %q passed on, want it dropped", name, got)
+						}
+					}
+				})
+			}
+			t.Run("upstream idle timeout", func(t *testing.T) {
+				e, up := hostileWeb(t, Config{UpstreamIdleTimeout: 200 * time.Millisecond}, nil)
+				c := hostileDial(t, e)
+				c.send(lane.head("GET", "/idle", "web.example.com"))
+				c.want(t, "GET /idle", "GET", 200, "up /idle")
+				checkLane(t, e, lane)
+				uc := up.waitRequest("/idle", time.Second)
+				if uc == nil {
+					t.Fatalf("the upstream got %v, want GET /idle", up.requests())
+				}
+				if !uc.closedByRouter(2 * time.Second) {
+					t.Errorf("the upstream connection is still open 2s after its request, want it closed after 200ms idle")
+				}
+			})
+		})
+	}
+}
+
+// headerFold is h's value for name compared without case (net/http
+// canonicalizes "X_Real_IP" to "X_real_ip").
+func headerFold(h http.Header, name string) string {
+	for k, v := range h {
+		if strings.EqualFold(k, name) {
+			return strings.Join(v, ", ")
+		}
+	}
+	return ""
 }

@@ -27,6 +27,8 @@ type clientBody struct {
 	rc      io.ReadCloser
 	ctl     *http.ResponseController
 	timeout time.Duration
+	http1   bool        // an HTTP/1 request: its connection carries the rest of the body
+	done    atomic.Bool // read to its end
 	err     atomic.Pointer[http1.ClientError]
 }
 
@@ -38,6 +40,7 @@ func (b *clientBody) Read(p []byte) (int, error) {
 	switch {
 	case err == nil:
 	case errors.Is(err, io.EOF):
+		b.done.Store(true)
 		if b.timeout > 0 {
 			b.ctl.SetReadDeadline(time.Time{}) // the body is in: net/http watches for the client closing
 		}
@@ -52,6 +55,10 @@ func (b *clientBody) Read(p []byte) (int, error) {
 }
 
 func (b *clientBody) Close() error { return b.rc.Close() }
+
+// unread reports whether the rest of an HTTP/1 body is still on the
+// connection: the response must close it.
+func (b *clientBody) unread() bool { return b.http1 && !b.done.Load() }
 
 // failure is the client's failure reading the body, if any.
 func (b *clientBody) failure() error {

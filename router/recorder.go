@@ -10,14 +10,18 @@ import (
 
 // statusRecorder remembers the status code and passes through Flush,
 // Hijack and Unwrap (websockets, SSE, http.ResponseController).
+// A response to an HTTP/1 request whose body was not read to its end
+// closes the connection, as on the fast lane.
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	body   *clientBody // the request's body, if any
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 {
+	if s.status == 0 && code >= 200 {
 		s.status = code
+		s.closeIfUnread()
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
@@ -25,8 +29,15 @@ func (s *statusRecorder) WriteHeader(code int) {
 func (s *statusRecorder) Write(b []byte) (int, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
+		s.closeIfUnread()
 	}
 	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) closeIfUnread() {
+	if s.body != nil && s.body.unread() {
+		s.Header().Set("Connection", "close")
+	}
 }
 
 func (s *statusRecorder) Flush() {

@@ -187,10 +187,11 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	defer rt.stats.active.Add(-1)
 	info := &requestInfo{route: rt}
 	if req.Body != nil && req.Body != http.NoBody {
-		info.body = &clientBody{rc: req.Body, ctl: http.NewResponseController(w), timeout: r.cfg.BodyTimeout}
+		info.body = &clientBody{rc: req.Body, ctl: http.NewResponseController(w), timeout: r.cfg.BodyTimeout,
+			http1: req.ProtoMajor == 1}
 		req.Body = info.body
 	}
-	rec := &statusRecorder{ResponseWriter: w}
+	rec := &statusRecorder{ResponseWriter: w, body: info.body}
 	r.proxy.ServeHTTP(rec, req.WithContext(withInfo(req.Context(), info)))
 	rt.stats.observe(r.metrics, rt.app, rec.status, time.Since(start))
 	if !r.logRequests {

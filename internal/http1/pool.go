@@ -13,7 +13,8 @@ import (
 // and by the Pool between exchanges.
 type Conn struct {
 	nc  net.Conn
-	raw *rawIO // nil when nc is not a socket
+	raw *rawIO    // nil when nc is not a socket
+	rw  io.Writer // raw or nc: the socket, unbuffered
 	br  *bufio.Reader
 	bw  *bufio.Writer
 	// clean is set by an exchange whose response ended exactly and may be
@@ -81,6 +82,7 @@ func newConn(nc net.Conn) *Conn {
 	if r := newRawIO(nc); r != nil {
 		c.raw, rw = r, r
 	}
+	c.rw = rw
 	c.br = bufio.NewReaderSize(rw, 16<<10)
 	c.bw = bufio.NewWriterSize(rw, 8<<10)
 	return c

@@ -60,13 +60,15 @@ func (t *Transport) exchange(req *http.Request, c *Conn, noBody bool) (*http.Res
 	ctx := req.Context()
 	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(time.Unix(1, 0)) })
 	var err error
+	pw := progressWriter{w: c.rw, c: c.nc, d: t.WriteTimeout}
 	if noBody {
-		err = req.Write(c.bw)
+		if err = req.Write(c.bw); err == nil {
+			err = c.bw.Flush()
+		}
 	} else {
-		err = req.Write(&progressWriter{w: c.bw, c: c.nc, d: t.WriteTimeout})
-	}
-	if err == nil {
-		err = c.bw.Flush()
+		// Straight to the socket (c.bw is empty): Request.Write buffers
+		// itself, and flushes the head before a streamed body.
+		err = req.Write(&pw)
 	}
 	early := false
 	if err != nil {
@@ -74,7 +76,7 @@ func (t *Transport) exchange(req *http.Request, c *Conn, noBody bool) (*http.Res
 			stop()
 			return nil, NotSentError{err}
 		}
-		if !isWriteError(err) {
+		if pw.err == nil {
 			stop()
 			return nil, err // reading the client's body failed
 		}
@@ -173,26 +175,25 @@ func deadlineFrom(ctx context.Context, d time.Duration) time.Time {
 	return deadline
 }
 
-// progressWriter moves the write deadline before each write: the
-// upstream must keep reading, however long the body takes.
+// progressWriter moves the write deadline before each write (the
+// upstream must keep reading, however long the body takes) and keeps the
+// socket's write error: Request.Write reports it as the body's.
 type progressWriter struct {
-	w io.Writer
-	c net.Conn
-	d time.Duration
+	w   io.Writer
+	c   net.Conn
+	d   time.Duration
+	err error
 }
 
 func (p *progressWriter) Write(b []byte) (int, error) {
 	if p.d > 0 {
 		p.c.SetWriteDeadline(time.Now().Add(p.d))
 	}
-	return p.w.Write(b)
-}
-
-// isWriteError reports whether err is the upstream connection's (a
-// failed socket write), not the request body's.
-func isWriteError(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "write"
+	n, err := p.w.Write(b)
+	if err != nil && p.err == nil {
+		p.err = err
+	}
+	return n, err
 }
 
 // NotSentError is a failure to write a request without a body: the

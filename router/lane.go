@@ -18,7 +18,7 @@ import (
 )
 
 // The fast lane serves plain HTTP/1.1 keep-alive requests for apps with
-// live instances: it parses the head in place (h1parse.go), writes the
+// live instances: it parses the head in place (internal/http1), writes the
 // outbound head with the forwarded headers into the upstream connection,
 // and copies the response back, in the connection's goroutine and
 // without allocating per request. Everything else is handed to net/http

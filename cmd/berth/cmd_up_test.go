@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -176,6 +177,20 @@ func TestUpDemoEndToEnd(t *testing.T) {
 				t.Errorf("process %s listens on %v, want loopback only", pid, s)
 			}
 		}
+	}
+
+	// The router's limits apply to berth up too: a head past the default
+	// 64 KiB is refused, not proxied.
+	big, _ := http.NewRequest("GET", "http://"+p.http+"/status", nil)
+	big.Host = "paas-monitor.localhost"
+	big.Header.Set("X-Big", strings.Repeat("x", 1<<20))
+	if resp, err := http.DefaultClient.Do(big); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("a 1 MiB request head: got %d, want 431", resp.StatusCode)
+		}
+	} else if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
+		t.Errorf("a 1 MiB request head: %v, want 431 (or the connection reset while the client still wrote)", err)
 	}
 
 	m := new(dns.Msg)

@@ -1,6 +1,13 @@
 package units
 
-import "strings"
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// PassivateDrivers are the drivers berth-passivate.service can run with.
+var PassivateDrivers = []string{"systemd", "fleet"}
 
 // PlatformUnits are the platform's own units, in the order they are written.
 var PlatformUnits = []string{
@@ -15,6 +22,9 @@ var PlatformUnits = []string{
 // files serve every node.
 func Platform(o Options) ([]File, error) {
 	o = o.withDefaults()
+	if !slices.Contains(PassivateDrivers, o.PassivateDriver) {
+		return nil, fmt.Errorf("passivate driver must be one of %s, got %q", strings.Join(PassivateDrivers, ", "), o.PassivateDriver)
+	}
 	var files []File
 	for _, name := range PlatformUnits {
 		u, err := loadTemplate(name)
@@ -28,6 +38,9 @@ func Platform(o Options) ([]File, error) {
 					return nil, err
 				}
 				opt.Value = path + strings.TrimPrefix(opt.Value, "/opt/bin/berth")
+				if name == "berth-passivate.service" {
+					opt.Value += " --driver " + o.PassivateDriver
+				}
 			}
 		}
 		f, err := u.file(name)

@@ -22,6 +22,10 @@ type Options struct {
 	Podman string
 	// RunDir holds per-instance state such as allocated ports (default /run/berth).
 	RunDir string
+	// PassivateDriver is how berth-passivate.service stops idle apps:
+	// "systemd" (the default: node agents carry out the expected state) or
+	// "fleet" (fleetctl stop, for units fleet schedules).
+	PassivateDriver string
 }
 
 func (o Options) withDefaults() Options {
@@ -36,6 +40,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.RunDir == "" {
 		o.RunDir = "/run/berth"
+	}
+	if o.PassivateDriver == "" {
+		o.PassivateDriver = "systemd"
 	}
 	return o
 }

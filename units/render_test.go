@@ -2,6 +2,7 @@ package units
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -270,5 +271,29 @@ func TestNodeUnitsVerify(t *testing.T) {
 	}
 	if err := Verify(context.Background(), []File{{Name: "berth-etcd-join.service", Content: b}}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPassivateDriver: the passivation timer's service runs with the
+// chosen driver, is Global under fleet like its timer, and an unknown
+// driver is refused.
+func TestPassivateDriver(t *testing.T) {
+	for _, driver := range []string{"", "systemd", "fleet"} {
+		files, err := Platform(Options{PassivateDriver: driver})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "ExecStart=/opt/bin/berth passivate --driver " + cmp.Or(driver, "systemd") + "\n"
+		for _, f := range files {
+			if f.Name != "berth-passivate.service" {
+				continue
+			}
+			if !bytes.Contains(f.Content, []byte(want)) || !bytes.Contains(f.Content, []byte("[X-Fleet]\nGlobal=true\n")) {
+				t.Errorf("driver %q: got\n%s\nwant %q and [X-Fleet] Global=true", driver, f.Content, want)
+			}
+		}
+	}
+	if _, err := Platform(Options{PassivateDriver: "cron"}); err == nil || !strings.Contains(err.Error(), "systemd, fleet") {
+		t.Fatalf("an unknown driver: got %v, want an error naming the drivers", err)
 	}
 }

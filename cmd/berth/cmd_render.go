@@ -23,6 +23,8 @@ type RenderOptions struct {
 	Diff     bool   // show what would change in Output instead of writing
 	Check    bool   // verify every unit with systemd-analyze verify
 	Berth    string // path of the berth binary on the nodes
+	// PassivateDriver is the driver berth-passivate.service runs with.
+	PassivateDriver string
 	// Ignition renders a node's Ignition config (server or worker) instead
 	// of unit files.
 	Ignition string
@@ -36,6 +38,7 @@ func (o *RenderOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.Diff, "diff", false, "print a diff of what would change in the output directory; write nothing")
 	f.BoolVar(&o.Check, "check", false, "verify every unit with systemd-analyze verify (any warning fails)")
 	f.StringVar(&o.Berth, "berth-path", "/opt/bin/berth", "path of the berth binary on the nodes")
+	f.StringVar(&o.PassivateDriver, "passivate-driver", "systemd", "with --platform: how the passivation timer's service stops idle apps: systemd (node agents) or fleet (fleetctl stop, for units fleet schedules)")
 	f.StringVar(&o.Ignition, "ignition", "", "render the Ignition config of a node instead: server or worker (Flatcar, spec 3.4)")
 	f.StringVar(&o.Ign.BerthURL, "berth-url", "", "with --ignition: URL nodes download the berth binary from")
 	f.StringVar(&o.Ign.EtcdEndpoints, "node-etcd-endpoints", "http://127.0.0.1:2379", "with --ignition: BERTH_ETCD_ENDPOINTS of the node")
@@ -111,7 +114,7 @@ func runRender(cmd *cobra.Command, g *GlobalOptions, opts RenderOptions, specs [
 // renderAll parses every spec and renders every unit, refusing two apps of
 // the same name.
 func renderAll(specs []string, opts RenderOptions) ([]units.File, error) {
-	uo := units.Options{Berth: opts.Berth}
+	uo := units.Options{Berth: opts.Berth, PassivateDriver: opts.PassivateDriver}
 	var files []units.File
 	var errs []error
 	seen := map[string]string{}

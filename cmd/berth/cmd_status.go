@@ -80,11 +80,14 @@ func runView(ctx context.Context, g *GlobalOptions, opts ViewOptions, print prin
 }
 
 type statusRow struct {
-	App        string   `json:"app"`
-	Current    string   `json:"current"`
-	Expected   string   `json:"expected,omitempty"`
-	Up         int      `json:"up"`
-	Instances  int      `json:"instances"`
+	App       string `json:"app"`
+	Current   string `json:"current"`
+	Expected  string `json:"expected,omitempty"`
+	Up        int    `json:"up"`
+	Instances int    `json:"instances"` // registered, live or not
+	// Wanted is the number of instances the deployed spec asks for (0 while
+	// passivated; the registered count when no spec is deployed).
+	Wanted     int      `json:"wanted"`
 	LastAccess string   `json:"lastAccess,omitempty"`
 	Conns      int      `json:"conns"`
 	Domains    []string `json:"domains,omitempty"`
@@ -94,8 +97,15 @@ func printStatus(w io.Writer, s *registry.Snapshot, asJSON bool) error {
 	rows := []statusRow{}
 	for _, app := range s.AppNames() {
 		r := statusRow{App: app, Current: "-", Up: len(s.Live(app)), Instances: len(s.Instances[app])}
+		r.Wanted = r.Instances
+		if a := s.Apps[app]; a != nil {
+			r.Wanted = a.Instances
+		}
 		if st := s.Status[app]; st != nil {
 			r.Current, r.Expected = st.Current, st.Expected
+			if st.Expected == registry.StatusPassivated {
+				r.Wanted = 0
+			}
 		}
 		if last, conns := s.LastAccess(app); last > 0 {
 			r.LastAccess = time.UnixMilli(last).UTC().Format(time.RFC3339)
@@ -112,9 +122,9 @@ func printStatus(w io.Writer, s *registry.Snapshot, asJSON bool) error {
 		return json.NewEncoder(w).Encode(rows)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "APP\tSTATUS\tEXPECTED\tUP/INSTANCES\tLAST ACCESS\tCONNS")
+	fmt.Fprintln(tw, "APP\tSTATUS\tEXPECTED\tUP/WANTED\tLAST ACCESS\tCONNS")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%d\n", r.App, r.Current, dash(r.Expected), r.Up, r.Instances, dash(r.LastAccess), r.Conns)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%d\n", r.App, r.Current, dash(r.Expected), r.Up, r.Wanted, dash(r.LastAccess), r.Conns)
 	}
 	return tw.Flush()
 }

@@ -37,6 +37,14 @@ func TestStatusAndRoutes(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 1 || rows[0].Up != 2 || rows[0].Current != "started" {
 		t.Fatalf("status: exit %d, %q", code, out)
 	}
+	// Counted against what the spec asks for (3), not against the
+	// instances that happen to be registered (2).
+	if rows[0].Wanted != 3 || rows[0].Instances != 2 {
+		t.Fatalf("status: wanted %d, instances %d; want 3 and 2", rows[0].Wanted, rows[0].Instances)
+	}
+	if code, out, _ = berth(t, "status", "--etcd-endpoints", srv.Endpoint); code != 0 || !strings.Contains(out, " 2/3 ") {
+		t.Fatalf("status table: exit %d, %q; want UP/WANTED 2/3", code, out)
+	}
 }
 
 func TestUnreachableEtcdNamesEndpoint(t *testing.T) {

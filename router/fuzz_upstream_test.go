@@ -107,7 +107,8 @@ func FuzzHostileUpstream(f *testing.F) {
 	seed(cl(0, viaNetHTTP(get(opBadChunks, 0, 0)), viaNetHTTP(get(opWrongLength, 0, 0)), get(opWrongLength, 3, 0)),
 		cl(5*ms, viaNetHTTP(get(opWrongLength, 1, 30*ms)), get(opOK, 0, 0)))
 	// 1xx, slow and broken answers, HTTP/1.0.
-	seed(cl(0, get(op1xx, 1, 0), viaNetHTTP(get(op1xx, 1, 0)), get(opOK, 0, 0)), cl(5*ms, get(opOK, 0, 0)))
+	seed(cl(0, get(op1xx, 1, 0), get(op1xx, 2, 10*ms), get(op1xx, 3, 0)), cl(5*ms, get(opOK, 0, 0)))
+	seed(cl(0, viaNetHTTP(get(op1xx, 1, 20*ms))), cl(10*ms, get(opOK, 0, 0)))
 	seed(cl(0, get(opCloseMid, 6, 10*ms), get(opSlowBody, 0, 30*ms), head(opSlowHead, 1, 20*ms)),
 		cl(0, get(opOK, 3, 0), get(opOK, 4, 0), post(opSlowHead, 0, 2, 10*ms)))
 
@@ -133,7 +134,7 @@ const (
 	opSlowBody                       // the body's second half after the delay
 	opSlowHead                       // the answer (or its head's end) after the delay
 	opCloseMid                       // close or reset in the middle of the answer
-	op1xx                            // 100, 103 (or an unasked-for 101) before the answer
+	op1xx                            // 100, 103 (or an unasked-for 101), the answer after the delay
 	opDrop                           // close or reset without an answer
 	numHostileOps
 )
@@ -535,8 +536,15 @@ func readHostileResponse(br *bufio.Reader, method, who, tok string, rep *hostile
 		if berr != nil {
 			return errorOut("a response whose body broke off ("+resp.Status+")", fmt.Errorf("%w after %s", berr, text.String()))
 		}
-		if own, others := rep.foreign(who, tok, "its response", text.String()); !own && !others && resp.StatusCode < 400 {
+		own, others := rep.foreign(who, tok, "its response", text.String())
+		switch {
+		case others || resp.StatusCode >= 400: // reported, or the router's own page
+		case !own:
 			rep.fail("%s received a %s response that is not the upstream's answer to it (no token): %s", who, resp.Status,
+				excerpt(text.String()))
+		case method != "HEAD" && resp.StatusCode != 204 && resp.StatusCode != 304 && !strings.Contains(string(body), tok):
+			// every body the upstream sends holds the token
+			rep.fail("%s received a %s response whose body is not the upstream's answer: %s", who, resp.Status,
 				excerpt(text.String()))
 		}
 		return !resp.Close
@@ -706,6 +714,7 @@ func answerHostile(c net.Conn, req *http.Request, tok string, r hostileReq) (kee
 		if !drain() {
 			return false
 		}
+		time.Sleep(r.delay)
 		write(full(200))
 		return true
 	case opDrop:

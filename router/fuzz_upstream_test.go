@@ -41,6 +41,14 @@ import (
 // (at most 100 ms; a client's delays add up to at most 250 ms, so one
 // iteration stays well under a second).
 //
+// Late bytes (after a response's end, or a body on HEAD/204/304 sent
+// after its head) go only onto an idle connection: if a request arrives
+// before they are due, the upstream holds them back, since no proxy can
+// tell bytes that arrive after it sent a request from the answer to it.
+// If a request arrives within hostileGrace after them, they raced it: the
+// upstream closes that connection and a client that received them is
+// excused (a note, not a failure).
+//
 // Tokens. Request n of client c asks for /t/~c<c>r<n>~; the request
 // smuggled in its body asks for /t/~s<c>r<n>~. The upstream looks the
 // token up in the path and puts it in every byte sequence it sends for
@@ -51,8 +59,10 @@ import (
 //   - Clients: every response a client reads (http.ReadResponse on its
 //     connection, 1xx included), every read error and whatever was left
 //     in its buffer may hold no token but the one of the request it is
-//     waiting for; a response below 400 must hold that token (anything
-//     else is not the upstream's answer to it); nothing may arrive when
+//     waiting for; a response below 400 must hold that token, in its
+//     body too unless it has none (HEAD, 204, 304): anything else is not
+//     the upstream's answer to it (the router's pages are 4xx and 5xx,
+//     without tokens); nothing may arrive when
 //     no request is waiting. A client may see an error (EOF, a 502, 504 or
 //     400 from the router) instead of a response: it then reconnects.
 //   - The upstream: everything each of its connections received is
@@ -358,13 +368,21 @@ func (r hostileReq) writes(c, n int) []string {
 // hostileReport collects the oracle's findings from all goroutines.
 type hostileReport struct {
 	mu       sync.Mutex
-	failures []string
+	failures []hostileFailure
 	notes    []string
 }
 
-func (r *hostileReport) fail(format string, args ...any) {
+type hostileFailure struct {
+	msg    string
+	tokens []string // the other requests' tokens a client saw
+}
+
+func (r *hostileReport) fail(format string, args ...any) { r.leak(nil, format, args...) }
+
+// leak records a failure in which a client saw the tokens of others.
+func (r *hostileReport) leak(tokens []string, format string, args ...any) {
 	r.mu.Lock()
-	r.failures = append(r.failures, fmt.Sprintf(format, args...))
+	r.failures = append(r.failures, hostileFailure{fmt.Sprintf(format, args...), tokens})
 	r.mu.Unlock()
 }
 
@@ -395,10 +413,11 @@ func (r *hostileReport) foreign(who, want, what, text string) (own, others bool)
 		}
 	}
 	if len(toks) > 0 {
+		whose := make([]string, len(toks))
 		for i, tok := range toks {
-			toks[i] = describeToken(tok)
+			whose[i] = describeToken(tok)
 		}
-		r.fail("%s received bytes of %s in %s: %s", who, strings.Join(toks, " and "), what, excerpt(text))
+		r.leak(toks, "%s received bytes of %s in %s: %s", who, strings.Join(whose, " and "), what, excerpt(text))
 	}
 	return own, len(toks) > 0
 }
@@ -416,15 +435,23 @@ func runHostile(t *testing.T, e *env, s hostileScript) {
 	}
 	wg.Wait()
 	clientsDone := time.Since(start)
-	recs := u.close()
+	recs, racy := u.close()
 	dropPooled(e.r, u.addr)
 	checkUpstreamRecords(s, recs, rep)
+	var failures []string
+	for _, f := range rep.failures {
+		if len(f.tokens) > 0 && !slices.ContainsFunc(f.tokens, func(tok string) bool { return !racy[tok] }) {
+			rep.notes = append(rep.notes, "excused, the late bytes raced the next request: "+f.msg)
+			continue
+		}
+		failures = append(failures, f.msg)
+	}
 	if len(rep.notes) > 0 {
 		t.Logf("notes:\n  %s", strings.Join(rep.notes, "\n  "))
 	}
-	if len(rep.failures) > 0 {
+	if len(failures) > 0 {
 		t.Fatalf("script:%v\nclients done after %v; %d failure(s):\n  %s", s, clientsDone.Round(time.Millisecond),
-			len(rep.failures), strings.Join(rep.failures, "\n  "))
+			len(failures), strings.Join(failures, "\n  "))
 	}
 }
 
@@ -575,6 +602,7 @@ type hostileUpstream struct {
 	closed bool
 	conns  map[net.Conn]struct{}
 	recs   [][]byte
+	racy   map[string]bool // tokens whose late bytes raced the next request (hostileGrace)
 }
 
 func startHostileUpstream(t *testing.T, s hostileScript) *hostileUpstream {
@@ -582,7 +610,8 @@ func startHostileUpstream(t *testing.T, s hostileScript) *hostileUpstream {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &hostileUpstream{addr: l.Addr().String(), l: l, script: map[string]hostileReq{}, conns: map[net.Conn]struct{}{}}
+	u := &hostileUpstream{addr: l.Addr().String(), l: l, script: map[string]hostileReq{}, conns: map[net.Conn]struct{}{},
+		racy: map[string]bool{}}
 	for c, cl := range s.clients {
 		for n, r := range cl.reqs {
 			u.script[clientToken(c, n)] = r
@@ -611,8 +640,9 @@ func startHostileUpstream(t *testing.T, s hostileScript) *hostileUpstream {
 	return u
 }
 
-// close stops the upstream and returns what its connections received.
-func (u *hostileUpstream) close() [][]byte {
+// close stops the upstream and returns what its connections received and
+// the racy tokens.
+func (u *hostileUpstream) close() ([][]byte, map[string]bool) {
 	u.l.Close()
 	u.mu.Lock()
 	u.closed = true
@@ -621,7 +651,7 @@ func (u *hostileUpstream) close() [][]byte {
 	}
 	u.mu.Unlock()
 	u.wg.Wait()
-	return u.recs
+	return u.recs, u.racy
 }
 
 const hostileUpstreamIdle = 500 * time.Millisecond
@@ -651,7 +681,8 @@ func (u *hostileUpstream) serve(c net.Conn) {
 		if !ok { // a smuggled or unknown request: a plain answer (the oracle reports it)
 			r = hostileReq{op: opOK}
 		}
-		if !answerHostile(c, br, req, tok, r) {
+		racy := func() { u.mu.Lock(); u.racy[tok] = true; u.mu.Unlock() }
+		if !answerHostile(c, br, req, tok, r, racy) {
 			return
 		}
 	}
@@ -659,9 +690,15 @@ func (u *hostileUpstream) serve(c net.Conn) {
 
 var hostileStatuses = [...]int{200, 201, 404, 500}
 
+// hostileGrace: a request that arrives this soon after late bytes may
+// have been sent before they arrived (a proxy checks a pooled connection,
+// then writes): the upstream calls such late bytes racy and closes the
+// connection, and a client that receives them is excused.
+const hostileGrace = 5 * time.Millisecond
+
 // answerHostile plays op r.op for one request, and reports whether the
 // connection stays open for the next one.
-func answerHostile(c net.Conn, br *bufio.Reader, req *http.Request, tok string, r hostileReq) (keep bool) {
+func answerHostile(c net.Conn, br *bufio.Reader, req *http.Request, tok string, r hostileReq, racy func()) (keep bool) {
 	v := r.variant
 	isHead := req.Method == "HEAD"
 	body := "answer to " + tok + "\n"
@@ -679,6 +716,19 @@ func answerHostile(c net.Conn, br *bufio.Reader, req *http.Request, tok string, 
 		c.SetReadDeadline(time.Now().Add(max(d, time.Millisecond)))
 		_, err := br.Peek(1)
 		return isTimeout(err)
+	}
+	// late writes b if the connection is idle after d, and reports
+	// whether the connection stays open.
+	late := func(d time.Duration, b string) bool {
+		if !idleFor(d) {
+			return true
+		}
+		write(b)
+		if !idleFor(hostileGrace) {
+			racy()
+			return false
+		}
+		return true
 	}
 	reset := func() bool {
 		if tc, ok := c.(*net.TCPConn); ok {
@@ -790,10 +840,7 @@ func answerHostile(c net.Conn, br *bufio.Reader, req *http.Request, tok string, 
 		return true
 	case opLateTail:
 		write(full(200))
-		if idleFor(r.delay) {
-			write(extra())
-		}
-		return true
+		return late(r.delay, extra())
 	case opBodyWhereNone:
 		status := []int{204, 304}[v%2]
 		if isHead {
@@ -811,12 +858,9 @@ func answerHostile(c net.Conn, br *bufio.Reader, req *http.Request, tok string, 
 		}
 		if v&4 != 0 {
 			write(h)
-			if idleFor(r.delay) {
-				write(b)
-			}
-		} else {
-			write(h, b)
+			return late(r.delay, b)
 		}
+		write(h, b)
 		return true
 	case opBadChunks:
 		h := head("HTTP/1.1", 200, "Transfer-Encoding: chunked")

@@ -474,15 +474,7 @@ func pointWebAt(t *testing.T, e *env, addr string) {
 
 // dropPooled closes the router's idle connections to addr, which is not
 // used again, so that iterations do not pile them up.
-func dropPooled(r *Router, addr string) {
-	r.pool.mu.Lock()
-	idle := r.pool.idle[addr]
-	delete(r.pool.idle, addr)
-	r.pool.mu.Unlock()
-	for _, pc := range idle {
-		pc.c.Close()
-	}
-}
+func dropPooled(r *Router, addr string) { r.pool.CloseIdle(addr) }
 
 // runHostileClient sends client c's requests one after the other on a
 // keep-alive connection (a new one after an error or a close) and checks
@@ -590,9 +582,9 @@ func readHostileResponse(br *bufio.Reader, method, who, tok string, rep *hostile
 	}
 }
 
-// hostileUpstream answers as the script says and records every byte each
+// scriptedUpstream answers as the script says and records every byte each
 // of its connections received.
-type hostileUpstream struct {
+type scriptedUpstream struct {
 	addr   string
 	l      net.Listener
 	script map[string]hostileReq // by token
@@ -605,12 +597,12 @@ type hostileUpstream struct {
 	racy   map[string]bool // tokens whose late bytes raced the next request (hostileGrace)
 }
 
-func startHostileUpstream(t *testing.T, s hostileScript) *hostileUpstream {
+func startHostileUpstream(t *testing.T, s hostileScript) *scriptedUpstream {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &hostileUpstream{addr: l.Addr().String(), l: l, script: map[string]hostileReq{}, conns: map[net.Conn]struct{}{},
+	u := &scriptedUpstream{addr: l.Addr().String(), l: l, script: map[string]hostileReq{}, conns: map[net.Conn]struct{}{},
 		racy: map[string]bool{}}
 	for c, cl := range s.clients {
 		for n, r := range cl.reqs {
@@ -642,7 +634,7 @@ func startHostileUpstream(t *testing.T, s hostileScript) *hostileUpstream {
 
 // close stops the upstream and returns what its connections received and
 // the racy tokens.
-func (u *hostileUpstream) close() ([][]byte, map[string]bool) {
+func (u *scriptedUpstream) close() ([][]byte, map[string]bool) {
 	u.l.Close()
 	u.mu.Lock()
 	u.closed = true
@@ -656,7 +648,7 @@ func (u *hostileUpstream) close() ([][]byte, map[string]bool) {
 
 const hostileUpstreamIdle = 500 * time.Millisecond
 
-func (u *hostileUpstream) serve(c net.Conn) {
+func (u *scriptedUpstream) serve(c net.Conn) {
 	var rec bytes.Buffer
 	defer func() {
 		c.Close()

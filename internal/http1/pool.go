@@ -134,6 +134,18 @@ func (p *Pool) Run(ctx context.Context) error {
 	}
 }
 
+// CloseIdle closes the idle connections to addr (an upstream gone from
+// the routing table).
+func (p *Pool) CloseIdle(addr string) {
+	p.mu.Lock()
+	idle := p.idle[addr]
+	delete(p.idle, addr)
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
+	}
+}
+
 // closeIdle closes the connections idle at least d.
 func (p *Pool) closeIdle(d time.Duration) {
 	now := time.Now()

@@ -520,3 +520,37 @@ func TestReviewEarlyAnswerReachesClientWhole(t *testing.T) {
 		})
 	}
 }
+
+// TestReviewNoFramingOn204: a response without a body carries no
+// framing header to the client: RFC 9110 8.6 and 6.1, "a server MUST
+// NOT send a Content-Length header field in any response with a status
+// code of 1xx or 204" (nor Transfer-Encoding). net/http's server deletes
+// both; the lane passes an upstream's "Content-Length: 5" on a 204
+// through, and a client that honours it takes the first 5 bytes of the
+// next response on the connection as this one's body.
+func TestReviewNoFramingOn204(t *testing.T) {
+	for _, lane := range hostileLanes {
+		t.Run(lane.name, func(t *testing.T) {
+			t.Parallel()
+			e, _ := hostileWeb(t, Config{}, func(c *hostileConn, req *http.Request) bool {
+				if req.URL.Path != "/a" {
+					return c.echo(req)
+				}
+				io.WriteString(c, "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n")
+				return false
+			})
+			c := hostileDial(t, e)
+			c.send(lane.head("GET", "/a", "web.example.com"))
+			head, err := readRawHead(c, 3*time.Second)
+			if err != nil {
+				t.Fatalf("got no response head (%v; %q)", err, head)
+			}
+			checkLane(t, e, lane)
+			if cl, te := headerLines(head, "Content-Length"), headerLines(head, "Transfer-Encoding"); len(cl)+len(te) > 0 {
+				t.Errorf("204 response head %q carries Content-Length %q / Transfer-Encoding %q, want neither", head, cl, te)
+			}
+			c.send(lane.head("GET", "/b", "web.example.com"))
+			c.want(t, "GET /b", "GET", 200, "up /b")
+		})
+	}
+}

@@ -32,6 +32,16 @@ type clientBody struct {
 	err     atomic.Pointer[http1.ClientError]
 }
 
+// newClientBody wraps req's body; the first wait for it is bounded
+// already, so that a page served without reading it does not wait on it
+// for ever (net/http reads what is left before reusing the connection).
+func newClientBody(req *http.Request, ctl *http.ResponseController, timeout time.Duration) *clientBody {
+	if timeout > 0 {
+		ctl.SetReadDeadline(time.Now().Add(timeout))
+	}
+	return &clientBody{rc: req.Body, ctl: ctl, timeout: timeout, http1: req.ProtoMajor == 1}
+}
+
 func (b *clientBody) Read(p []byte) (int, error) {
 	if b.timeout > 0 {
 		b.ctl.SetReadDeadline(time.Now().Add(b.timeout))

@@ -896,3 +896,44 @@ func headerFold(h http.Header, name string) string {
 	}
 	return ""
 }
+
+// TestHostileClientNeverReads: a client that takes no response bytes for
+// the body timeout is disconnected (nginx's send_timeout), and the
+// upstream connection that fed it is closed; neither is held for ever.
+// The upstream streams a 256 MiB body; the client never reads.
+func TestHostileClientNeverReads(t *testing.T) {
+	for _, lane := range hostileLanes {
+		t.Run(lane.name, func(t *testing.T) {
+			t.Parallel()
+			cut := make(chan struct{}) // the upstream's write failed: the router closed the connection
+			e, up := hostileWeb(t, Config{BodyTimeout: 300 * time.Millisecond}, func(c *hostileConn, req *http.Request) bool {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 268435456\r\n\r\n")
+				chunk := strings.Repeat("z", 64<<10)
+				for range 4096 {
+					if _, err := io.WriteString(c, chunk); err != nil {
+						close(cut)
+						return false
+					}
+				}
+				return true
+			})
+			c := hostileDial(t, e)
+			c.send(lane.head("GET", "/big", "web.example.com"))
+			if up.waitRequest("/big", 3*time.Second) == nil {
+				t.Fatal("the upstream got no request")
+			}
+			checkLane(t, e, lane)
+			select {
+			case <-cut:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the upstream connection is still open 10s after the client stopped reading, want it closed")
+			}
+			// The client's connection ends too: what it can still read is
+			// what was in flight, then EOF or a reset.
+			c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.Copy(io.Discard, c.c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+				t.Fatalf("the client connection did not end: %v", err)
+			}
+		})
+	}
+}

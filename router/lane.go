@@ -58,7 +58,7 @@ type laneConn struct {
 }
 
 func newLaneConn(s *Server, c net.Conn) *laneConn {
-	rw := http1.SocketIO(c)
+	rw := http1.SocketIO(c, s.Router.cfg.BodyTimeout)
 	br := laneReaders.Get().(*bufio.Reader)
 	br.Reset(rw)
 	bw := laneWriters.Get().(*bufio.Writer)
@@ -238,6 +238,9 @@ func (lc *laneConn) serve(h *http1.RequestHead) bool {
 			break
 		}
 		tried = append(tried, up)
+		if len(tried) > 1 {
+			req.Start = time.Now() // each attempt has the whole response header timeout
+		}
 		up.inflight.Add(1)
 		res = lc.exchange(up, &req, p.idempotent)
 		up.inflight.Add(-1)

@@ -71,7 +71,7 @@ func New(cfg Config, src Source, log logrus.FieldLogger) (*Router, error) {
 	r.changed.Store(&ch)
 	base := &http.Transport{
 		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           http1.WriteBound((&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext, cfg.BodyTimeout),
 		MaxIdleConns:          0,
 		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
 		IdleConnTimeout:       cfg.UpstreamIdleTimeout,
@@ -82,7 +82,7 @@ func New(cfg Config, src Source, log logrus.FieldLogger) (*Router, error) {
 	h2c := base.Clone()
 	h2c.Protocols = new(http.Protocols)
 	h2c.Protocols.SetUnencryptedHTTP2(true)
-	r.pool = &http1.Pool{Dial: base.DialContext, MaxIdle: cfg.MaxIdleConnsPerHost, IdleTimeout: cfg.UpstreamIdleTimeout}
+	r.pool = &http1.Pool{Dial: (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext, MaxIdle: cfg.MaxIdleConnsPerHost, IdleTimeout: cfg.UpstreamIdleTimeout}
 	fast := &http1.Transport{Pool: r.pool, Fallback: base, ResponseHeaderTimeout: cfg.ResponseHeaderTimeout, WriteTimeout: cfg.BodyTimeout}
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite:      r.rewrite,
@@ -155,6 +155,20 @@ func (r *Router) rebuild() {
 // ServeHTTP routes one request.
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
+	// Every answer, pages included, goes through the recorder: it bounds
+	// each write to the client (Config.BodyTimeout) and closes an HTTP/1
+	// connection whose request body was not read to its end.
+	rec := &statusRecorder{ResponseWriter: w, ctl: http.NewResponseController(w), writeTimeout: r.cfg.BodyTimeout}
+	if req.Body != nil && req.Body != http.NoBody {
+		body, ok := req.Body.(*clientBody) // already ours when the waker serves it again
+		if !ok {
+			body = newClientBody(req, rec.ctl, r.cfg.BodyTimeout)
+			req = req.WithContext(req.Context()) // net/http keeps its own body on its request
+			req.Body = body
+		}
+		rec.body = body
+	}
+	w = rec
 	if req.Method == http.MethodConnect {
 		// Not a forward proxy (nginx answers 400 too; 405 says why).
 		w.Header().Set("Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH")
@@ -185,14 +199,8 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	rt.stats.active.Add(1)
 	defer rt.stats.active.Add(-1)
-	info := &requestInfo{route: rt}
-	if req.Body != nil && req.Body != http.NoBody {
-		info.body = &clientBody{rc: req.Body, ctl: http.NewResponseController(w), timeout: r.cfg.BodyTimeout,
-			http1: req.ProtoMajor == 1}
-		req.Body = info.body
-	}
-	rec := &statusRecorder{ResponseWriter: w, body: info.body}
-	r.proxy.ServeHTTP(rec, req.WithContext(withInfo(req.Context(), info)))
+	info := &requestInfo{route: rt, body: rec.body}
+	r.proxy.ServeHTTP(w, req.WithContext(withInfo(req.Context(), info)))
 	rt.stats.observe(r.metrics, rt.app, rec.status, time.Since(start))
 	if !r.logRequests {
 		return

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -51,6 +52,15 @@ func NewServer(r *Router, tlsConfig *tls.Config) *Server {
 		TLSConfig:         tlsConfig,
 		Protocols:         ServerProtocols(),
 		ErrorLog:          log.New(logWriter{r.log.WithField("component", "http")}, "", 0),
+		// The handler bounds each write (Config.BodyTimeout); between
+		// requests the connection has no write deadline, so that what
+		// net/http writes itself (100 Continue, a 400 or 431) is not
+		// refused by the last response's deadline.
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateIdle {
+				c.SetWriteDeadline(time.Time{})
+			}
+		},
 	}
 	return &Server{Router: r, HTTP: hs, handoff: newHandoffListener(),
 		listeners: map[net.Listener]struct{}{}, conns: map[*laneConn]struct{}{}}
@@ -166,8 +176,29 @@ func (s *Server) serveConn(c net.Conn) {
 		}
 		return
 	}
-	c.Close()
+	if lc.BodyUnread() {
+		lingerClose(c)
+	} else {
+		c.Close()
+	}
 	lc.release()
+}
+
+// lingerTime bounds a lingering close (net/http waits as long; nginx's
+// lingering_close up to 30s).
+const lingerTime = 500 * time.Millisecond
+
+// lingerClose closes a connection whose client may still be sending a
+// body the router did not read: closing with unread input resets the
+// connection, which can destroy the response still on its way to the
+// client (an early 413). The write side closes first, and what the
+// client still sends is read and discarded for a while.
+func lingerClose(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		c.SetReadDeadline(time.Now().Add(lingerTime))
+		io.Copy(io.Discard, c)
+	}
+	c.Close()
 }
 
 // handoffListener gives the lane's handed-over connections to net/http.

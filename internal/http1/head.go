@@ -407,6 +407,9 @@ type ResponseHead struct {
 	Ambiguous bool
 	dropped   [4][]byte // header names the Connection header lists
 	ndropped  int
+	// moreDropped is set when it lists more than dropped holds: they are
+	// looked up in Raw then.
+	moreDropped bool
 }
 
 // ParseResponseHead parses an upstream's response head (ending in CRLF
@@ -457,7 +460,9 @@ func ParseResponseHead(head []byte, h *ResponseHead) error {
 			}
 			h.ContentLength = n
 		case TransferEncoding:
-			if !EqFold(value, "chunked") {
+			// Only "chunked", once, and not from HTTP/1.0, which has no
+			// transfer codings (RFC 9112 6.1; nginx refuses it too).
+			if !EqFold(value, "chunked") || h.Chunked || h.HTTP10 {
 				return ErrMalformed
 			}
 			h.Chunked = true
@@ -470,10 +475,9 @@ func ParseResponseHead(head []byte, h *ResponseHead) error {
 					if h.HTTP10 {
 						h.Close = false
 					}
+				case h.ndropped == len(h.dropped):
+					h.moreDropped = true
 				default:
-					if h.ndropped == len(h.dropped) {
-						return false
-					}
 					h.dropped[h.ndropped] = tok
 					h.ndropped++
 				}
@@ -496,6 +500,17 @@ func (h *ResponseHead) droppedByConnection(name []byte) bool {
 	for _, d := range h.dropped[:h.ndropped] {
 		if bytes.EqualFold(d, name) {
 			return true
+		}
+	}
+	if h.moreDropped {
+		_, rest, _ := bytes.Cut(h.Raw, []byte("\r\n"))
+		for len(rest) > 0 {
+			var line []byte
+			line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
+			if n, v, ok := HeaderLine(line); ok && KindOf(n) == Connection &&
+				!eachToken(v, func(tok []byte) bool { return !bytes.EqualFold(tok, name) }) {
+				return true
+			}
 		}
 	}
 	return false

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -58,6 +59,10 @@ func (c *ClientConn) KeepAlive() bool {
 	return c.bodyLeft == 0 && !c.broken && (c.Closing == nil || !c.Closing())
 }
 
+// BodyUnread reports whether part of the current request's body is still
+// unread: the client may still be sending it.
+func (c *ClientConn) BodyUnread() bool { return c.bodyLeft > 0 }
+
 // EndAfterResponse marks the connection to end once the current response
 // is written.
 func (c *ClientConn) EndAfterResponse() { c.broken = true }
@@ -83,8 +88,9 @@ type Request struct {
 	// Close makes the response end the client connection ("Connection:
 	// close"): the client asked.
 	Close bool
-	// Start is when the request began; ResponseHeaderTimeout counts from
-	// it for a request without a body, from the end of the body otherwise.
+	// Start is when this attempt began (the caller sets it again before
+	// another); ResponseHeaderTimeout counts from it for a request
+	// without a body, from the end of the body otherwise.
 	Start                 time.Time
 	ResponseHeaderTimeout time.Duration
 }
@@ -203,13 +209,14 @@ func Forward(c *ClientConn, u *Conn, req *Request) Result {
 }
 
 // copyBody copies what is left of the request body upstream. Each wait
-// for the client, and each write upstream, has the body timeout. rerr
-// is the client's failure (ErrBodyTimeout, io.ErrUnexpectedEOF), werr
-// the upstream's.
+// for the client has the body timeout, and so has each write that may
+// reach the upstream's socket (a flush, a write past the buffer): an
+// upstream that stops reading fails it. rerr is the client's failure
+// (ErrBodyTimeout, io.ErrUnexpectedEOF), werr the upstream's.
 func (c *ClientConn) copyBody(u *Conn) (rerr, werr error) {
 	for c.bodyLeft > 0 {
 		if c.BR.Buffered() == 0 {
-			if werr = u.bw.Flush(); werr != nil {
+			if werr = c.flushUpstream(u); werr != nil {
 				return nil, werr
 			}
 			if c.BodyTimeout > 0 {
@@ -227,8 +234,8 @@ func (c *ClientConn) copyBody(u *Conn) (rerr, werr error) {
 			}
 		}
 		b, _ := c.BR.Peek(int(min(int64(c.BR.Buffered()), c.bodyLeft)))
-		if c.BodyTimeout > 0 && u.bw.Available() < len(b) {
-			u.nc.SetWriteDeadline(time.Now().Add(c.BodyTimeout)) // this write may reach the socket
+		if c.BodyTimeout > 0 && len(b) >= u.bw.Available() {
+			u.nc.SetWriteDeadline(time.Now().Add(c.BodyTimeout))
 		}
 		if _, werr = u.bw.Write(b); werr != nil {
 			return nil, werr
@@ -236,7 +243,19 @@ func (c *ClientConn) copyBody(u *Conn) (rerr, werr error) {
 		c.BR.Discard(len(b))
 		c.bodyLeft -= int64(len(b))
 	}
-	return nil, nil
+	return nil, c.flushUpstream(u)
+}
+
+// flushUpstream flushes what the upstream has not been sent yet, within
+// the body timeout.
+func (c *ClientConn) flushUpstream(u *Conn) error {
+	if u.bw.Buffered() == 0 {
+		return nil
+	}
+	if c.BodyTimeout > 0 {
+		u.nc.SetWriteDeadline(time.Now().Add(c.BodyTimeout))
+	}
+	return u.bw.Flush()
 }
 
 func isTimeout(err error) bool {
@@ -257,9 +276,12 @@ func readResponseHead(br *bufio.Reader, h *ResponseHead) error {
 	return ParseResponseHead(head, h)
 }
 
-// writeHead writes the status line and the end-to-end headers, framing
-// the body for the client: chunked when the upstream chunks it or ends it
-// by closing.
+// writeHead writes the status line and the end-to-end headers, and
+// frames the body for the client itself, once: Content-Length from the
+// parsed length, chunked when the upstream chunks the body or ends it by
+// closing, nothing on 1xx and 204 responses (RFC 9110 8.6). Headers the
+// Connection header names are dropped, framing headers never by that
+// route.
 func writeHead(bw *bufio.Writer, h *ResponseHead, noBody, closeConn bool) {
 	bw.WriteString("HTTP/1.1 ")
 	bw.Write(h.StatusText)
@@ -273,20 +295,23 @@ func writeHead(bw *bufio.Writer, h *ResponseHead, noBody, closeConn bool) {
 		}
 		name, _, _ := bytes.Cut(line, []byte(":"))
 		switch KindOf(name) {
-		case Connection, HopByHop, TE, Upgrade, TransferEncoding:
+		case Connection, HopByHop, TE, Upgrade, TransferEncoding, ContentLength:
 			continue
-		case ContentLength:
-			if h.Chunked {
-				continue
-			}
 		}
-		if h.ndropped > 0 && h.droppedByConnection(name) {
+		if (h.ndropped > 0 || h.moreDropped) && h.droppedByConnection(name) {
 			continue
 		}
 		bw.Write(line)
 		bw.WriteString("\r\n")
 	}
-	if h.Status >= 200 && !noBody && h.ContentLength < 0 {
+	switch {
+	case h.Status < 200 || h.Status == http.StatusNoContent:
+	case h.ContentLength >= 0:
+		var n [20]byte
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(n[:0], h.ContentLength, 10))
+		bw.WriteString("\r\n")
+	case !noBody:
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
 	}
 	if h.Status >= 200 && closeConn {

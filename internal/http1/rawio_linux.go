@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"syscall"
+	"time"
 )
 
 // rawIO reads and writes a non-blocking socket with raw system calls,
@@ -30,16 +31,25 @@ type rawIO struct {
 	wn      int
 	werr    error
 	writeFn func(fd uintptr) bool
-	live    bool
-	peekBuf [1]byte
-	peekFn  func(fd uintptr)
+	// writeTimeout bounds a write blocked on a full socket;
+	// writeDeadline is set while a deadline for it is armed.
+	writeTimeout  time.Duration
+	writeDeadline bool
+	live          bool
+	peekBuf       [1]byte
+	peekFn        func(fd uintptr)
 }
 
 // SocketIO returns the fastest reader and writer for c: raw system calls
-// for a socket, c itself otherwise.
-func SocketIO(c net.Conn) io.ReadWriter {
+// for a socket, c itself otherwise. A write that cannot go on for
+// writeTimeout (0: no limit) fails: the peer takes nothing.
+func SocketIO(c net.Conn, writeTimeout time.Duration) io.ReadWriter {
 	if r := newRawIO(c); r != nil {
+		r.writeTimeout = writeTimeout
 		return r
+	}
+	if writeTimeout > 0 {
+		return &writeBoundConn{Conn: c, d: writeTimeout}
 	}
 	return c
 }
@@ -104,7 +114,14 @@ func (r *rawIO) write(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			return false // wait until writable
+			// Wait until writable, within the write timeout: a deadline
+			// only once the socket is full, so a write that goes through
+			// at once (nearly all) costs no timer.
+			if r.writeTimeout > 0 && !r.writeDeadline {
+				r.writeDeadline = true
+				r.conn.SetWriteDeadline(time.Now().Add(r.writeTimeout))
+			}
+			return false
 		}
 		r.werr = e
 		return true
@@ -136,6 +153,10 @@ func (r *rawIO) Write(p []byte) (int, error) {
 	err := r.rc.Write(r.writeFn)
 	n, serr := r.wn, r.werr
 	r.wbuf = nil
+	if r.writeDeadline {
+		r.writeDeadline = false
+		r.conn.SetWriteDeadline(time.Time{})
+	}
 	if err == nil && serr != nil {
 		err = &net.OpError{Op: "write", Net: "tcp", Source: r.conn.LocalAddr(), Addr: r.conn.RemoteAddr(), Err: serr}
 	}

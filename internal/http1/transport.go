@@ -49,7 +49,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		c.Close()
-		if reused && noBody && attempt == 0 && req.Context().Err() == nil && Resendable(Idempotent(req), err) {
+		if reused && noBody && attempt == 0 && req.Context().Err() == nil && !isTimeout(err) && Resendable(Idempotent(req), err) {
 			continue
 		}
 		return nil, err
@@ -100,8 +100,9 @@ func (t *Transport) exchange(req *http.Request, c *Conn, noBody bool) (*http.Res
 	resp.Close = resp.Close || early
 	addr := req.URL.Host
 	release := func(ok bool) {
-		stop()
-		c.clean = ok && reuse
+		// If the context ended meanwhile, its deadline may land on c at
+		// any moment: c is not reused then.
+		c.clean = stop() && ok && reuse
 		t.Pool.Put(addr, c)
 	}
 	if resp.Body == http.NoBody {
@@ -244,4 +245,31 @@ func (b *body) Close() error {
 	err := b.rc.Close()
 	b.once.Do(func() { b.release(false) })
 	return err
+}
+
+// WriteBound returns a dial function whose connections bound each write
+// with d (0: unbounded): for net/http's Transport (the Fallback), which
+// has no write timeout of its own, so that an upstream that stops reading
+// an upload ("Expect: 100-continue", h2c) fails it too.
+func WriteBound(dial func(ctx context.Context, network, addr string) (net.Conn, error), d time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	if d <= 0 {
+		return dial
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &writeBoundConn{Conn: c, d: d}, nil
+	}
+}
+
+type writeBoundConn struct {
+	net.Conn
+	d time.Duration
+}
+
+func (c *writeBoundConn) Write(b []byte) (int, error) {
+	c.SetWriteDeadline(time.Now().Add(c.d))
+	return c.Conn.Write(b)
 }

@@ -19,8 +19,20 @@ type Conn struct {
 	bw  *bufio.Writer
 	// clean is set by an exchange whose response ended exactly and may be
 	// followed by another on this connection; Put pools nothing else.
-	clean     bool
-	idleSince time.Time
+	clean bool
+	// stale is set by the pool's sweep while c is idle, and c is closed
+	// at the next sweep if still idle (guarded by the pool's mutex).
+	stale bool
+	// readDeadline is the read deadline last set (setReadDeadline).
+	readDeadline time.Time
+}
+
+// setReadDeadline sets the read deadline when it changes.
+func (c *Conn) setReadDeadline(t time.Time) {
+	if !t.Equal(c.readDeadline) {
+		c.nc.SetReadDeadline(t)
+		c.readDeadline = t
+	}
 }
 
 // Close closes the connection.
@@ -42,7 +54,8 @@ type Pool struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// MaxIdle is how many idle connections one address keeps (0: none).
 	MaxIdle int
-	// IdleTimeout closes connections idle this long (0: never).
+	// IdleTimeout closes connections idle this long, at the latest twice
+	// that (0: never; Run sweeps).
 	IdleTimeout time.Duration
 
 	mu   sync.Mutex
@@ -50,9 +63,9 @@ type Pool struct {
 }
 
 // Get returns an idle connection to addr that is still quiet (reused is
-// true), or a new one. Idle connections past the idle timeout, or on
-// which anything arrived since their last response (late bytes, or the
-// upstream closing), are closed, never reused.
+// true), or a new one. Idle connections on which anything arrived since
+// their last response (late bytes, or the upstream closing) are closed,
+// never reused.
 func (p *Pool) Get(ctx context.Context, addr string) (c *Conn, reused bool, err error) {
 	for {
 		p.mu.Lock()
@@ -64,7 +77,7 @@ func (p *Pool) Get(ctx context.Context, addr string) (c *Conn, reused bool, err 
 		c = l[len(l)-1]
 		p.idle[addr] = l[:len(l)-1]
 		p.mu.Unlock()
-		if (p.IdleTimeout <= 0 || time.Since(c.idleSince) < p.IdleTimeout) && c.quiet() {
+		if c.quiet() {
 			return c, true, nil
 		}
 		c.Close()
@@ -97,8 +110,8 @@ func (p *Pool) Put(addr string, c *Conn) {
 		return
 	}
 	c.clean = false // the next exchange must earn it again
-	c.idleSince = time.Now()
 	p.mu.Lock()
+	c.stale = false
 	if p.idle == nil {
 		p.idle = map[string][]*Conn{}
 	}
@@ -113,23 +126,26 @@ func (p *Pool) Put(addr string, c *Conn) {
 }
 
 // Run closes connections idle past the idle timeout until ctx ends, then
-// every idle connection.
+// every idle connection. It sweeps every IdleTimeout: a connection idle
+// at two sweeps in a row is closed.
 func (p *Pool) Run(ctx context.Context) error {
-	tick := time.Second
+	var tick <-chan time.Time
 	if p.IdleTimeout > 0 {
-		tick = min(tick, max(p.IdleTimeout/2, 10*time.Millisecond))
+		t := time.NewTicker(p.IdleTimeout)
+		defer t.Stop()
+		tick = t.C
 	}
-	t := time.NewTicker(tick)
-	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			p.closeIdle(0)
+			p.closeIdle(func(*Conn) bool { return true })
 			return ctx.Err()
-		case <-t.C:
-			if p.IdleTimeout > 0 {
-				p.closeIdle(p.IdleTimeout)
-			}
+		case <-tick:
+			p.closeIdle(func(c *Conn) bool {
+				old := c.stale
+				c.stale = true
+				return old
+			})
 		}
 	}
 }
@@ -146,16 +162,16 @@ func (p *Pool) CloseIdle(addr string) {
 	}
 }
 
-// closeIdle closes the connections idle at least d.
-func (p *Pool) closeIdle(d time.Duration) {
-	now := time.Now()
-	var old []*Conn
+// closeIdle closes the idle connections for which old, called with the
+// pool's mutex held, is true.
+func (p *Pool) closeIdle(old func(c *Conn) bool) {
+	var done []*Conn
 	p.mu.Lock()
 	for addr, l := range p.idle {
 		keep := l[:0]
 		for _, c := range l {
-			if now.Sub(c.idleSince) >= d {
-				old = append(old, c)
+			if old(c) {
+				done = append(done, c)
 			} else {
 				keep = append(keep, c)
 			}
@@ -168,7 +184,7 @@ func (p *Pool) closeIdle(d time.Duration) {
 		}
 	}
 	p.mu.Unlock()
-	for _, c := range old {
+	for _, c := range done {
 		c.Close()
 	}
 }

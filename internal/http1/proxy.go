@@ -118,9 +118,13 @@ func Forward(c *ClientConn, u *Conn, req *Request) Result {
 	var res Result
 	bodyLen := c.bodyLeft
 	if bodyLen == 0 {
-		// A deadline for the response head; clearing it again costs as
-		// much as setting it, so it stays (the next use sets a new one).
-		u.nc.SetReadDeadline(req.Start.Add(req.ResponseHeaderTimeout))
+		// A deadline for the response head, between the timeout and 1.5×
+		// that from now: a kept-alive connection's last deadline often
+		// is, and setting one costs a timer update. It stays after the
+		// response (the next use checks it again).
+		if t := req.ResponseHeaderTimeout; u.readDeadline.Before(req.Start.Add(t)) {
+			u.setReadDeadline(req.Start.Add(t + t/2))
+		}
 	}
 	u.bw.Write(req.Head)
 	var werr error
@@ -142,10 +146,10 @@ func Forward(c *ClientConn, u *Conn, req *Request) Result {
 		return res
 	case early:
 		// The upstream stopped reading; it may have answered first (a 413).
-		u.nc.SetReadDeadline(time.Now().Add(earlyAnswerWait))
+		u.setReadDeadline(time.Now().Add(earlyAnswerWait))
 	case bodyLen > 0:
 		u.nc.SetWriteDeadline(time.Time{})
-		u.nc.SetReadDeadline(time.Now().Add(req.ResponseHeaderTimeout))
+		u.setReadDeadline(time.Now().Add(req.ResponseHeaderTimeout))
 	}
 	var h ResponseHead
 	for {
@@ -173,7 +177,7 @@ func Forward(c *ClientConn, u *Conn, req *Request) Result {
 	}
 	noBody := req.HeadMethod || h.Status == http.StatusNoContent || h.Status == http.StatusNotModified
 	if early || !noBody && (h.ContentLength < 0 || int64(u.br.Buffered()-len(h.Raw)) < h.ContentLength) {
-		u.nc.SetDeadline(time.Time{}) // the body may stream for long
+		u.setReadDeadline(time.Time{}) // the body may stream for long
 	}
 	res.Status, res.RetryAfter = h.Status, h.RetryAfter
 	if req.Close {

@@ -72,8 +72,7 @@ func newRawIO(c net.Conn) *rawIO {
 // peek looks for a byte without taking it and without waiting: r.live is
 // set when there is none (EAGAIN); a byte or EOF leaves it false.
 func (r *rawIO) peek(fd uintptr) {
-	_, _, err := syscall.Recvfrom(int(fd), r.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	r.live = err == syscall.EAGAIN
+	r.live = sysPeek(fd, r.peekBuf[:]) == syscall.EAGAIN
 }
 
 // quiet reports whether nothing can be read from the socket now and it

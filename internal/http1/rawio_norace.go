@@ -24,3 +24,14 @@ func sysWrite(fd uintptr, p []byte) (int, error) {
 	}
 	return int(n), nil
 }
+
+// sysPeek asks whether a byte can be read now, without taking it and
+// without waiting: EAGAIN says none.
+func sysPeek(fd uintptr, p []byte) error {
+	_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}

@@ -22,3 +22,8 @@ func sysWrite(fd uintptr, p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+func sysPeek(fd uintptr, p []byte) error {
+	_, _, err := syscall.Recvfrom(int(fd), p, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	return err
+}

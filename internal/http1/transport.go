@@ -82,10 +82,10 @@ func (t *Transport) exchange(req *http.Request, c *Conn, noBody bool) (*http.Res
 		}
 		// The upstream may have answered before it stopped reading.
 		early = true
-		c.nc.SetReadDeadline(time.Now().Add(earlyAnswerWait))
+		c.setReadDeadline(time.Now().Add(earlyAnswerWait))
 	} else {
 		c.nc.SetWriteDeadline(time.Time{})
-		c.nc.SetReadDeadline(deadlineFrom(ctx, t.ResponseHeaderTimeout))
+		c.setReadDeadline(deadlineFrom(ctx, t.ResponseHeaderTimeout))
 	}
 	resp, framed, rerr := readResponse(c, req)
 	if rerr != nil {
@@ -95,7 +95,7 @@ func (t *Transport) exchange(req *http.Request, c *Conn, noBody bool) (*http.Res
 		}
 		return nil, rerr
 	}
-	c.nc.SetReadDeadline(time.Time{})
+	c.setReadDeadline(time.Time{})
 	reuse := framed && !early && !resp.Close && !req.Close
 	resp.Close = resp.Close || early
 	addr := req.URL.Host

@@ -354,3 +354,17 @@ func FuzzPlace(f *testing.F) {
 		}
 	})
 }
+
+func TestNaturalCompare(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{
+		{"web@2.service", "web@10.service", -1}, {"web@10.service", "web@9.service", 1}, {"a", "a", 0},
+		{"web@02.service", "web@2.service", 0}, {"a1", "b0", -1}, {"web@.service", "web@1.service", -1},
+	} {
+		if got := naturalCompare(tc.a, tc.b); got != tc.want {
+			t.Errorf("naturalCompare(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+}

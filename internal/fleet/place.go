@@ -6,6 +6,7 @@ import (
 	"maps"
 	"path"
 	"slices"
+	"strings"
 )
 
 // Machine is a machine that can run units: an agent's node record.
@@ -34,7 +35,8 @@ type Plan struct {
 // machine is alive and its requirements hold there: a machine that comes
 // back gets nothing back unless a requirement asks for it. Units that
 // need a machine go to the eligible machine with the fewest units (ties:
-// the smaller ID), in name order; followers (MachineOf) after their
+// the smaller ID), those that had a machine first, then in natural name
+// order (web@2 before web@10); followers (MachineOf) after their
 // targets; a unit whose Replaces names a placed unit takes that unit's
 // machine if it is eligible, and the replaced unit moves.
 func Place(machines []Machine, units []Unit, current map[string]string) Plan {
@@ -74,6 +76,19 @@ func Place(machines []Machine, units []Unit, current map[string]string) Plan {
 		}
 		moving = append(moving, u)
 	}
+	// Units that had a machine (lost, or no longer fit) go first, then the
+	// rest, each in natural name order (web@2 before web@10).
+	slices.SortStableFunc(moving, func(a, b Unit) int {
+		_, pa := current[a.Name]
+		_, pb := current[b.Name]
+		if pa != pb {
+			if pa {
+				return -1
+			}
+			return 1
+		}
+		return naturalCompare(a.Name, b.Name)
+	})
 	// Place the rest; a follower waits for its targets, a replaced unit
 	// comes back to the queue, and so does a follower whose target moved.
 	// Bounded: units that replace each other could trade places for ever.
@@ -265,6 +280,35 @@ func matchAny(globs []string, name string) bool {
 		}
 	}
 	return false
+}
+
+// naturalCompare orders names with their digit runs compared as
+// numbers: "web@2.service" before "web@10.service".
+func naturalCompare(a, b string) int {
+	for a != "" && b != "" {
+		da, db := digits(a), digits(b)
+		if da > 0 && db > 0 {
+			na, nb := strings.TrimLeft(a[:da], "0"), strings.TrimLeft(b[:db], "0")
+			if c := cmp.Or(cmp.Compare(len(na), len(nb)), cmp.Compare(na, nb)); c != 0 {
+				return c
+			}
+			a, b = a[da:], b[db:]
+			continue
+		}
+		if a[0] != b[0] {
+			return cmp.Compare(a[0], b[0])
+		}
+		a, b = a[1:], b[1:]
+	}
+	return cmp.Compare(len(a), len(b))
+}
+
+func digits(s string) int {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return i
 }
 
 func sortedUnits(us []Unit) []Unit {

@@ -80,6 +80,9 @@ type Node struct {
 	ID    string `json:"-"`
 	Addr  string `json:"addr"`            // advertised IP
 	Lease int64  `json:"lease,omitempty"` // the agent's lease, for hooks to attach to
+	// Metadata is the machine's metadata for [X-Fleet] MachineMetadata
+	// (berth agent --metadata role=worker,az=a).
+	Metadata map[string]string `json:"metadata,omitempty"`
 }
 
 // Cert is /berth/v1/certs/<host>: a certificate chain and its key, PEM.

@@ -90,6 +90,7 @@ passivates idle apps.`,
 		newScaleCommand(g),
 		newAgentCommand(g),
 		newCertCommand(g),
+		newFleetCommand(g),
 	)
 	return root
 }

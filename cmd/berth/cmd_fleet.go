@@ -1,0 +1,387 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/berthproject/berth/internal/fleet"
+	"github.com/berthproject/berth/internal/registry"
+)
+
+// FleetOptions are the flags of "berth fleet" commands.
+type FleetOptions struct {
+	Etcd          EtcdOptions
+	Output        string
+	NoBlock       bool
+	BlockAttempts int
+}
+
+// AddFlags registers the flags.
+func (o *FleetOptions) AddFlags(f *pflag.FlagSet) {
+	o.Etcd.AddFlags(f)
+	f.StringVarP(&o.Output, "output", "o", "table", "list format: table or json")
+	f.BoolVar(&o.NoBlock, "no-block", false, "do not wait for the scheduler's decision")
+	f.IntVar(&o.BlockAttempts, "block-attempts", 0, "how many times (one a second) to check before giving up; 0 waits until every unit is placed or reported unplaceable")
+}
+
+func newFleetCommand(g *GlobalOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "fleet",
+		Short: "fleetctl's verbs on etcd v3: place unit files on the cluster's machines",
+		Long: `berth fleet keeps unit files and their desired state in etcd; the scheduler (berth
+agent --scheduler) places them on machines by their [X-Fleet] options. Names
+take fleetctl's forms, and web@{1..3}.service expands as a shell would.
+See docs/fleet.md for what is built.`,
+	}
+	var opts FleetOptions
+	verb := func(use, short string, run func(*fleetCtl, context.Context, []string) error) *cobra.Command {
+		c := &cobra.Command{Use: use, Short: short, RunE: func(c *cobra.Command, args []string) error {
+			fc, err := opts.connect(g)
+			if err != nil {
+				return err
+			}
+			defer fc.cli.Close()
+			return run(fc, c.Context(), args)
+		}}
+		opts.AddFlags(c.Flags())
+		return c
+	}
+	cmd.AddCommand(
+		verb("submit UNIT-FILE...", "Store unit files (their names are the files' names)", (*fleetCtl).submit),
+		verb("load UNIT...", "Place units on machines without starting them", func(f *fleetCtl, ctx context.Context, a []string) error {
+			return f.target(ctx, a, registry.TargetLoaded)
+		}),
+		verb("start UNIT...", "Place and start units (submitting local files first)", func(f *fleetCtl, ctx context.Context, a []string) error {
+			return f.target(ctx, a, registry.TargetLaunched)
+		}),
+		verb("stop UNIT...", "Stop units, leaving them placed", func(f *fleetCtl, ctx context.Context, a []string) error {
+			return f.target(ctx, a, registry.TargetLoaded)
+		}),
+		verb("unload UNIT...", "Stop units and take them off their machines", func(f *fleetCtl, ctx context.Context, a []string) error {
+			return f.target(ctx, a, registry.TargetInactive)
+		}),
+		verb("destroy UNIT...", "Remove units (stopped and unloaded first)", (*fleetCtl).destroy),
+		verb("cat UNIT", "Print a submitted unit file", (*fleetCtl).cat),
+		verb("list-unit-files", "List submitted units: hash, desired state, machine", (*fleetCtl).listUnitFiles),
+		verb("list-units", "List placed units and the scheduler's reasons for unplaced ones", (*fleetCtl).listUnits),
+		verb("list-machines", "List the machines (agents) and their metadata", (*fleetCtl).listMachines),
+	)
+	return cmd
+}
+
+// fleetCtl is one berth fleet command's connection and options.
+type fleetCtl struct {
+	g     *GlobalOptions
+	o     *FleetOptions
+	cli   *clientv3.Client
+	keys  registry.Keys
+	store *fleet.Store
+}
+
+func (o *FleetOptions) connect(g *GlobalOptions) (*fleetCtl, error) {
+	if o.Output != "table" && o.Output != "json" {
+		return nil, usagef("-o must be table or json, got %q", o.Output)
+	}
+	cli, k, err := o.Etcd.Connect()
+	if err != nil {
+		return nil, err
+	}
+	return &fleetCtl{g: g, o: o, cli: cli, keys: k, store: &fleet.Store{KV: cli, Keys: k}}, nil
+}
+
+// names expands brace ranges and checks every name.
+func names(args []string) ([]string, error) {
+	if len(args) == 0 {
+		return nil, usagef("name at least one unit")
+	}
+	var out []string
+	for _, a := range args {
+		ns, err := fleet.Expand(filepath.Base(a))
+		if err != nil {
+			return nil, usagef("%v", err)
+		}
+		for _, n := range ns {
+			if _, err := fleet.ParseName(n); err != nil {
+				return nil, usagef("%v", err)
+			}
+		}
+		out = append(out, ns...)
+	}
+	return out, nil
+}
+
+func (f *fleetCtl) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, f.o.Etcd.RequestTimeout)
+}
+
+func (f *fleetCtl) submit(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usagef("name at least one unit file")
+	}
+	for _, path := range args {
+		content, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rctx, cancel := f.ctx(ctx)
+		err = f.store.Submit(rctx, filepath.Base(path), content)
+		cancel()
+		if err != nil {
+			return f.o.Etcd.wrapErr(err)
+		}
+	}
+	return nil
+}
+
+// target sets the units' target, submitting local unit files (or their
+// templates) of the same name first, as fleetctl does; then it waits for
+// the scheduler's decision unless --no-block.
+func (f *fleetCtl) target(ctx context.Context, args []string, target string) error {
+	units, err := names(args)
+	if err != nil {
+		return err
+	}
+	for _, a := range args {
+		if _, err := os.Stat(a); err == nil && !strings.Contains(a, "{") {
+			if err := f.submit(ctx, []string{a}); err != nil && !errors.Is(err, fleet.ErrChanged) {
+				return err
+			}
+		}
+	}
+	for _, u := range units {
+		rctx, cancel := f.ctx(ctx)
+		err := f.store.SetTarget(rctx, u, target)
+		cancel()
+		if err != nil {
+			return f.o.Etcd.wrapErr(err)
+		}
+	}
+	if f.o.NoBlock || target == registry.TargetInactive {
+		return nil
+	}
+	return f.waitPlaced(ctx, units)
+}
+
+// waitPlaced waits until the scheduler placed every unit or said why it
+// cannot (fleetctl waits for ever on an unplaceable unit; berth returns
+// with the reason and exit status 1).
+func (f *fleetCtl) waitPlaced(ctx context.Context, units []string) error {
+	for attempt := 1; ; attempt++ {
+		sched, err := f.schedule(ctx)
+		if err != nil {
+			return err
+		}
+		var waiting, unplaced []string
+		for _, u := range units {
+			p, ok := sched[u]
+			switch {
+			case !ok:
+				waiting = append(waiting, u)
+			case p.Machine == "" && len(p.Machines) == 0:
+				unplaced = append(unplaced, u+": "+p.Reason)
+			}
+		}
+		if len(waiting) == 0 {
+			if len(unplaced) > 0 {
+				return fmt.Errorf("cannot place %d unit(s):\n  %s", len(unplaced), strings.Join(unplaced, "\n  "))
+			}
+			return nil
+		}
+		if f.o.BlockAttempts > 0 && attempt >= f.o.BlockAttempts {
+			return fmt.Errorf("not placed after %d attempts (is a scheduler running? berth agent --scheduler): %s",
+				attempt, strings.Join(waiting, " "))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (f *fleetCtl) destroy(ctx context.Context, args []string) error {
+	units, err := names(args)
+	if err != nil {
+		return err
+	}
+	for _, u := range units {
+		rctx, cancel := f.ctx(ctx)
+		err := f.store.Destroy(rctx, u)
+		cancel()
+		if err != nil {
+			return f.o.Etcd.wrapErr(err)
+		}
+		fmt.Fprintf(f.g.stdout, "Destroyed %s\n", u)
+	}
+	return nil
+}
+
+func (f *fleetCtl) cat(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return usagef("cat needs one UNIT")
+	}
+	jobs, err := f.jobs(ctx)
+	if err != nil {
+		return err
+	}
+	j, ok := jobs[args[0]]
+	if !ok {
+		return fmt.Errorf("%s: %w", args[0], fleet.ErrNoUnit)
+	}
+	rctx, cancel := f.ctx(ctx)
+	defer cancel()
+	content, err := f.store.Content(rctx, j.Hash)
+	if err != nil {
+		return err
+	}
+	_, err = f.g.stdout.Write(content)
+	return err
+}
+
+type unitFileRow struct {
+	Unit    string `json:"unit"`
+	Hash    string `json:"hash"`
+	DState  string `json:"dstate"`
+	Machine string `json:"machine,omitempty"`
+}
+
+func (f *fleetCtl) listUnitFiles(ctx context.Context, _ []string) error {
+	jobs, err := f.jobs(ctx)
+	if err != nil {
+		return err
+	}
+	sched, err := f.schedule(ctx)
+	if err != nil {
+		return err
+	}
+	var rows []unitFileRow
+	for _, name := range slices.Sorted(maps.Keys(jobs)) {
+		j := jobs[name]
+		rows = append(rows, unitFileRow{Unit: name, Hash: j.Hash[:7], DState: j.Target, Machine: placement(sched[name])})
+	}
+	return printRows(f, rows, "UNIT\tHASH\tDSTATE\tTARGET", func(w io.Writer, r unitFileRow) {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", r.Unit, r.Hash, r.DState, dash(r.Machine))
+	})
+}
+
+type unitRow struct {
+	Unit    string `json:"unit"`
+	Machine string `json:"machine,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+func (f *fleetCtl) listUnits(ctx context.Context, _ []string) error {
+	sched, err := f.schedule(ctx)
+	if err != nil {
+		return err
+	}
+	var rows []unitRow
+	for _, name := range slices.Sorted(maps.Keys(sched)) {
+		p := sched[name]
+		rows = append(rows, unitRow{Unit: name, Machine: placement(p), Reason: p.Reason})
+	}
+	return printRows(f, rows, "UNIT\tMACHINE\tREASON", func(w io.Writer, r unitRow) {
+		fmt.Fprintf(w, "%s\t%s\t%s\n", r.Unit, dash(r.Machine), dash(r.Reason))
+	})
+}
+
+type machineRow struct {
+	Machine  string            `json:"machine"`
+	IP       string            `json:"ip"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+func (f *fleetCtl) listMachines(ctx context.Context, _ []string) error {
+	rctx, cancel := f.ctx(ctx)
+	defer cancel()
+	resp, err := f.cli.Get(rctx, f.keys.NodesPrefix(), clientv3.WithPrefix())
+	if err != nil {
+		return f.o.Etcd.wrapErr(err)
+	}
+	var rows []machineRow
+	for _, kv := range resp.Kvs {
+		id, ok := registry.FleetName(string(kv.Key), f.keys.NodesPrefix())
+		var n registry.Node
+		if !ok || json.Unmarshal(kv.Value, &n) != nil {
+			continue
+		}
+		rows = append(rows, machineRow{Machine: id, IP: n.Addr, Metadata: n.Metadata})
+	}
+	return printRows(f, rows, "MACHINE\tIP\tMETADATA", func(w io.Writer, r machineRow) {
+		var md []string
+		for _, k := range slices.Sorted(maps.Keys(r.Metadata)) {
+			md = append(md, k+"="+r.Metadata[k])
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\n", r.Machine, r.IP, dash(strings.Join(md, ",")))
+	})
+}
+
+// printRows writes rows as a table (header, then each row) or as JSON.
+func printRows[T any](f *fleetCtl, rows []T, header string, row func(io.Writer, T)) error {
+	if f.o.Output == "json" {
+		if rows == nil {
+			rows = []T{}
+		}
+		return json.NewEncoder(f.g.stdout).Encode(rows)
+	}
+	tw := tabwriter.NewWriter(f.g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		row(tw, r)
+	}
+	return tw.Flush()
+}
+
+func (f *fleetCtl) jobs(ctx context.Context) (map[string]registry.FleetJob, error) {
+	rctx, cancel := f.ctx(ctx)
+	defer cancel()
+	list, err := f.store.Jobs(rctx)
+	if err != nil {
+		return nil, f.o.Etcd.wrapErr(err)
+	}
+	out := map[string]registry.FleetJob{}
+	for _, j := range list {
+		out[j.Unit] = j
+	}
+	return out, nil
+}
+
+func (f *fleetCtl) schedule(ctx context.Context) (map[string]registry.FleetPlacement, error) {
+	rctx, cancel := f.ctx(ctx)
+	defer cancel()
+	resp, err := f.cli.Get(rctx, f.keys.FleetSchedulePrefix(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, f.o.Etcd.wrapErr(err)
+	}
+	out := map[string]registry.FleetPlacement{}
+	for _, kv := range resp.Kvs {
+		name, ok := registry.FleetName(string(kv.Key), f.keys.FleetSchedulePrefix())
+		var p registry.FleetPlacement
+		if ok && json.Unmarshal(kv.Value, &p) == nil {
+			out[name] = p
+		}
+	}
+	return out, nil
+}
+
+// placement is where a unit is placed: its machine, or a global unit's.
+func placement(p registry.FleetPlacement) string {
+	if p.Machine != "" {
+		return p.Machine
+	}
+	return strings.Join(p.Machines, ",")
+}

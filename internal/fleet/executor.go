@@ -1,0 +1,305 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	sdbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/sirupsen/logrus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/berthproject/berth/internal/registry"
+)
+
+// Executor carries out the placements of one machine: it writes the
+// unit files placed there into Dir and links them into systemd (runtime
+// links), starts launched units and stops loaded ones, takes away the
+// units no longer placed there, and reports each unit's state on the
+// agent's lease. It is part of berth agent.
+type Executor struct {
+	Conn    *sdbus.Conn
+	Client  *clientv3.Client
+	Keys    registry.Keys
+	Machine string
+	// Dir is where unit files are written (default /run/berth/units);
+	// SystemdDir is the same directory as systemd sees it (default Dir:
+	// they differ only when systemd runs in a container).
+	Dir, SystemdDir string
+	// Lease is the agent's lease the states are written on (0: none).
+	Lease func() clientv3.LeaseID
+	Log   logrus.FieldLogger
+	// Interval is the longest time between two passes (default 1s).
+	Interval time.Duration
+
+	reported map[string]registry.FleetState // what this executor last wrote
+}
+
+// header marks the files the executor wrote (and may remove).
+const header = "# Placed by berth fleet; do not edit (berth fleet cat shows the submitted file).\n"
+
+// Run makes a pass after every change of placements or jobs, and every
+// Interval, until ctx ends; a D-Bus failure ends it (the caller
+// reconnects).
+func (e *Executor) Run(ctx context.Context) error {
+	if e.Dir == "" {
+		e.Dir = "/run/berth/units"
+	}
+	if e.SystemdDir == "" {
+		e.SystemdDir = e.Dir
+	}
+	if err := os.MkdirAll(e.Dir, 0o755); err != nil {
+		return err
+	}
+	interval := e.Interval
+	if interval == 0 {
+		interval = time.Second
+	}
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	sched := e.Client.Watch(wctx, e.Keys.FleetSchedulePrefix(), clientv3.WithPrefix())
+	jobs := e.Client.Watch(wctx, e.Keys.FleetJobsPrefix(), clientv3.WithPrefix())
+	for {
+		if err := e.Reconcile(ctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			e.Log.WithError(err).Warn("fleet executor: pass failed")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-sched:
+		case <-jobs:
+		case <-time.After(interval):
+		}
+	}
+}
+
+// mine is a unit placed on this machine, with its job.
+type mine struct {
+	job registry.FleetJob
+}
+
+// Reconcile makes one pass.
+func (e *Executor) Reconcile(ctx context.Context) error {
+	resp, err := e.Client.Txn(ctx).Then(
+		clientv3.OpGet(e.Keys.FleetSchedulePrefix(), clientv3.WithPrefix()),
+		clientv3.OpGet(e.Keys.FleetJobsPrefix(), clientv3.WithPrefix()),
+	).Commit()
+	if err != nil {
+		return err
+	}
+	jobs := map[string]registry.FleetJob{}
+	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
+		var j registry.FleetJob
+		if json.Unmarshal(kv.Value, &j) == nil && j.Unit != "" {
+			jobs[j.Unit] = j
+		}
+	}
+	here := map[string]mine{}
+	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
+		name, ok := registry.FleetName(string(kv.Key), e.Keys.FleetSchedulePrefix())
+		var p registry.FleetPlacement
+		if !ok || json.Unmarshal(kv.Value, &p) != nil {
+			continue
+		}
+		j, ok := jobs[name]
+		if !ok || j.Target == registry.TargetInactive || p.Machine != e.Machine && !slices.Contains(p.Machines, e.Machine) {
+			continue
+		}
+		if _, err := ParseName(name); err != nil {
+			continue
+		}
+		here[name] = mine{job: j}
+	}
+
+	// Files: an instance runs from its template's file. Write what
+	// changed, take away what left, stop units no longer placed here.
+	want := map[string][]byte{}
+	for name, m := range here {
+		content, err := (&Store{KV: e.Client, Keys: e.Keys}).Content(ctx, m.job.Hash)
+		if err != nil {
+			e.Log.WithError(err).WithField("unit", name).Warn("fleet executor: no unit file")
+			delete(here, name)
+			continue
+		}
+		file := name
+		if n, _ := ParseName(name); n.Instanced {
+			file = n.TemplateName()
+		}
+		want[file] = append([]byte(header), content...)
+	}
+	changed := false
+	var link []string
+	for _, file := range slices.Sorted(maps.Keys(want)) {
+		path := filepath.Join(e.Dir, file)
+		if have, err := os.ReadFile(path); err == nil && bytes.Equal(have, want[file]) {
+			continue
+		}
+		if err := writeFile(path, want[file]); err != nil {
+			return err
+		}
+		changed = true
+		link = append(link, filepath.Join(e.SystemdDir, file))
+	}
+	owned, err := e.ownedFiles()
+	if err != nil {
+		return err
+	}
+	// Units of the files written here (also before a restart of the
+	// agent) that are no longer placed here stop.
+	var patterns []string
+	for _, file := range owned {
+		n, _ := ParseName(file)
+		if n.Template {
+			file = n.Prefix + "@*." + n.Type
+		}
+		patterns = append(patterns, file)
+	}
+	if len(patterns) > 0 {
+		loaded, err := e.Conn.ListUnitsByPatternsContext(ctx, []string{"active", "activating", "reloading", "failed"}, patterns)
+		if err != nil {
+			return fmt.Errorf("list units: %w", err)
+		}
+		for _, u := range loaded {
+			if _, ok := here[u.Name]; ok {
+				continue
+			}
+			if u.ActiveState == "failed" {
+				e.Conn.ResetFailedUnitContext(ctx, u.Name)
+				continue
+			}
+			e.Log.WithField("unit", u.Name).Info("fleet executor: stopping a unit no longer placed here")
+			if _, err := e.Conn.StopUnitContext(ctx, u.Name, "replace", nil); err != nil {
+				e.Log.WithError(err).WithField("unit", u.Name).Warn("fleet executor: stop")
+			}
+		}
+	}
+	for _, file := range owned {
+		if _, ok := want[file]; ok {
+			continue
+		}
+		e.Conn.DisableUnitFilesContext(ctx, []string{file}, true)
+		os.Remove(filepath.Join(e.Dir, file))
+		changed = true
+	}
+	if len(link) > 0 {
+		if _, err := e.Conn.LinkUnitFilesContext(ctx, link, true, true); err != nil {
+			return fmt.Errorf("link units: %w", err)
+		}
+	}
+	if changed {
+		if err := e.Conn.ReloadContext(ctx); err != nil {
+			return fmt.Errorf("daemon-reload: %w", err)
+		}
+	}
+
+	// States: start launched units, stop loaded ones, report.
+	names := slices.Sorted(maps.Keys(here))
+	var states []sdbus.UnitStatus
+	if len(names) > 0 {
+		if states, err = e.Conn.ListUnitsByNamesContext(ctx, names); err != nil {
+			return fmt.Errorf("list units: %w", err)
+		}
+	}
+	for _, st := range states {
+		m := here[st.Name]
+		running := st.ActiveState == "active" || st.ActiveState == "activating" || st.ActiveState == "reloading"
+		switch {
+		case m.job.Target == registry.TargetLaunched && !running:
+			if st.ActiveState == "failed" {
+				e.Conn.ResetFailedUnitContext(ctx, st.Name)
+			}
+			if _, err := e.Conn.StartUnitContext(ctx, st.Name, "replace", nil); err != nil {
+				e.Log.WithError(err).WithField("unit", st.Name).Warn("fleet executor: start")
+			}
+		case m.job.Target == registry.TargetLoaded && running:
+			if _, err := e.Conn.StopUnitContext(ctx, st.Name, "replace", nil); err != nil {
+				e.Log.WithError(err).WithField("unit", st.Name).Warn("fleet executor: stop")
+			}
+		}
+	}
+	return e.report(ctx, here, states)
+}
+
+// report writes each unit's state when it changed, and deletes the
+// states of units no longer here.
+func (e *Executor) report(ctx context.Context, here map[string]mine, states []sdbus.UnitStatus) error {
+	if e.reported == nil {
+		e.reported = map[string]registry.FleetState{}
+	}
+	var opts []clientv3.OpOption
+	if e.Lease != nil && e.Lease() != 0 {
+		opts = append(opts, clientv3.WithLease(e.Lease()))
+	}
+	var ops []clientv3.Op
+	seen := map[string]bool{}
+	for _, st := range states {
+		s := registry.FleetState{Machine: e.Machine, Hash: here[st.Name].job.Hash, Load: st.LoadState, Active: st.ActiveState, Sub: st.SubState}
+		seen[st.Name] = true
+		if e.reported[st.Name] == s {
+			continue
+		}
+		b, _ := json.Marshal(s)
+		ops = append(ops, clientv3.OpPut(e.Keys.FleetState(st.Name), string(b), opts...))
+		e.reported[st.Name] = s
+	}
+	for name := range e.reported {
+		if !seen[name] {
+			// Only if it is still ours: the unit may run elsewhere now.
+			k := e.Keys.FleetState(name)
+			if _, err := e.Client.Txn(ctx).If(clientv3.Compare(clientv3.Value(k), "=", mustJSON(e.reported[name]))).
+				Then(clientv3.OpDelete(k)).Commit(); err != nil {
+				return err
+			}
+			delete(e.reported, name)
+		}
+	}
+	for len(ops) > 0 {
+		n := min(len(ops), 100)
+		if _, err := e.Client.Txn(ctx).Then(ops[:n]...).Commit(); err != nil {
+			return err
+		}
+		ops = ops[n:]
+	}
+	return nil
+}
+
+// ownedFiles lists the files in Dir this executor wrote.
+func (e *Executor) ownedFiles() ([]string, error) {
+	entries, err := os.ReadDir(e.Dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, de := range entries {
+		if _, err := ParseName(de.Name()); err != nil {
+			continue // a file being written, or not a unit
+		}
+		b, err := os.ReadFile(filepath.Join(e.Dir, de.Name()))
+		if err == nil && bytes.HasPrefix(b, []byte(header)) {
+			out = append(out, de.Name())
+		}
+	}
+	return out, nil
+}
+
+func writeFile(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}

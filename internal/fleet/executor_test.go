@@ -1,0 +1,113 @@
+package fleet_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/berthproject/berth/internal/agent"
+	"github.com/berthproject/berth/internal/etcdtest"
+	"github.com/berthproject/berth/internal/fleet"
+	"github.com/berthproject/berth/internal/registry"
+	"github.com/berthproject/berth/internal/systemdtest"
+)
+
+const sleeper = "[Unit]\nDescription=sleeper %i\n\n[Service]\nExecStart=/bin/sleep infinity\n"
+
+// TestExecutorWithRealSystemd: the executor of machine m1, against a real
+// systemd in a container, starts the units placed on m1 (an instance from
+// its template's file) and not the others, reports their state, stops a
+// unit whose target becomes loaded, and takes away a unit placed
+// elsewhere (stopped, its file removed).
+func TestExecutorWithRealSystemd(t *testing.T) {
+	_, cli := etcdtest.New(t)
+	k, _ := registry.NewKeys("")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	unitDir := t.TempDir()
+	c := systemdtest.Boot(t, "berth-fleet-test", systemdtest.Bind{Host: unitDir, Container: "/run/berth-units", ReadOnly: true})
+	conn, err := agent.DialSystemd(ctx, c.BusAddress())
+	if err != nil {
+		t.Fatalf("dial the container's systemd: %v", err)
+	}
+	defer conn.Close()
+
+	store := &fleet.Store{KV: cli, Keys: k}
+	if err := store.Submit(ctx, "sleeper@.service", []byte(sleeper)); err != nil {
+		t.Fatal(err)
+	}
+	place := func(unit, machine, target string) {
+		t.Helper()
+		if err := store.SetTarget(ctx, unit, target); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(registry.FleetPlacement{Machine: machine})
+		if _, err := cli.Put(ctx, k.FleetSchedule(unit), string(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	place("sleeper@1.service", "m1", registry.TargetLaunched)
+	place("sleeper@2.service", "m2", registry.TargetLaunched)
+
+	log := logrus.New()
+	log.SetLevel(logrus.WarnLevel)
+	e := &fleet.Executor{Conn: conn, Client: cli, Keys: k, Machine: "m1", Dir: unitDir, SystemdDir: "/run/berth-units",
+		Log: log, Interval: 200 * time.Millisecond}
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	active := func(unit string) string {
+		out, _ := c.Exec("systemctl", "is-active", unit)
+		return strings.TrimSpace(out)
+	}
+	state := func(unit string) registry.FleetState {
+		resp, _ := cli.Get(ctx, k.FleetState(unit))
+		var s registry.FleetState
+		if len(resp.Kvs) > 0 {
+			json.Unmarshal(resp.Kvs[0].Value, &s)
+		}
+		return s
+	}
+	eventually(t, "sleeper@1 running on m1 and reported", func() bool {
+		s := state("sleeper@1.service")
+		return active("sleeper@1.service") == "active" && s.Active == "active" && s.Sub == "running" && s.Machine == "m1"
+	})
+	if got := active("sleeper@2.service"); got == "active" {
+		t.Fatalf("sleeper@2, placed on m2, runs on m1")
+	}
+	if _, err := os.Stat(filepath.Join(unitDir, "sleeper@.service")); err != nil {
+		t.Fatalf("the template's file was not written: %v", err)
+	}
+
+	place("sleeper@1.service", "m1", registry.TargetLoaded) // fleetctl stop
+	eventually(t, "sleeper@1 stopped and reported inactive", func() bool {
+		return active("sleeper@1.service") != "active" && state("sleeper@1.service").Active == "inactive"
+	})
+
+	place("sleeper@1.service", "m2", registry.TargetLaunched) // placed elsewhere
+	eventually(t, "sleeper@1 gone from m1", func() bool {
+		_, err := os.Stat(filepath.Join(unitDir, "sleeper@.service"))
+		return os.IsNotExist(err) && state("sleeper@1.service").Machine == ""
+	})
+	if out, err := c.Exec("systemctl", "cat", "sleeper@.service"); err == nil {
+		t.Fatalf("systemd still knows the template after it left:\n%s", out)
+	}
+}
+
+func eventually(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

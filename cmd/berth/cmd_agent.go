@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,6 +27,9 @@ type AgentOptions struct {
 	Resync       time.Duration
 	DBusAddress  string
 	LeaseTTL     time.Duration
+	Metadata     map[string]string
+	Scheduler    bool
+	FleetDir     string
 }
 
 // AddFlags registers the flags.
@@ -40,6 +44,20 @@ func (o *AgentOptions) AddFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.Resync, "resync", 30*time.Second, "how often the registrar takes the engine's container list as the truth")
 	f.StringVar(&o.DBusAddress, "dbus-address", "", "systemd's bus address (default: the system bus; none disables the systemd reconciler)")
 	f.DurationVar(&o.LeaseTTL, "lease-ttl", 10*time.Second, "TTL of this node's lease: how long its instances outlive a dead agent")
+	f.StringToStringVar(&o.Metadata, "metadata", envMap("BERTH_METADATA"), "this machine's metadata for [X-Fleet] MachineMetadata, e.g. role=worker,az=a (env BERTH_METADATA)")
+	f.BoolVar(&o.Scheduler, "scheduler", os.Getenv("BERTH_SCHEDULER") == "true", "be a candidate for berth fleet's scheduler (one leads at a time; env BERTH_SCHEDULER=true)")
+	f.StringVar(&o.FleetDir, "fleet-dir", "/run/berth/units", "where unit files berth fleet places on this machine are written")
+}
+
+// envMap parses "k=v,k2=v2" from an environment variable.
+func envMap(name string) map[string]string {
+	out := map[string]string{}
+	for _, kv := range strings.Split(os.Getenv(name), ",") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(kv), "="); ok && k != "" {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 func newAgentCommand(g *GlobalOptions) *cobra.Command {
@@ -74,7 +92,8 @@ func runAgent(ctx context.Context, g *GlobalOptions, o AgentOptions) error {
 	defer fl.Close()
 	a := &agent.Agent{Cli: fl.cli, Keys: fl.keys, Log: log, Cache: fl.cache,
 		Cfg: agent.Config{Node: o.Node, IP: o.AdvertiseIP, Socket: o.Socket, StateDir: o.StateDir, DockerSocket: o.DockerSocket,
-			Internal: o.Internal, Resync: o.Resync, DBusAddress: o.DBusAddress, LeaseTTL: o.LeaseTTL}}
+			Internal: o.Internal, Resync: o.Resync, DBusAddress: o.DBusAddress, LeaseTTL: o.LeaseTTL,
+			Metadata: o.Metadata, Scheduler: o.Scheduler, FleetDir: o.FleetDir}}
 	go func() {
 		select {
 		case <-a.Ready():

@@ -10,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/berthproject/berth/internal/dockerapi"
+	"github.com/berthproject/berth/internal/fleet"
 	"github.com/berthproject/berth/internal/registry"
 )
 
@@ -24,6 +25,13 @@ type Config struct {
 	Resync       time.Duration // docker resync (default 30s)
 	DBusAddress  string        // systemd's bus; "none" disables the reconciler; "" the system bus
 	LeaseTTL     time.Duration // node lease (default 10s)
+	// Metadata is this machine's metadata for [X-Fleet] MachineMetadata.
+	Metadata map[string]string
+	// Scheduler makes this agent a candidate for berth fleet's scheduler.
+	Scheduler bool
+	// FleetDir is where the fleet executor writes unit files placed here
+	// (default /run/berth/units).
+	FleetDir string
 }
 
 // Agent runs the parts of the node agent.
@@ -65,7 +73,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	nodeVal, _ := json.Marshal(registry.Node{Addr: cfg.IP})
+	nodeVal, _ := json.Marshal(registry.Node{Addr: cfg.IP, Metadata: cfg.Metadata})
 	if err := owner.Put(ctx, nodeKey, string(nodeVal)); err != nil {
 		return err
 	}
@@ -89,7 +97,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		run(func(ctx context.Context) error { return d.Run(ctx, a.Cache.Snapshot) })
 	}
 	if cfg.DBusAddress != "none" {
-		run(func(ctx context.Context) error { return a.runSystemd(ctx, cfg, log) })
+		run(func(ctx context.Context) error { return a.runSystemd(ctx, cfg, owner, log) })
+	}
+	if cfg.Scheduler {
+		s := &fleet.Scheduler{Client: a.Cli, Keys: a.Keys, ID: cfg.Node, Log: log.WithField("part", "scheduler")}
+		run(s.Run)
 	}
 	select {
 	case <-a.Cache.Synced():
@@ -111,8 +123,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
-// runSystemd connects to systemd (retrying) and reconciles.
-func (a *Agent) runSystemd(ctx context.Context, cfg Config, log logrus.FieldLogger) error {
+// runSystemd connects to systemd (retrying), reconciles, and carries
+// out the fleet placements of this machine.
+func (a *Agent) runSystemd(ctx context.Context, cfg Config, owner *registry.LeaseOwner, log logrus.FieldLogger) error {
 	log = log.WithField("part", "systemd")
 	for ctx.Err() == nil {
 		conn, err := DialSystemd(ctx, cfg.DBusAddress)
@@ -125,7 +138,14 @@ func (a *Agent) runSystemd(ctx context.Context, cfg Config, log logrus.FieldLogg
 			continue
 		}
 		s := &Systemd{Conn: conn, KV: a.Cli, Keys: a.Keys, Node: cfg.Node, Log: log}
-		err = s.Run(ctx, a.Cache)
+		ex := &fleet.Executor{Conn: conn, Client: a.Cli, Keys: a.Keys, Machine: cfg.Node, Dir: cfg.FleetDir,
+			Lease: owner.ID, Log: log.WithField("part", "fleet")}
+		sctx, stop := context.WithCancel(ctx)
+		exDone := make(chan error, 1)
+		go func() { exDone <- ex.Run(sctx) }()
+		err = s.Run(sctx, a.Cache)
+		stop()
+		<-exDone
 		conn.Close()
 		if ctx.Err() == nil {
 			log.WithError(err).Warn("systemd reconciler stopped; reconnecting")

@@ -39,6 +39,7 @@ type Executor struct {
 	Interval time.Duration
 
 	reported map[string]registry.FleetState // what this executor last wrote
+	lease    clientv3.LeaseID               // the lease they were written on
 }
 
 // header marks the files the executor wrote (and may remove).
@@ -53,9 +54,6 @@ func (e *Executor) Run(ctx context.Context) error {
 	}
 	if e.SystemdDir == "" {
 		e.SystemdDir = e.Dir
-	}
-	if err := os.MkdirAll(e.Dir, 0o755); err != nil {
-		return err
 	}
 	interval := e.Interval
 	if interval == 0 {
@@ -236,8 +234,14 @@ func (e *Executor) report(ctx context.Context, here map[string]mine, states []sd
 		e.reported = map[string]registry.FleetState{}
 	}
 	var opts []clientv3.OpOption
-	if e.Lease != nil && e.Lease() != 0 {
-		opts = append(opts, clientv3.WithLease(e.Lease()))
+	if e.Lease != nil {
+		if id := e.Lease(); id != e.lease {
+			clear(e.reported) // a new lease (the old one expired): write everything again
+			e.lease = id
+		}
+	}
+	if e.lease != 0 {
+		opts = append(opts, clientv3.WithLease(e.lease))
 	}
 	var ops []clientv3.Op
 	seen := map[string]bool{}
@@ -275,6 +279,9 @@ func (e *Executor) report(ctx context.Context, here map[string]mine, states []sd
 // ownedFiles lists the files in Dir this executor wrote.
 func (e *Executor) ownedFiles() ([]string, error) {
 	entries, err := os.ReadDir(e.Dir)
+	if os.IsNotExist(err) {
+		return nil, nil // nothing written yet
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -292,6 +299,9 @@ func (e *Executor) ownedFiles() ([]string, error) {
 }
 
 func writeFile(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
 		return err

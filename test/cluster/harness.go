@@ -50,6 +50,9 @@ type Cluster struct {
 	Nodes []*Node
 	berth string
 	app   *spec.App
+	// fleet: the agents run berth fleet's scheduler and executor; the demo
+	// units are placed by berth fleet, not started by the harness.
+	fleet bool
 }
 
 func run(t testing.TB, argv ...string) string {
@@ -79,8 +82,20 @@ func cleanupNetwork() {
 // tears everything down when the test ends.
 func Start(t *testing.T, instances map[string][]int) *Cluster {
 	t.Helper()
+	return start(t, &Cluster{t: t, root: t}, instances)
+}
+
+// StartFleet starts the cluster with every agent a candidate for berth
+// fleet's scheduler (metadata role=worker, az=<node>) and no demo
+// instance: the test places them with berth fleet.
+func StartFleet(t *testing.T) *Cluster {
+	t.Helper()
+	return start(t, &Cluster{t: t, root: t, fleet: true}, nil)
+}
+
+func start(t *testing.T, c *Cluster, instances map[string][]int) *Cluster {
+	t.Helper()
 	start := time.Now()
-	c := &Cluster{t: t, root: t}
 	c.berth = filepath.Join(t.TempDir(), "berth")
 	build := exec.Command("go", "build", "-o", c.berth, "../../cmd/berth")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -140,6 +155,9 @@ func Start(t *testing.T, instances map[string][]int) *Cluster {
 	for _, n := range c.Nodes {
 		n.dirs = nodeDirs{etc: t.TempDir(), units: t.TempDir(), etcd: t.TempDir()}
 		env := fmt.Sprintf("BERTH_ETCD_ENDPOINTS=http://127.0.0.1:2379\nBERTH_ADVERTISE_IP=%s\nBERTH_NODE=%s\nBERTH_ROUTER_ID=%s\n", n.IP, n.Name, n.Name)
+		if c.fleet {
+			env += fmt.Sprintf("BERTH_SCHEDULER=true\nBERTH_METADATA=role=worker,az=%s\n", n.Name)
+		}
 		os.WriteFile(filepath.Join(n.dirs.etc, "berth.env"), []byte(env), 0o644)
 		os.WriteFile(filepath.Join(n.dirs.etc, "demo.json"), specJSON, 0o644)
 		for _, f := range append(append([]units.File{}, appUnits...), platform...) {
@@ -273,7 +291,11 @@ func (c *Cluster) RoutesOn(n *Node) ([]string, error) {
 
 // startPlatform links and starts the platform units on a node.
 func (c *Cluster) startPlatform(n *Node) {
-	for _, u := range append([]string{"demo@.service"}, units.PlatformUnits...) {
+	link := units.PlatformUnits
+	if !c.fleet {
+		link = append([]string{"demo@.service"}, link...) // under fleet, the executor links what it places
+	}
+	for _, u := range link {
 		n.Exec(c.t, "systemctl", "link", "/run/berth-units/"+u)
 	}
 	if out, err := n.Try("systemctl", "start", "berth-agent.service", "berth-router.socket", "berth-dnsd.socket", "berth-passivate.timer"); err != nil {

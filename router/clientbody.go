@@ -32,19 +32,28 @@ type clientBody struct {
 	err     atomic.Pointer[http1.ClientError]
 }
 
-// newClientBody wraps req's body; the first wait for it is bounded
-// already, so that a page served without reading it does not wait on it
-// for ever (net/http reads what is left before reusing the connection).
+// newClientBody wraps req's body. On HTTP/1 the first wait for it is
+// bounded already, so that a page served without reading it does not
+// wait on it for ever (net/http reads what is left before reusing the
+// connection); nothing reads the connection meanwhile, so the deadline
+// does no harm before the first Read moves it. On HTTP/2 a read deadline
+// is a timer that fails the stream's body when it fires, read or not:
+// there each Read sets one and clears it when it returns, so only the
+// client's own silence counts.
 func newClientBody(req *http.Request, ctl *http.ResponseController, timeout time.Duration) *clientBody {
-	if timeout > 0 {
+	b := &clientBody{rc: req.Body, ctl: ctl, timeout: timeout, http1: req.ProtoMajor == 1}
+	if timeout > 0 && b.http1 {
 		ctl.SetReadDeadline(time.Now().Add(timeout))
 	}
-	return &clientBody{rc: req.Body, ctl: ctl, timeout: timeout, http1: req.ProtoMajor == 1}
+	return b
 }
 
 func (b *clientBody) Read(p []byte) (int, error) {
 	if b.timeout > 0 {
 		b.ctl.SetReadDeadline(time.Now().Add(b.timeout))
+		if !b.http1 {
+			defer b.ctl.SetReadDeadline(time.Time{})
+		}
 	}
 	n, err := b.rc.Read(p)
 	switch {

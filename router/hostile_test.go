@@ -8,11 +8,13 @@ package router
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"strings"
 	"sync"
 	"syscall"
@@ -933,6 +935,74 @@ func TestHostileClientNeverReads(t *testing.T) {
 			c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			if _, err := io.Copy(io.Discard, c.c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
 				t.Fatalf("the client connection did not end: %v", err)
+			}
+		})
+	}
+}
+
+// TestHostileUpstreamLeavesPool: when an upstream leaves the routing
+// table, the router closes its kept-alive connections to it at once,
+// not after the idle timeout.
+func TestHostileUpstreamLeavesPool(t *testing.T) {
+	for _, lane := range hostileLanes {
+		t.Run(lane.name, func(t *testing.T) {
+			t.Parallel()
+			e, up := hostileWeb(t, Config{UpstreamIdleTimeout: time.Hour}, nil)
+			c := hostileDial(t, e)
+			c.send(lane.head("GET", "/a", "web.example.com"))
+			c.want(t, "GET /a", "GET", 200, "up /a")
+			conn := up.waitRequest("/a", 3*time.Second)
+			if conn == nil {
+				t.Fatal("the upstream got no request")
+			}
+			k, _ := e.keys.Instance("web", "1")
+			resp, err := e.cli.Delete(context.Background(), k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.waitRev(resp.Header.Revision)
+			if !conn.closedByRouter(3 * time.Second) {
+				t.Fatal("the connection to an upstream that left the table is still open 3s later")
+			}
+		})
+	}
+}
+
+// TestHostileInformational: 1xx responses reach clients without
+// hop-by-hop headers, and an upstream that sends 1xx responses without
+// end gets a 502 rather than a client fed for ever.
+func TestHostileInformational(t *testing.T) {
+	for _, lane := range hostileLanes {
+		t.Run(lane.name, func(t *testing.T) {
+			t.Parallel()
+			e, _ := hostileWeb(t, Config{MaxAttempts: 1}, func(c *hostileConn, req *http.Request) bool {
+				n := 1
+				if req.URL.Path == "/endless" {
+					n = 20
+				}
+				for range n {
+					io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nConnection: x-secret\r\nX-Secret: 1\r\nLink: </a.css>\r\n\r\n")
+				}
+				hostileReply(c, "200 OK", "ok")
+				return true
+			})
+			c := hostileDial(t, e)
+			c.send(lane.head("GET", "/hints", "web.example.com"))
+			c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			hints, err := textproto.NewReader(c.br).ReadLine()
+			if err != nil || !strings.HasPrefix(hints, "HTTP/1.1 103") {
+				t.Fatalf("first line %q (%v), want the 103", hints, err)
+			}
+			hdr, err := textproto.NewReader(c.br).ReadMIMEHeader()
+			if err != nil || hdr.Get("Link") == "" || hdr.Get("Connection") != "" || hdr.Get("X-Secret") != "" {
+				t.Fatalf("103 headers %v (%v): want Link, and no Connection nor the header it names", hdr, err)
+			}
+			c.want(t, "GET /hints", "GET", 200, "ok")
+			checkLane(t, e, lane)
+			c2 := hostileDial(t, e)
+			c2.send(lane.head("GET", "/endless", "web.example.com"))
+			if resp, _, err := c2.readWithin("GET", 5*time.Second); err != nil || resp.StatusCode != http.StatusBadGateway {
+				t.Fatalf("20 1xx responses: got %v (%v), want 502", resp, err)
 			}
 		})
 	}

@@ -138,7 +138,9 @@ func (lc *laneConn) idleDeadline(idle time.Duration) {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	if d := lc.ReadDeadline(); d.IsZero() || d.Sub(now) < idle {
+	// Moved when less than idle is left, or more than 1.5×idle (a body
+	// timeout longer than that left its deadline).
+	if d := lc.ReadDeadline(); d.IsZero() || d.Sub(now) < idle || d.Sub(now) > idle+idle/2 {
 		lc.SetReadDeadline(now.Add(idle + idle/2))
 	}
 }

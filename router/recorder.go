@@ -6,22 +6,16 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"time"
 )
 
 // statusRecorder remembers the status code and passes through Flush,
 // Hijack and Unwrap (websockets, SSE, http.ResponseController).
 // A response to an HTTP/1 request whose body was not read to its end
 // closes the connection, as on the fast lane.
-//
-// Each write to the client has writeTimeout: a client that takes nothing
-// for that long is disconnected.
 type statusRecorder struct {
 	http.ResponseWriter
-	status       int
-	body         *clientBody // the request's body, if any
-	ctl          *http.ResponseController
-	writeTimeout time.Duration
+	status int
+	body   *clientBody // the request's body, if any
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
@@ -29,7 +23,6 @@ func (s *statusRecorder) WriteHeader(code int) {
 		s.status = code
 		s.closeIfUnread()
 	}
-	s.bound()
 	s.ResponseWriter.WriteHeader(code)
 }
 
@@ -38,15 +31,7 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 		s.status = http.StatusOK
 		s.closeIfUnread()
 	}
-	s.bound()
 	return s.ResponseWriter.Write(b)
-}
-
-// bound moves the write deadline before a write.
-func (s *statusRecorder) bound() {
-	if s.writeTimeout > 0 && s.ctl != nil {
-		s.ctl.SetWriteDeadline(time.Now().Add(s.writeTimeout))
-	}
 }
 
 func (s *statusRecorder) closeIfUnread() {

@@ -145,7 +145,12 @@ func (r *Router) Run(ctx context.Context) error {
 
 func (r *Router) rebuild() {
 	t := r.builder.build(r.src.Snapshot())
-	r.table.Store(t)
+	old, now := upstreamAddrs(r.table.Swap(t)), upstreamAddrs(t)
+	for addr := range old {
+		if !now[addr] {
+			r.pool.CloseIdle(addr) // an upstream that left: its kept-alive connections go too
+		}
+	}
 	next := make(chan struct{})
 	close(*r.changed.Swap(&next))
 	r.metrics.rebuilds.Inc()
@@ -155,14 +160,14 @@ func (r *Router) rebuild() {
 // ServeHTTP routes one request.
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
-	// Every answer, pages included, goes through the recorder: it bounds
-	// each write to the client (Config.BodyTimeout) and closes an HTTP/1
-	// connection whose request body was not read to its end.
-	rec := &statusRecorder{ResponseWriter: w, ctl: http.NewResponseController(w), writeTimeout: r.cfg.BodyTimeout}
+	// Every answer, pages included, goes through the recorder: it closes
+	// an HTTP/1 connection whose request body was not read to its end.
+	// (Writes to clients are bounded on the connection: Server.)
+	rec := &statusRecorder{ResponseWriter: w}
 	if req.Body != nil && req.Body != http.NoBody {
 		body, ok := req.Body.(*clientBody) // already ours when the waker serves it again
 		if !ok {
-			body = newClientBody(req, rec.ctl, r.cfg.BodyTimeout)
+			body = newClientBody(req, http.NewResponseController(w), r.cfg.BodyTimeout)
 			req = req.WithContext(req.Context()) // net/http keeps its own body on its request
 			req.Body = body
 		}
@@ -172,7 +177,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if req.Method == http.MethodConnect {
 		// Not a forward proxy (nginx answers 400 too; 405 says why).
 		w.Header().Set("Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH")
-		w.Header().Set("Connection", "close")
+		closeHTTP1(w, req)
 		http.Error(w, "CONNECT is not supported", http.StatusMethodNotAllowed)
 		return
 	}
@@ -249,7 +254,7 @@ func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error)
 	}
 	if isClientError(err) {
 		status := clientErrorStatus(err)
-		w.Header().Set("Connection", "close")
+		closeHTTP1(w, req)
 		if status == statusClientGone {
 			w.WriteHeader(status) // nobody reads this
 			return
@@ -266,6 +271,14 @@ func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error)
 		app = info.route.app
 	}
 	r.badGateway(w, acceptOfRequest(req), req.Host, app, err)
+}
+
+// closeHTTP1 ends an HTTP/1 connection after the response. An HTTP/2
+// connection carries other streams: net/http would shut it down (GOAWAY).
+func closeHTTP1(w http.ResponseWriter, req *http.Request) {
+	if req.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+	}
 }
 
 // badGateway logs why no upstream answered and serves the 502 page (504
@@ -379,4 +392,18 @@ func (r *Router) Drain(ctx context.Context) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// upstreamAddrs is the set of upstream addresses in a table.
+func upstreamAddrs(t *Table) map[string]bool {
+	out := map[string]bool{}
+	if t == nil {
+		return out
+	}
+	for _, rt := range t.apps {
+		for _, u := range rt.upstreams {
+			out[u.Addr] = true
+		}
+	}
+	return out
 }

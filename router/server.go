@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/berthproject/berth/internal/http1"
 )
 
 // Server serves a Router. On plain HTTP listeners each connection starts
@@ -52,15 +54,6 @@ func NewServer(r *Router, tlsConfig *tls.Config) *Server {
 		TLSConfig:         tlsConfig,
 		Protocols:         ServerProtocols(),
 		ErrorLog:          log.New(logWriter{r.log.WithField("component", "http")}, "", 0),
-		// The handler bounds each write (Config.BodyTimeout); between
-		// requests the connection has no write deadline, so that what
-		// net/http writes itself (100 Continue, a 400 or 431) is not
-		// refused by the last response's deadline.
-		ConnState: func(c net.Conn, st http.ConnState) {
-			if st == http.StateIdle {
-				c.SetWriteDeadline(time.Time{})
-			}
-		},
 	}
 	return &Server{Router: r, HTTP: hs, handoff: newHandoffListener(),
 		listeners: map[net.Listener]struct{}{}, conns: map[*laneConn]struct{}{}}
@@ -100,7 +93,25 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 // ServeTLS serves HTTPS on l through net/http (HTTP/2 and HTTP/1.1).
-func (s *Server) ServeTLS(l net.Listener) error { return s.HTTP.ServeTLS(l, "", "") }
+func (s *Server) ServeTLS(l net.Listener) error {
+	return s.HTTP.ServeTLS(boundListener{l, s.Router.cfg.BodyTimeout}, "", "")
+}
+
+// boundListener bounds every pause in writes to its connections
+// (Config.BodyTimeout, nginx's send_timeout): a client that takes nothing
+// for that long is cut; one that reads slowly is served.
+type boundListener struct {
+	net.Listener
+	d time.Duration
+}
+
+func (l boundListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil || l.d <= 0 {
+		return c, err
+	}
+	return http1.WriteBoundConn(c, l.d), nil
+}
 
 // Shutdown stops accepting, closes idle connections, lets requests in
 // flight finish (their responses close the connection), then shuts the
@@ -166,21 +177,24 @@ func (s *Server) serveConn(c net.Conn) {
 	s.conns[lc] = struct{}{}
 	s.mu.Unlock()
 	handed := lc.run()
+	if !handed && lc.BodyUnread() {
+		lingerClose(c) // still in s.conns: Close ends the linger too
+	}
 	s.mu.Lock()
 	delete(s.conns, lc)
 	s.mu.Unlock()
 	if handed {
 		lc.releaseWriter()
-		if !s.handoff.give(&handedConn{Conn: c, br: lc.BR}) {
+		var nc net.Conn = c
+		if d := s.Router.cfg.BodyTimeout; d > 0 {
+			nc = http1.WriteBoundConn(c, d) // every pause in writes bounded, as on the lane
+		}
+		if !s.handoff.give(&handedConn{Conn: nc, br: lc.BR}) {
 			c.Close()
 		}
 		return
 	}
-	if lc.BodyUnread() {
-		lingerClose(c)
-	} else {
-		c.Close()
-	}
+	c.Close()
 	lc.release()
 }
 
@@ -188,17 +202,17 @@ func (s *Server) serveConn(c net.Conn) {
 // lingering_close up to 30s).
 const lingerTime = 500 * time.Millisecond
 
-// lingerClose closes a connection whose client may still be sending a
-// body the router did not read: closing with unread input resets the
-// connection, which can destroy the response still on its way to the
-// client (an early 413). The write side closes first, and what the
-// client still sends is read and discarded for a while.
+// lingerClose prepares the close of a connection whose client may still
+// be sending a body the router did not read: closing with unread input
+// resets the connection, which can destroy the response still on its way
+// to the client (an early 413). The write side closes first, and what the
+// client still sends is read and discarded for a while; the caller then
+// closes the connection.
 func lingerClose(c net.Conn) {
 	if cw, ok := c.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
 		c.SetReadDeadline(time.Now().Add(lingerTime))
 		io.Copy(io.Discard, c)
 	}
-	c.Close()
 }
 
 // handoffListener gives the lane's handed-over connections to net/http.

@@ -58,8 +58,9 @@ type Pool struct {
 	// that (0: never; Run sweeps).
 	IdleTimeout time.Duration
 
-	mu   sync.Mutex
-	idle map[string][]*Conn
+	mu     sync.Mutex
+	idle   map[string][]*Conn
+	closed bool // Run ended: Put closes instead of keeping
 }
 
 // Get returns an idle connection to addr that is still quiet (reused is
@@ -112,6 +113,11 @@ func (p *Pool) Put(addr string, c *Conn) {
 	c.clean = false // the next exchange must earn it again
 	p.mu.Lock()
 	c.stale = false
+	if p.closed {
+		p.mu.Unlock()
+		c.Close()
+		return
+	}
 	if p.idle == nil {
 		p.idle = map[string][]*Conn{}
 	}
@@ -138,6 +144,9 @@ func (p *Pool) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			p.mu.Lock()
+			p.closed = true
+			p.mu.Unlock()
 			p.closeIdle(func(*Conn) bool { return true })
 			return ctx.Err()
 		case <-tick:

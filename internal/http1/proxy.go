@@ -152,7 +152,11 @@ func Forward(c *ClientConn, u *Conn, req *Request) Result {
 		u.setReadDeadline(time.Now().Add(req.ResponseHeaderTimeout))
 	}
 	var h ResponseHead
-	for {
+	for informational := 0; ; informational++ {
+		if informational > maxInformational {
+			res.Err = ErrMalformed
+			return res
+		}
 		if err := readResponseHead(u.br, &h); err != nil {
 			res.Err = err
 			if early {

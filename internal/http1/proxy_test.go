@@ -284,3 +284,25 @@ func TestForwardFraming(t *testing.T) {
 		})
 	}
 }
+
+// TestPoolClosedAfterRun: once Run has ended, Put closes connections
+// instead of keeping them where nothing would close them.
+func TestPoolClosedAfterRun(t *testing.T) {
+	closed := make(chan struct{})
+	addr := upstream(t, func(c net.Conn) { io.Copy(io.Discard, c); close(closed) })
+	p := testPool(time.Hour)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	p.Run(ctx)
+	c, _, err := p.Get(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.clean = true
+	p.Put(addr, c)
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a connection put back after Run ended stays open")
+	}
+}

@@ -35,21 +35,22 @@ type rawIO struct {
 	// writeDeadline is set while a deadline for it is armed.
 	writeTimeout  time.Duration
 	writeDeadline bool
+	armedAt       int // r.wn when the deadline was set
 	live          bool
 	peekBuf       [1]byte
 	peekFn        func(fd uintptr)
 }
 
 // SocketIO returns the fastest reader and writer for c: raw system calls
-// for a socket, c itself otherwise. A write that cannot go on for
-// writeTimeout (0: no limit) fails: the peer takes nothing.
+// for a socket, c itself otherwise. A write during which the peer takes
+// nothing for writeTimeout (0: no limit) fails.
 func SocketIO(c net.Conn, writeTimeout time.Duration) io.ReadWriter {
 	if r := newRawIO(c); r != nil {
 		r.writeTimeout = writeTimeout
 		return r
 	}
 	if writeTimeout > 0 {
-		return &writeBoundConn{Conn: c, d: writeTimeout}
+		return WriteBoundConn(c, writeTimeout)
 	}
 	return c
 }
@@ -116,8 +117,10 @@ func (r *rawIO) write(fd uintptr) bool {
 			// Wait until writable, within the write timeout: a deadline
 			// only once the socket is full, so a write that goes through
 			// at once (nearly all) costs no timer.
-			if r.writeTimeout > 0 && !r.writeDeadline {
-				r.writeDeadline = true
+			// Moved again whenever the peer took something since: the
+			// bound is on a pause, not on the whole write.
+			if r.writeTimeout > 0 && (!r.writeDeadline || r.wn != r.armedAt) {
+				r.writeDeadline, r.armedAt = true, r.wn
 				r.conn.SetWriteDeadline(time.Now().Add(r.writeTimeout))
 			}
 			return false

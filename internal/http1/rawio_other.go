@@ -12,7 +12,7 @@ import (
 // system-call path is Linux's (rawio_linux.go).
 func SocketIO(c net.Conn, writeTimeout time.Duration) io.ReadWriter {
 	if writeTimeout > 0 {
-		return &writeBoundConn{Conn: c, d: writeTimeout}
+		return WriteBoundConn(c, writeTimeout)
 	}
 	return c
 }

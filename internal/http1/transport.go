@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"strings"
 	"sync"
 	"time"
 )
@@ -117,7 +118,10 @@ func (t *Transport) exchange(req *http.Request, c *Conn, noBody bool) (*http.Res
 // the request's httptrace hook (ReverseProxy forwards them); framed is
 // false for a response that must not be followed by another on c.
 func readResponse(c *Conn, req *http.Request) (resp *http.Response, framed bool, err error) {
-	for {
+	for informational := 0; ; informational++ {
+		if informational > maxInformational {
+			return nil, false, ErrMalformed
+		}
 		head, err := PeekHead(c.br, nil)
 		if err != nil {
 			if errors.Is(err, ErrHeadTooBig) {
@@ -137,6 +141,14 @@ func readResponse(c *Conn, req *http.Request) (resp *http.Response, framed bool,
 		case h.Status == http.StatusSwitchingProtocols:
 			return nil, false, ErrMalformed // nobody asked to upgrade
 		case h.Status < 200:
+			for _, v := range resp.Header.Values("Connection") {
+				for _, name := range strings.Split(v, ",") {
+					resp.Header.Del(strings.TrimSpace(name))
+				}
+			}
+			for _, h := range hopByHop {
+				resp.Header.Del(h)
+			}
 			if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.Got1xxResponse != nil {
 				if err := trace.Got1xxResponse(h.Status, textproto.MIMEHeader(resp.Header)); err != nil {
 					return nil, false, err
@@ -147,6 +159,13 @@ func readResponse(c *Conn, req *http.Request) (resp *http.Response, framed bool,
 		return resp, ExactlyFramed(&h, req.Method == http.MethodHead), nil
 	}
 }
+
+// maxInformational bounds the 1xx responses passed on before a final one.
+const maxInformational = 8
+
+// hopByHop are the headers that never pass a proxy.
+var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
 // ExactlyFramed reports whether a response's end can be told exactly, so
 // that another response may follow on its connection: it does not end
@@ -260,8 +279,16 @@ func WriteBound(dial func(ctx context.Context, network, addr string) (net.Conn, 
 		if err != nil {
 			return nil, err
 		}
-		return &writeBoundConn{Conn: c, d: d}, nil
+		return WriteBoundConn(c, d), nil
 	}
+}
+
+// WriteBoundConn returns c with every pause in its writes bounded by d:
+// each piece of at most 4 KiB (net/http's own buffer) has d to go out,
+// so a peer that takes a little at a time is served and one that takes
+// nothing is cut.
+func WriteBoundConn(c net.Conn, d time.Duration) net.Conn {
+	return &writeBoundConn{Conn: c, d: d}
 }
 
 type writeBoundConn struct {
@@ -269,7 +296,25 @@ type writeBoundConn struct {
 	d time.Duration
 }
 
+const writePiece = 4 << 10
+
 func (c *writeBoundConn) Write(b []byte) (int, error) {
-	c.SetWriteDeadline(time.Now().Add(c.d))
-	return c.Conn.Write(b)
+	n := 0
+	for n < len(b) {
+		c.SetWriteDeadline(time.Now().Add(c.d))
+		m, err := c.Conn.Write(b[n:min(len(b), n+writePiece)])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// CloseWrite half-closes the connection, as on a *net.TCPConn.
+func (c *writeBoundConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }

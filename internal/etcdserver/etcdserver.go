@@ -32,7 +32,7 @@ func Start(dir string, clientPort int) (*Server, error) {
 // serving clients on client and peers on a free port of 127.0.0.1: the peer
 // port never listens on other interfaces (a single member has no peers).
 func Config(dir string, client url.URL) (*embed.Config, error) {
-	peerPort, err := freePort()
+	peerPort, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +70,8 @@ func StartConfig(cfg *embed.Config) (*Server, error) {
 // Close stops the server.
 func (s *Server) Close() { s.Etcd.Close() }
 
-func freePort() (int, error) {
+// FreePort returns a TCP port free on 127.0.0.1 now.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

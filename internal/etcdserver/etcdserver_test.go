@@ -74,7 +74,7 @@ func TestStartListensOnLoopbackOnly(t *testing.T) {
 // and a restart on it finds the data again.
 func TestStartOnGivenClientPort(t *testing.T) {
 	dir := t.TempDir()
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

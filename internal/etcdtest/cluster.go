@@ -9,6 +9,8 @@ import (
 
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+
+	"github.com/berthproject/berth/internal/etcdserver"
 )
 
 // Cluster is an in-process etcd cluster of several members.
@@ -23,11 +25,11 @@ func StartCluster(dir string, n int) (*Cluster, error) {
 	ps := make([]ports, n)
 	var initial []string
 	for i := range ps {
-		c, err := freePort()
+		c, err := etcdserver.FreePort()
 		if err != nil {
 			return nil, err
 		}
-		p, err := freePort()
+		p, err := etcdserver.FreePort()
 		if err != nil {
 			return nil, err
 		}

@@ -6,7 +6,6 @@
 package etcdtest
 
 import (
-	"net"
 	"testing"
 	"time"
 
@@ -37,13 +36,4 @@ func Client(t testing.TB, endpoints ...string) *clientv3.Client {
 	}
 	t.Cleanup(func() { cli.Close() })
 	return cli
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -69,7 +69,7 @@ func writePEM(path, typ string, der []byte) error {
 // StartTLS starts a single-member etcd that serves clients over TLS and
 // requires a client certificate signed by the test CA.
 func StartTLS(dir string, pki TLSFiles) (*etcdserver.Server, error) {
-	client, err := freePort()
+	client, err := etcdserver.FreePort()
 	if err != nil {
 		return nil, err
 	}

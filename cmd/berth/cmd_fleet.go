@@ -313,13 +313,8 @@ func (f *fleetCtl) listMachines(ctx context.Context, _ []string) error {
 		return f.o.Etcd.wrapErr(err)
 	}
 	var rows []machineRow
-	for _, kv := range resp.Kvs {
-		id, ok := registry.FleetName(string(kv.Key), f.keys.NodesPrefix())
-		var n registry.Node
-		if !ok || json.Unmarshal(kv.Value, &n) != nil {
-			continue
-		}
-		rows = append(rows, machineRow{Machine: id, IP: n.Addr, Metadata: n.Metadata})
+	for _, m := range fleet.Machines(f.keys, resp.Kvs) {
+		rows = append(rows, machineRow{Machine: m.ID, IP: m.Addr, Metadata: m.Metadata})
 	}
 	return printRows(f, rows, "MACHINE\tIP\tMETADATA", func(w io.Writer, r machineRow) {
 		var md []string
@@ -349,15 +344,11 @@ func printRows[T any](f *fleetCtl, rows []T, header string, row func(io.Writer, 
 func (f *fleetCtl) jobs(ctx context.Context) (map[string]registry.FleetJob, error) {
 	rctx, cancel := f.ctx(ctx)
 	defer cancel()
-	list, err := f.store.Jobs(rctx)
+	jobs, err := f.store.Jobs(rctx)
 	if err != nil {
 		return nil, f.o.Etcd.wrapErr(err)
 	}
-	out := map[string]registry.FleetJob{}
-	for _, j := range list {
-		out[j.Unit] = j
-	}
-	return out, nil
+	return jobs, nil
 }
 
 func (f *fleetCtl) schedule(ctx context.Context) (map[string]registry.FleetPlacement, error) {
@@ -367,15 +358,7 @@ func (f *fleetCtl) schedule(ctx context.Context) (map[string]registry.FleetPlace
 	if err != nil {
 		return nil, f.o.Etcd.wrapErr(err)
 	}
-	out := map[string]registry.FleetPlacement{}
-	for _, kv := range resp.Kvs {
-		name, ok := registry.FleetName(string(kv.Key), f.keys.FleetSchedulePrefix())
-		var p registry.FleetPlacement
-		if ok && json.Unmarshal(kv.Value, &p) == nil {
-			out[name] = p
-		}
-	}
-	return out, nil
+	return fleet.Placements(f.keys, resp.Kvs), nil
 }
 
 // placement is where a unit is placed: its machine, or a global unit's.

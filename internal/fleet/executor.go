@@ -94,20 +94,9 @@ func (e *Executor) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	jobs := map[string]registry.FleetJob{}
-	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
-		var j registry.FleetJob
-		if json.Unmarshal(kv.Value, &j) == nil && j.Unit != "" {
-			jobs[j.Unit] = j
-		}
-	}
+	jobs, _ := Jobs(resp.Responses[1].GetResponseRange().Kvs) // the scheduler warns about bad ones
 	here := map[string]mine{}
-	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
-		name, ok := registry.FleetName(string(kv.Key), e.Keys.FleetSchedulePrefix())
-		var p registry.FleetPlacement
-		if !ok || json.Unmarshal(kv.Value, &p) != nil {
-			continue
-		}
+	for name, p := range Placements(e.Keys, resp.Responses[0].GetResponseRange().Kvs) {
 		j, ok := jobs[name]
 		if !ok || j.Target == registry.TargetInactive || p.Machine != e.Machine && !slices.Contains(p.Machines, e.Machine) {
 			continue

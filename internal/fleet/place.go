@@ -12,6 +12,7 @@ import (
 // Machine is a machine that can run units: an agent's node record.
 type Machine struct {
 	ID       string
+	Addr     string // advertised address (for people; placement ignores it)
 	Metadata map[string]string
 }
 

@@ -135,23 +135,15 @@ func (s *Scheduler) Reconcile(ctx context.Context, guard clientv3.Cmp) error {
 	if err != nil {
 		return err
 	}
-	var machines []Machine
-	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
-		id, ok := registry.FleetName(string(kv.Key), s.Keys.NodesPrefix())
-		var n registry.Node
-		if !ok || json.Unmarshal(kv.Value, &n) != nil {
-			continue
-		}
-		machines = append(machines, Machine{ID: id, Metadata: n.Metadata})
+	machines := Machines(s.Keys, resp.Responses[0].GetResponseRange().Kvs)
+	jobs, bad := Jobs(resp.Responses[1].GetResponseRange().Kvs)
+	for _, key := range bad {
+		s.Log.WithField("key", key).Warn("scheduler: skipping an undecodable job")
 	}
 	var units []Unit
 	active := map[string]bool{}
-	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
-		var j registry.FleetJob
-		if err := json.Unmarshal(kv.Value, &j); err != nil || j.Unit == "" {
-			s.Log.WithField("key", string(kv.Key)).Warn("scheduler: skipping an undecodable job")
-			continue
-		}
+	for _, name := range slices.Sorted(maps.Keys(jobs)) {
+		j := jobs[name]
 		if j.Target == registry.TargetInactive {
 			continue
 		}
@@ -163,15 +155,9 @@ func (s *Scheduler) Reconcile(ctx context.Context, guard clientv3.Cmp) error {
 		active[j.Unit] = true
 		units = append(units, Unit{Name: j.Unit, Req: *r})
 	}
+	placed := Placements(s.Keys, resp.Responses[2].GetResponseRange().Kvs)
 	current := map[string]string{}
-	placed := map[string]registry.FleetPlacement{}
-	for _, kv := range resp.Responses[2].GetResponseRange().Kvs {
-		name, ok := registry.FleetName(string(kv.Key), s.Keys.FleetSchedulePrefix())
-		var p registry.FleetPlacement
-		if !ok || json.Unmarshal(kv.Value, &p) != nil {
-			continue
-		}
-		placed[name] = p
+	for name, p := range placed {
 		if p.Machine != "" {
 			current[name] = p.Machine
 		}

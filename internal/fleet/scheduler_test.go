@@ -52,14 +52,7 @@ func (c *cluster) schedule() map[string]registry.FleetPlacement {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	out := map[string]registry.FleetPlacement{}
-	for _, kv := range resp.Kvs {
-		name, _ := registry.FleetName(string(kv.Key), c.keys.FleetSchedulePrefix())
-		var p registry.FleetPlacement
-		json.Unmarshal(kv.Value, &p)
-		out[name] = p
-	}
-	return out
+	return Placements(c.keys, resp.Kvs)
 }
 
 func (c *cluster) waitFor(what string, ok func(map[string]registry.FleetPlacement) bool) map[string]registry.FleetPlacement {
@@ -119,7 +112,7 @@ func TestStoreSubmitStartDestroy(t *testing.T) {
 		t.Fatalf("starting an instance of no template: %v, want ErrNoUnit", err)
 	}
 	jobs, _ := c.store.Jobs(ctx)
-	if len(jobs) != 2 || jobs[1].Unit != "web@2.service" || jobs[1].Hash != Hash([]byte(webTemplate)) {
+	if len(jobs) != 2 || jobs["web@2.service"].Hash != Hash([]byte(webTemplate)) || jobs["web@2.service"].Target != registry.TargetLaunched {
 		t.Fatalf("jobs: %+v", jobs)
 	}
 	if err := c.store.Destroy(ctx, "web@2.service"); err != nil {

@@ -123,7 +123,7 @@ func (s *Store) Destroy(ctx context.Context, name string) error {
 	}
 	for _, j := range jobs {
 		if j.Hash == job.Hash {
-			return nil
+			return nil // the file serves another job still
 		}
 	}
 	uk, _ := s.Keys.FleetUnit(job.Hash)
@@ -131,21 +131,14 @@ func (s *Store) Destroy(ctx context.Context, name string) error {
 	return err
 }
 
-// Jobs lists every job.
-func (s *Store) Jobs(ctx context.Context) ([]registry.FleetJob, error) {
+// Jobs lists every job, by unit name.
+func (s *Store) Jobs(ctx context.Context) (map[string]registry.FleetJob, error) {
 	resp, err := s.KV.Get(ctx, s.Keys.FleetJobsPrefix(), clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
 	}
-	var out []registry.FleetJob
-	for _, kv := range resp.Kvs {
-		var j registry.FleetJob
-		if err := json.Unmarshal(kv.Value, &j); err != nil || j.Unit == "" {
-			continue // not ours to repair; the scheduler warns
-		}
-		out = append(out, j)
-	}
-	return out, nil
+	jobs, _ := Jobs(resp.Kvs) // not ours to repair; the scheduler warns
+	return jobs, nil
 }
 
 // Content returns a unit file by its hash.

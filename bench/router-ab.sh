@@ -24,14 +24,9 @@ done
 git worktree add -q --detach "$work/before" "$rev"
 (cd "$work/before" && go build -o "$work/berth-before" ./cmd/berth)
 go build -o "$work/berth-after" ./cmd/berth
-go build -o "$work/backend" ./bench/backend
-"$work/backend" -listen 127.0.0.1:18181 & pids+=($!)
-etcd --data-dir "$work/etcd" --listen-client-urls http://127.0.0.1:23890 --advertise-client-urls http://127.0.0.1:23890 \
-  --listen-peer-urls http://127.0.0.1:23900 --initial-advertise-peer-urls http://127.0.0.1:23900 \
-  --initial-cluster default=http://127.0.0.1:23900 --log-level error >/dev/null 2>&1 & pids+=($!)
-for _ in $(seq 50); do ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:23890 endpoint health >/dev/null 2>&1 && break; sleep 0.1; done
-ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:23890 put /berth/v1/instances/bench/1 '{"addr":"127.0.0.1:18181","state":"up"}' >/dev/null
-ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:23890 put /berth/v1/domains/bench.local '{"app":"bench"}' >/dev/null
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_backend_and_etcd "$work" 18181 23890
 declare -A port=([before]=18180 [after]=18190) pid
 for b in before after; do
   GOMAXPROCS=2 "$work/berth-$b" router --etcd-endpoints 127.0.0.1:23890 --listen "127.0.0.1:${port[$b]}" --admin "" \

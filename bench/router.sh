@@ -16,15 +16,10 @@ for tool in wrk nginx haproxy etcd; do
   command -v "$tool" >/dev/null || { echo "bench/router.sh needs $tool (apt-get install wrk nginx-light haproxy etcd-server)" >&2; exit 1; }
 done
 
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 go build -o "$work/berth" ./cmd/berth
-go build -o "$work/backend" ./bench/backend
-"$work/backend" -listen 127.0.0.1:18081 & pids+=($!)
-etcd --data-dir "$work/etcd" --listen-client-urls http://127.0.0.1:23790 --advertise-client-urls http://127.0.0.1:23790 \
-  --listen-peer-urls http://127.0.0.1:23800 --initial-advertise-peer-urls http://127.0.0.1:23800 \
-  --initial-cluster default=http://127.0.0.1:23800 --log-level error >/dev/null 2>&1 & pids+=($!)
-for _ in $(seq 50); do ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:23790 endpoint health >/dev/null 2>&1 && break; sleep 0.1; done
-ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:23790 put /berth/v1/instances/bench/1 '{"addr":"127.0.0.1:18081","state":"up"}' >/dev/null
-ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:23790 put /berth/v1/domains/bench.local '{"app":"bench"}' >/dev/null
+bench_backend_and_etcd "$work" 18081 23790
 GOMAXPROCS=2 "$work/berth" router --etcd-endpoints 127.0.0.1:23790 --listen 127.0.0.1:18080 --admin 127.0.0.1:19080 --log-level error & pids+=($!); berth_pid=$!
 
 cat > "$work/nginx.conf" <<NGINX

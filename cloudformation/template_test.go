@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"regexp"
@@ -117,11 +118,21 @@ func TestIgnitionValidates(t *testing.T) {
 				t.Error("servers must enable etcd-member")
 			}
 			files := map[string]bool{}
+			env := ""
 			for _, f := range cfg.Storage.Files {
 				files[f.Path] = true
+				if f.Path == "/etc/berth/berth.env" && f.Contents.Source != nil {
+					env, _ = url.PathUnescape(strings.TrimPrefix(*f.Contents.Source, "data:,"))
+				}
 			}
 			if !files["/opt/bin/berth"] || !files["/etc/berth/berth.env"] {
 				t.Errorf("files: %v", files)
+			}
+			// berth fleet: every agent has its role as metadata; the servers
+			// are the scheduler's candidates.
+			if !strings.Contains(env, "BERTH_METADATA=role="+role+"\n") ||
+				strings.Contains(env, "BERTH_SCHEDULER=true") != (role == units.RoleServer) {
+				t.Errorf("berth.env of a %s:\n%s", role, env)
 			}
 		})
 	}

@@ -55,7 +55,11 @@ func Ignition(role string, o IgnitionOptions) ([]byte, error) {
 		})
 	}
 	addFile(o.Berth, exe, o.BerthURL)
-	env := []string{"BERTH_ETCD_ENDPOINTS=" + o.EtcdEndpoints, "BERTH_ROUTER_ADMIN=" + o.RouterAdmin, "BERTH_DRIVER=systemd"}
+	env := []string{"BERTH_ETCD_ENDPOINTS=" + o.EtcdEndpoints, "BERTH_ROUTER_ADMIN=" + o.RouterAdmin, "BERTH_DRIVER=systemd",
+		"BERTH_METADATA=role=" + string(role)}
+	if role == RoleServer {
+		env = append(env, "BERTH_SCHEDULER=true") // berth fleet's scheduler candidates: the etcd servers
+	}
 	addFile("/etc/berth/berth.env", conf, textURL(strings.Join(env, "\n")+"\n"))
 	platform, err := Platform(o.Options)
 	if err != nil {

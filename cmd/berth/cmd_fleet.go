@@ -255,7 +255,8 @@ func (f *fleetCtl) cat(ctx context.Context, args []string) error {
 type unitFileRow struct {
 	Unit    string `json:"unit"`
 	Hash    string `json:"hash"`
-	DState  string `json:"dstate"`
+	DState  string `json:"dstate"`          // desired: the job's target
+	State   string `json:"state,omitempty"` // current, from the agent's report
 	Machine string `json:"machine,omitempty"`
 }
 
@@ -268,20 +269,27 @@ func (f *fleetCtl) listUnitFiles(ctx context.Context, _ []string) error {
 	if err != nil {
 		return err
 	}
+	states, err := f.states(ctx)
+	if err != nil {
+		return err
+	}
 	var rows []unitFileRow
 	for _, name := range slices.Sorted(maps.Keys(jobs)) {
 		j := jobs[name]
-		rows = append(rows, unitFileRow{Unit: name, Hash: j.Hash[:7], DState: j.Target, Machine: placement(sched[name])})
+		rows = append(rows, unitFileRow{Unit: name, Hash: j.Hash[:7], DState: j.Target, State: currentState(states, name),
+			Machine: placement(sched[name])})
 	}
-	return printRows(f, rows, "UNIT\tHASH\tDSTATE\tTARGET", func(w io.Writer, r unitFileRow) {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", r.Unit, r.Hash, r.DState, dash(r.Machine))
+	return printRows(f, rows, "UNIT\tHASH\tDSTATE\tSTATE\tTARGET", func(w io.Writer, r unitFileRow) {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Unit, r.Hash, r.DState, dash(r.State), dash(r.Machine))
 	})
 }
 
 type unitRow struct {
 	Unit    string `json:"unit"`
 	Machine string `json:"machine,omitempty"`
-	Reason  string `json:"reason,omitempty"`
+	Active  string `json:"active,omitempty"` // systemd's ActiveState on the machine
+	Sub     string `json:"sub,omitempty"`
+	Reason  string `json:"reason,omitempty"` // why the unit is not placed
 }
 
 func (f *fleetCtl) listUnits(ctx context.Context, _ []string) error {
@@ -289,13 +297,18 @@ func (f *fleetCtl) listUnits(ctx context.Context, _ []string) error {
 	if err != nil {
 		return err
 	}
+	states, err := f.states(ctx)
+	if err != nil {
+		return err
+	}
 	var rows []unitRow
 	for _, name := range slices.Sorted(maps.Keys(sched)) {
 		p := sched[name]
-		rows = append(rows, unitRow{Unit: name, Machine: placement(p), Reason: p.Reason})
+		st := states[name]
+		rows = append(rows, unitRow{Unit: name, Machine: placement(p), Active: st.Active, Sub: st.Sub, Reason: p.Reason})
 	}
-	return printRows(f, rows, "UNIT\tMACHINE\tREASON", func(w io.Writer, r unitRow) {
-		fmt.Fprintf(w, "%s\t%s\t%s\n", r.Unit, dash(r.Machine), dash(r.Reason))
+	return printRows(f, rows, "UNIT\tMACHINE\tACTIVE\tSUB\tREASON", func(w io.Writer, r unitRow) {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Unit, dash(r.Machine), dash(r.Active), dash(r.Sub), dash(r.Reason))
 	})
 }
 
@@ -359,6 +372,31 @@ func (f *fleetCtl) schedule(ctx context.Context) (map[string]registry.FleetPlace
 		return nil, f.o.Etcd.wrapErr(err)
 	}
 	return fleet.Placements(f.keys, resp.Kvs), nil
+}
+
+func (f *fleetCtl) states(ctx context.Context) (map[string]registry.FleetState, error) {
+	rctx, cancel := f.ctx(ctx)
+	defer cancel()
+	resp, err := f.cli.Get(rctx, f.keys.FleetStatesPrefix(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, f.o.Etcd.wrapErr(err)
+	}
+	return fleet.States(f.keys, resp.Kvs), nil
+}
+
+// currentState is fleetctl's STATE of a unit from its agent's report:
+// launched (running), loaded (on its machine, not running), or inactive.
+func currentState(states map[string]registry.FleetState, unit string) string {
+	st, ok := states[unit]
+	switch {
+	case !ok:
+		return registry.TargetInactive
+	case st.Active == "active" || st.Active == "activating" || st.Active == "reloading":
+		return registry.TargetLaunched
+	case st.Load == "loaded":
+		return registry.TargetLoaded
+	}
+	return registry.TargetInactive
 }
 
 // placement is where a unit is placed: its machine, or a global unit's.

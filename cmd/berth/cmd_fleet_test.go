@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +63,15 @@ func TestFleetCommands(t *testing.T) {
 	}
 	if len(machines) != 3 || units[3].Machine != "" || units[3].Reason == "" {
 		t.Fatalf("list-units: %+v, want three on different machines and web@4 with a reason", units)
+	}
+	// What the agents report shows in both lists.
+	st, _ := json.Marshal(registry.FleetState{Machine: units[1].Machine, Load: "loaded", Active: "active", Sub: "running"})
+	cli.Put(ctx, k.FleetState("web@2.service"), string(st))
+	if code, out, _ := fl("list-units"); code != 0 || !regexp.MustCompile(`web@2\.service\s+m\d\s+active\s+running`).MatchString(out) {
+		t.Fatalf("list-units with a reported state: %d %q", code, out)
+	}
+	if code, out, _ := fl("list-unit-files"); code != 0 || !regexp.MustCompile(`web@2\.service\s+\w{7}\s+launched\s+launched\s+m\d`).MatchString(out) {
+		t.Fatalf("list-unit-files with a reported state: %d %q", code, out)
 	}
 	if code, out, _ := fl("list-unit-files"); code != 0 || !strings.Contains(out, "web@2.service") ||
 		!strings.Contains(out, fleet.Hash([]byte(content))[:7]) || !strings.Contains(out, "launched") {

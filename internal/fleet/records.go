@@ -52,3 +52,16 @@ func Machines(k registry.Keys, kvs []*mvccpb.KeyValue) []Machine {
 	}
 	return out
 }
+
+// States decodes fleet/states records (what agents report) by unit name.
+func States(k registry.Keys, kvs []*mvccpb.KeyValue) map[string]registry.FleetState {
+	out := map[string]registry.FleetState{}
+	for _, kv := range kvs {
+		name, ok := registry.FleetName(string(kv.Key), k.FleetStatesPrefix())
+		var st registry.FleetState
+		if ok && json.Unmarshal(kv.Value, &st) == nil {
+			out[name] = st
+		}
+	}
+	return out
+}

@@ -7,7 +7,7 @@ import (
 )
 
 // PassivateDrivers are the drivers berth-passivate.service can run with.
-var PassivateDrivers = []string{"systemd", "fleet"}
+var PassivateDrivers = []string{"systemd", "fleet", "berth"}
 
 // PlatformUnits are the platform's own units, in the order they are written.
 var PlatformUnits = []string{

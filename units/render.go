@@ -23,8 +23,10 @@ type Options struct {
 	// RunDir holds per-instance state such as allocated ports (default /run/berth).
 	RunDir string
 	// PassivateDriver is how berth-passivate.service stops idle apps:
-	// "systemd" (the default: node agents carry out the expected state) or
-	// "fleet" (fleetctl stop, for units fleet schedules).
+	// "systemd" (the default: node agents carry out the expected state),
+	// "fleet" (fleetctl stop, for units fleet schedules) or "berth" (units
+	// berth fleet places: their executors hold a passivated app's units
+	// stopped wherever they are placed).
 	PassivateDriver string
 }
 

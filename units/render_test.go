@@ -278,7 +278,7 @@ func TestNodeUnitsVerify(t *testing.T) {
 // chosen driver, is Global under fleet like its timer, and an unknown
 // driver is refused.
 func TestPassivateDriver(t *testing.T) {
-	for _, driver := range []string{"", "systemd", "fleet"} {
+	for _, driver := range []string{"", "systemd", "fleet", "berth"} {
 		files, err := Platform(Options{PassivateDriver: driver})
 		if err != nil {
 			t.Fatal(err)
@@ -293,7 +293,7 @@ func TestPassivateDriver(t *testing.T) {
 			}
 		}
 	}
-	if _, err := Platform(Options{PassivateDriver: "cron"}); err == nil || !strings.Contains(err.Error(), "systemd, fleet") {
+	if _, err := Platform(Options{PassivateDriver: "cron"}); err == nil || !strings.Contains(err.Error(), "systemd, fleet, berth") {
 		t.Fatalf("an unknown driver: got %v, want an error naming the drivers", err)
 	}
 }

@@ -36,7 +36,7 @@ func (o *PassivateOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the decisions; change nothing")
 	f.DurationVar(&o.Loop, "loop", 0, "run a pass every interval instead of once")
 	f.DurationVar(&o.MinUptime, "min-uptime", time.Minute, "never passivate an app started less than this long ago")
-	f.StringVar(&o.Driver, "driver", envOr("BERTH_DRIVER", "systemd"), "how units are stopped: systemd (node agents carry out the expected state) or fleet (fleetctl stop)")
+	f.StringVar(&o.Driver, "driver", envOr("BERTH_DRIVER", "systemd"), "how units are stopped: systemd (node agents carry out the expected state), fleet (fleetctl stop) or berth (berth fleet's executors hold the app's units stopped wherever they are placed)")
 	f.StringVar(&o.Fleetctl, "fleetctl", "fleetctl", "fleetctl binary for --driver fleet (FLEETCTL_ENDPOINT / FLEETCTL_TUNNEL apply)")
 	f.StringVar(&o.FleetEnd, "fleet-endpoint", os.Getenv("FLEETCTL_ENDPOINT"), "fleet's etcd endpoint for --driver fleet (env FLEETCTL_ENDPOINT)")
 	f.StringVar(&o.Tunnel, "fleet-tunnel", os.Getenv("FLEETCTL_TUNNEL"), "ssh tunnel host for --driver fleet (env FLEETCTL_TUNNEL)")
@@ -64,11 +64,13 @@ func runPassivate(ctx context.Context, g *GlobalOptions, o PassivateOptions) err
 	}
 	var driver control.Driver
 	switch o.Driver {
-	case "systemd":
+	case "systemd", "berth":
+		// The status transition is all: node agents (systemd) and berth
+		// fleet's executors (berth) carry out the expected state.
 	case "fleet":
 		driver = &control.Fleet{Fleetctl: o.Fleetctl, Endpoint: o.FleetEnd, Tunnel: o.Tunnel}
 	default:
-		return usagef("--driver must be systemd or fleet, got %q", o.Driver)
+		return usagef("--driver must be systemd, fleet or berth, got %q", o.Driver)
 	}
 	cli, k, err := o.Etcd.Connect()
 	if err != nil {

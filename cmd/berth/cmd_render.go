@@ -38,7 +38,7 @@ func (o *RenderOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.Diff, "diff", false, "print a diff of what would change in the output directory; write nothing")
 	f.BoolVar(&o.Check, "check", false, "verify every unit with systemd-analyze verify (any warning fails)")
 	f.StringVar(&o.Berth, "berth-path", "/opt/bin/berth", "path of the berth binary on the nodes")
-	f.StringVar(&o.PassivateDriver, "passivate-driver", "systemd", "with --platform: how the passivation timer's service stops idle apps: systemd (node agents) or fleet (fleetctl stop, for units fleet schedules)")
+	f.StringVar(&o.PassivateDriver, "passivate-driver", "systemd", "with --platform: how the passivation timer's service stops idle apps: systemd (node agents), fleet (fleetctl stop, for units fleet schedules) or berth (units berth fleet places)")
 	f.StringVar(&o.Ignition, "ignition", "", "render the Ignition config of a node instead: server or worker (Flatcar, spec 3.4)")
 	f.StringVar(&o.Ign.BerthURL, "berth-url", "", "with --ignition: URL nodes download the berth binary from")
 	f.StringVar(&o.Ign.EtcdEndpoints, "node-etcd-endpoints", "http://127.0.0.1:2379", "with --ignition: BERTH_ETCD_ENDPOINTS of the node")

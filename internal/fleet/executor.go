@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
@@ -23,6 +25,10 @@ import (
 // links), starts launched units and stops loaded ones, takes away the
 // units no longer placed there, and reports each unit's state on the
 // agent's lease. It is part of berth agent.
+//
+// Passivation is the app's status: a launched instance of an app whose
+// expected state is passivated ("<app>@<i>.service") is held stopped, on
+// whatever machine it is placed, until a wake sets it started again.
 type Executor struct {
 	Conn    *sdbus.Conn
 	Client  *clientv3.Client
@@ -59,10 +65,8 @@ func (e *Executor) Run(ctx context.Context) error {
 	if interval == 0 {
 		interval = time.Second
 	}
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	sched := e.Client.Watch(wctx, e.Keys.FleetSchedulePrefix(), clientv3.WithPrefix())
-	jobs := e.Client.Watch(wctx, e.Keys.FleetJobsPrefix(), clientv3.WithPrefix())
+	changes, stop := e.watch(ctx)
+	defer func() { stop() }()
 	for {
 		if err := e.Reconcile(ctx); err != nil {
 			if ctx.Err() != nil {
@@ -73,11 +77,42 @@ func (e *Executor) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-sched:
-		case <-jobs:
+		case _, ok := <-changes:
+			if !ok { // a watch ended (lost leader, compaction): watch again
+				stop()
+				time.Sleep(min(interval, time.Second))
+				changes, stop = e.watch(ctx)
+			}
 		case <-time.After(interval):
 		}
 	}
+}
+
+// watch merges the watches of placements, jobs and app status into one
+// channel, closed when they end (one ending ends the others).
+func (e *Executor) watch(ctx context.Context) (<-chan struct{}, func()) {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	out := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	for _, prefix := range []string{e.Keys.FleetSchedulePrefix(), e.Keys.FleetJobsPrefix(), e.Keys.StatusPrefix()} {
+		ch := e.Client.Watch(wctx, prefix, clientv3.WithPrefix())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer cancel() // one ends: all end
+			for r := range ch {
+				if r.Err() != nil {
+					return
+				}
+				select {
+				case out <- struct{}{}:
+				default: // a pass is due already
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(out) }() // after the last sender
+	return out, cancel
 }
 
 // mine is a unit placed on this machine, with its job.
@@ -90,19 +125,31 @@ func (e *Executor) Reconcile(ctx context.Context) error {
 	resp, err := e.Client.Txn(ctx).Then(
 		clientv3.OpGet(e.Keys.FleetSchedulePrefix(), clientv3.WithPrefix()),
 		clientv3.OpGet(e.Keys.FleetJobsPrefix(), clientv3.WithPrefix()),
+		clientv3.OpGet(e.Keys.StatusPrefix(), clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
 		return err
 	}
 	jobs, _ := Jobs(resp.Responses[1].GetResponseRange().Kvs) // the scheduler warns about bad ones
+	passivated := map[string]bool{}
+	for _, kv := range resp.Responses[2].GetResponseRange().Kvs {
+		var st registry.Status
+		if json.Unmarshal(kv.Value, &st) == nil && st.Expected == registry.StatusPassivated {
+			passivated[strings.TrimPrefix(string(kv.Key), e.Keys.StatusPrefix())] = true
+		}
+	}
 	here := map[string]mine{}
 	for name, p := range Placements(e.Keys, resp.Responses[0].GetResponseRange().Kvs) {
 		j, ok := jobs[name]
 		if !ok || j.Target == registry.TargetInactive || p.Machine != e.Machine && !slices.Contains(p.Machines, e.Machine) {
 			continue
 		}
-		if _, err := ParseName(name); err != nil {
+		n, err := ParseName(name)
+		if err != nil {
 			continue
+		}
+		if j.Target == registry.TargetLaunched && n.Instanced && passivated[n.Prefix] {
+			j.Target = registry.TargetLoaded // held stopped until the app is woken
 		}
 		here[name] = mine{job: j}
 	}

@@ -86,6 +86,25 @@ func TestExecutorWithRealSystemd(t *testing.T) {
 		t.Fatalf("the template's file was not written: %v", err)
 	}
 
+	// Passivation is the app's status: the launched unit is held stopped,
+	// then started again by the wake.
+	setStatus := func(expected string) {
+		t.Helper()
+		key, _ := k.Status("sleeper")
+		b, _ := json.Marshal(registry.Status{Current: expected, Expected: expected})
+		if _, err := cli.Put(ctx, key, string(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setStatus(registry.StatusPassivated)
+	eventually(t, "sleeper@1 held stopped while the app is passivated", func() bool {
+		return active("sleeper@1.service") != "active" && state("sleeper@1.service").Active == "inactive"
+	})
+	setStatus(registry.StatusStarted)
+	eventually(t, "sleeper@1 running again after the wake", func() bool {
+		return active("sleeper@1.service") == "active" && state("sleeper@1.service").Active == "active"
+	})
+
 	place("sleeper@1.service", "m1", registry.TargetLoaded) // fleetctl stop
 	eventually(t, "sleeper@1 stopped and reported inactive", func() bool {
 		return active("sleeper@1.service") != "active" && state("sleeper@1.service").Active == "inactive"

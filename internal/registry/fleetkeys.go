@@ -25,6 +25,9 @@ func (k Keys) FleetStatesPrefix() string   { return k.fleetPrefix() + "states/" 
 // FleetLeader is the prefix of the scheduler election.
 func (k Keys) FleetLeader() string { return k.fleetPrefix() + "leader/" }
 
+// StatusPrefix is the prefix of the apps' status records.
+func (k Keys) StatusPrefix() string { return k.statusPrefix() }
+
 // NodesPrefix is the prefix of the nodes' records.
 func (k Keys) NodesPrefix() string { return k.nodesPrefix() }
 

@@ -235,7 +235,12 @@ func (e *Executor) Reconcile(ctx context.Context) error {
 		}
 	}
 
-	// States: start launched units, stop loaded ones, report.
+	// States: start launched units, stop loaded ones, report. While the
+	// machine shuts down, nothing is started (its stop jobs are systemd's).
+	stopping := false
+	if st, err := e.Conn.GetManagerProperty("SystemState"); err == nil && strings.Contains(st, "stopping") {
+		stopping = true
+	}
 	names := slices.Sorted(maps.Keys(here))
 	var states []sdbus.UnitStatus
 	if len(names) > 0 {
@@ -247,7 +252,7 @@ func (e *Executor) Reconcile(ctx context.Context) error {
 		m := here[st.Name]
 		running := st.ActiveState == "active" || st.ActiveState == "activating" || st.ActiveState == "reloading"
 		switch {
-		case m.job.Target == registry.TargetLaunched && !running:
+		case m.job.Target == registry.TargetLaunched && !running && !stopping:
 			if st.ActiveState == "failed" {
 				e.Conn.ResetFailedUnitContext(ctx, st.Name)
 			}

@@ -10,6 +10,7 @@ import (
 type fleetUnit struct {
 	Unit    string `json:"unit"`
 	Machine string `json:"machine"`
+	Active  string `json:"active"`
 	Reason  string `json:"reason"`
 }
 
@@ -61,12 +62,13 @@ func TestFleetCluster(t *testing.T) {
 		}
 	})
 
-	t.Run("2 a node is lost: its units run elsewhere", func(t *testing.T) {
+	t.Run("2 a node is lost (SIGKILL): its units run elsewhere", func(t *testing.T) {
 		c.Use(t)
 		load := c.StartLoad(40*time.Second, n1, n2)
 		time.Sleep(time.Second)
 		start := time.Now()
-		c.StopNode(n3)
+		c.KillNode(n3)
+		stopped := time.Since(start)
 		c.waitFor("n3's units placed on n1 and n2", 40*time.Second, func() bool {
 			pm := perMachine(units(t))
 			return pm["n3"] == 0 && pm["n1"]+pm["n2"] == 10
@@ -74,13 +76,13 @@ func TestFleetCluster(t *testing.T) {
 		placed := time.Since(start)
 		c.waitFor("10 live instances again", 60*time.Second, func() bool { return c.Live() == 10 })
 		heal := time.Since(start)
-		t.Logf("n3 stopped: its units placed elsewhere after %s, all 10 live after %s (agent lease TTL 10s)",
-			placed.Round(100*time.Millisecond), heal.Round(100*time.Millisecond))
+		t.Logf("n3 killed (in %s): its units placed elsewhere after %s, all 10 live after %s (agent lease TTL 10s)",
+			stopped.Round(100*time.Millisecond), placed.Round(100*time.Millisecond), heal.Round(100*time.Millisecond))
 		r, err := load.Wait()
 		if err != nil {
 			t.Fatal(err)
 		}
-		record("fleet: stop n3, units rescheduled", r, heal)
+		record("fleet: kill n3, units rescheduled", r, heal)
 		if r.Failed > 0 {
 			t.Errorf("%d of %d requests to the other routers failed: %v", r.Failed, r.Total, r.Errors)
 		}
@@ -94,5 +96,36 @@ func TestFleetCluster(t *testing.T) {
 				t.Errorf("%s moved from %s to %s when n3 came back", before[i].Unit, before[i].Machine, after[i].Machine)
 			}
 		}
+	})
+
+	t.Run("3 start 100 units", func(t *testing.T) {
+		c.Use(t)
+		unit := "[Unit]\nDescription=sleeper %i\n\n[Service]\nExecStart=/bin/sleep infinity\n"
+		n1.Exec(t, "sh", "-c", `printf '%s' "$1" > /tmp/sleeper@.service`, "sh", unit)
+		fleet(t, "submit", "/tmp/sleeper@.service")
+		start := time.Now()
+		fleet(t, "start", "--no-block", "sleeper@{1..100}.service")
+		took := c.waitFor("100 sleeper units active", 120*time.Second, func() bool {
+			active := 0
+			for _, u := range units(t) {
+				if strings.HasPrefix(u.Unit, "sleeper@") && u.Active == "active" {
+					active++
+				}
+			}
+			return active == 100
+		})
+		t.Logf("berth fleet start sleeper@{1..100}: 100 units active (as the agents report) %s after the start",
+			took.Round(100*time.Millisecond))
+		record("fleet start 100 units (active)", LoadResult{}, time.Since(start))
+		pm := map[string]int{}
+		for _, u := range units(t) {
+			if strings.HasPrefix(u.Unit, "sleeper@") {
+				pm[u.Machine]++
+			}
+		}
+		if len(pm) != 3 || pm["n1"] < 30 || pm["n2"] < 30 || pm["n3"] < 30 {
+			t.Errorf("100 units per machine %v, want them spread over the three", pm)
+		}
+		fleet(t, "destroy", "sleeper@{1..100}.service", "sleeper@.service")
 	})
 }

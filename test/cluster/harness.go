@@ -243,6 +243,17 @@ func (c *Cluster) StopNode(n *Node) {
 	}
 }
 
+// KillNode loses a node at once, as a power cut would: every process in
+// its network namespace (its systemd, agent, etcd member, units) is
+// killed with SIGKILL, nothing stops cleanly.
+func (c *Cluster) KillNode(n *Node) {
+	out, _ := exec.Command("ip", "netns", "pids", n.NS).Output()
+	for _, p := range strings.Fields(string(out)) {
+		exec.Command("kill", "-9", p).Run()
+	}
+	c.StopNode(n) // reaps nspawn, removes the cgroups, kills stragglers
+}
+
 // RestartNode boots a stopped node again with its etcd data and starts
 // its etcd member, platform and instances, as its boot would.
 func (c *Cluster) RestartNode(n *Node, instances []int) {

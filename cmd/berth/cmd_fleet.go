@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,8 +35,8 @@ type FleetOptions struct {
 func (o *FleetOptions) AddFlags(f *pflag.FlagSet) {
 	o.Etcd.AddFlags(f)
 	f.StringVarP(&o.Output, "output", "o", "table", "list format: table or json")
-	f.BoolVar(&o.NoBlock, "no-block", false, "do not wait for the scheduler's decision")
-	f.IntVar(&o.BlockAttempts, "block-attempts", 0, "how many times (one a second) to check before giving up; 0 waits until every unit is placed or reported unplaceable")
+	f.BoolVar(&o.NoBlock, "no-block", false, "do not wait for the units to reach their target")
+	f.IntVar(&o.BlockAttempts, "block-attempts", 0, "how many checks (four a second) before giving up; 0 waits until every unit reached its target or is reported unplaceable")
 }
 
 func newFleetCommand(g *GlobalOptions) *cobra.Command {
@@ -65,7 +66,7 @@ See docs/fleet.md for what is built.`,
 		verb("load UNIT...", "Place units on machines without starting them", func(f *fleetCtl, ctx context.Context, a []string) error {
 			return f.target(ctx, a, registry.TargetLoaded)
 		}),
-		verb("start UNIT...", "Place and start units (submitting local files first)", func(f *fleetCtl, ctx context.Context, a []string) error {
+		verb("start UNIT...", "Place and start units (submitting local files first); waits until they are active", func(f *fleetCtl, ctx context.Context, a []string) error {
 			return f.target(ctx, a, registry.TargetLaunched)
 		}),
 		verb("stop UNIT...", "Stop units, leaving them placed", func(f *fleetCtl, ctx context.Context, a []string) error {
@@ -173,26 +174,43 @@ func (f *fleetCtl) target(ctx context.Context, args []string, target string) err
 	if f.o.NoBlock || target == registry.TargetInactive {
 		return nil
 	}
-	return f.waitPlaced(ctx, units)
+	return f.waitFor(ctx, units, target)
 }
 
-// waitPlaced waits until the scheduler placed every unit or said why it
-// cannot (fleetctl waits for ever on an unplaceable unit; berth returns
-// with the reason and exit status 1).
-func (f *fleetCtl) waitPlaced(ctx context.Context, units []string) error {
+// waitFor waits until every unit reached its target on its machine, as
+// its agent reports (launched: active; loaded: loaded; a global unit:
+// placed), or the scheduler said why it cannot place it. fleetctl waits
+// for ever on an unplaceable unit; berth returns with the reasons and
+// exit status 1.
+func (f *fleetCtl) waitFor(ctx context.Context, units []string, target string) error {
+	done := map[string]bool{}
 	for attempt := 1; ; attempt++ {
 		sched, err := f.schedule(ctx)
 		if err != nil {
 			return err
 		}
+		states, err := f.states(ctx)
+		if err != nil {
+			return err
+		}
 		var waiting, unplaced []string
 		for _, u := range units {
-			p, ok := sched[u]
+			p, placed := sched[u]
+			st := states[u]
 			switch {
-			case !ok:
-				waiting = append(waiting, u)
+			case !placed:
+				waiting = append(waiting, u+" (not scheduled yet)")
 			case p.Machine == "" && len(p.Machines) == 0:
 				unplaced = append(unplaced, u+": "+p.Reason)
+			case p.Machine == "", // global: placed is all it waits for
+				st.Machine == p.Machine && (target == registry.TargetLaunched && st.Active == "active" ||
+					target == registry.TargetLoaded && st.Load == "loaded" && st.Active != "active"):
+				if !done[u] {
+					done[u] = true
+					fmt.Fprintf(f.g.stdout, "Unit %s %s on %s\n", u, target, placement(p))
+				}
+			default:
+				waiting = append(waiting, fmt.Sprintf("%s (on %s: %s)", u, p.Machine, cmp.Or(st.Active, "no report yet")))
 			}
 		}
 		if len(waiting) == 0 {
@@ -202,13 +220,17 @@ func (f *fleetCtl) waitPlaced(ctx context.Context, units []string) error {
 			return nil
 		}
 		if f.o.BlockAttempts > 0 && attempt >= f.o.BlockAttempts {
-			return fmt.Errorf("not placed after %d attempts (is a scheduler running? berth agent --scheduler): %s",
-				attempt, strings.Join(waiting, " "))
+			msg := fmt.Sprintf("%d unit(s) not %s after %d checks (is a scheduler running? berth agent --scheduler):\n  %s",
+				len(waiting), target, attempt, strings.Join(waiting, "\n  "))
+			if len(unplaced) > 0 {
+				msg += fmt.Sprintf("\ncannot place %d unit(s):\n  %s", len(unplaced), strings.Join(unplaced, "\n  "))
+			}
+			return errors.New(msg)
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Second):
+		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }

@@ -48,9 +48,12 @@ func TestFleetCommands(t *testing.T) {
 	if code, _, errOut := fl("submit", unitFile); code != 0 {
 		t.Fatalf("submit: %s", errOut)
 	}
-	code, _, errOut := fl("start", "web@{1..4}.service")
-	if code != 1 || !strings.Contains(errOut, "web@4.service: every eligible machine runs a unit it conflicts with") {
-		t.Fatalf("start 4 on 3 machines: exit %d, %q; want 1 and web@4's reason", code, errOut)
+	// No agent runs here: the three placed units never become active, and
+	// start says so after its checks, with web@4's reason.
+	code, _, errOut := fl("start", "--block-attempts", "4", "web@{1..4}.service")
+	if code != 1 || !strings.Contains(errOut, "3 unit(s) not launched after 4 checks") ||
+		!strings.Contains(errOut, "web@4.service: every eligible machine runs a unit it conflicts with") {
+		t.Fatalf("start 4 on 3 machines without agents: exit %d, %q; want 1, the waiting units and web@4's reason", code, errOut)
 	}
 	code, out, _ := fl("list-units", "-o", "json")
 	var units []unitRow
@@ -72,6 +75,10 @@ func TestFleetCommands(t *testing.T) {
 	}
 	if code, out, _ := fl("list-unit-files"); code != 0 || !regexp.MustCompile(`web@2\.service\s+\w{7}\s+launched\s+launched\s+m\d`).MatchString(out) {
 		t.Fatalf("list-unit-files with a reported state: %d %q", code, out)
+	}
+	// start returns once the agent reports the unit active on its machine.
+	if code, out, errOut := fl("start", "web@2.service"); code != 0 || !strings.Contains(out, "Unit web@2.service launched on m") {
+		t.Fatalf("start of an active unit: exit %d, %q %q", code, out, errOut)
 	}
 	if code, out, _ := fl("list-unit-files"); code != 0 || !strings.Contains(out, "web@2.service") ||
 		!strings.Contains(out, fleet.Hash([]byte(content))[:7]) || !strings.Contains(out, "launched") {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -127,5 +128,48 @@ func TestFleetCluster(t *testing.T) {
 			t.Errorf("100 units per machine %v, want them spread over the three", pm)
 		}
 		fleet(t, "destroy", "sleeper@{1..100}.service", "sleeper@.service")
+	})
+
+	t.Run("4 placement rules on the cluster", func(t *testing.T) {
+		c.Use(t)
+		write := func(name, xfleet string) string {
+			path := "/tmp/" + name
+			content := "[Unit]\nDescription=%n\n\n[Service]\nExecStart=/bin/sleep infinity\n\n[X-Fleet]\n" + xfleet + "\n"
+			n1.Exec(t, "sh", "-c", `printf '%s' "$1" > "$2"`, "sh", content, path)
+			return path
+		}
+		fleet(t, "start", write("in-n2.service", "MachineMetadata=az=n2"))
+		fleet(t, "start", write("next-to.service", "MachineOf=in-n2.service"))
+		fleet(t, "start", write("everywhere.service", "Global=true\nMachineMetadata=role=worker"))
+		fleet(t, "submit", write("one@.service", "Conflicts=one@*.service"))
+		if out, err := n1.Try("/opt/bin/berth", "fleet", "start", "one@{1..4}.service"); err == nil || !strings.Contains(out, "one@4.service: every eligible machine runs a unit it conflicts with") {
+			t.Errorf("start of 4 conflicting units on 3 machines: %v\n%s", err, out)
+		}
+		got := map[string]string{}
+		for _, u := range units(t) {
+			got[u.Unit] = u.Machine
+		}
+		if got["in-n2.service"] != "n2" || got["next-to.service"] != "n2" {
+			t.Errorf("MachineMetadata=az=n2 on %q, its MachineOf follower on %q; want n2 for both", got["in-n2.service"], got["next-to.service"])
+		}
+		if got["everywhere.service"] != "n1,n2,n3" {
+			t.Errorf("the global unit on %q, want n1,n2,n3", got["everywhere.service"])
+		}
+		on := map[string]bool{}
+		for i := 1; i <= 3; i++ {
+			on[got[fmt.Sprintf("one@%d.service", i)]] = true
+		}
+		if len(on) != 3 || got["one@4.service"] != "" {
+			t.Errorf("conflicting units on %v (one@4 on %q), want one per machine and one@4 unplaced", on, got["one@4.service"])
+		}
+		// The global unit runs on every machine (its executors start it there).
+		c.waitFor("everywhere.service active on every node", 20*time.Second, func() bool {
+			for _, n := range c.Nodes {
+				if out, _ := n.Try("systemctl", "is-active", "everywhere.service"); strings.TrimSpace(out) != "active" {
+					return false
+				}
+			}
+			return true
+		})
 	})
 }

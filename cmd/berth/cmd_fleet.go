@@ -156,13 +156,25 @@ func (f *fleetCtl) target(ctx context.Context, args []string, target string) err
 	if err != nil {
 		return err
 	}
+	submitted := map[string]bool{}
 	for _, a := range args {
 		if _, err := os.Stat(a); err == nil && !strings.Contains(a, "{") {
-			if err := f.submit(ctx, []string{a}); err != nil && !errors.Is(err, fleet.ErrChanged) {
+			switch err := f.submit(ctx, []string{a}); {
+			case errors.Is(err, fleet.ErrChanged):
+				fmt.Fprintf(f.g.stderr, "warning: %s differs from the submitted %s, which is used (destroy it to submit the file)\n",
+					a, filepath.Base(a))
+			case err != nil:
 				return err
 			}
+			submitted[filepath.Base(a)] = true
 		}
 	}
+	// A template given as a file is submitted for its instances, not
+	// started itself (fleetctl's way).
+	units = slices.DeleteFunc(units, func(u string) bool {
+		n, _ := fleet.ParseName(u)
+		return n.Template && submitted[u]
+	})
 	for _, u := range units {
 		rctx, cancel := f.ctx(ctx)
 		err := f.store.SetTarget(rctx, u, target)

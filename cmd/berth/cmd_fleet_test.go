@@ -48,6 +48,14 @@ func TestFleetCommands(t *testing.T) {
 	if code, _, errOut := fl("submit", unitFile); code != 0 {
 		t.Fatalf("submit: %s", errOut)
 	}
+	// The template file given to start is submitted, not started; a
+	// changed local file is warned about, and the submitted one is used.
+	changed := filepath.Join(dir, "changed")
+	os.MkdirAll(changed, 0o755)
+	os.WriteFile(filepath.Join(changed, "web@.service"), []byte(content+"# changed\n"), 0o644)
+	if code, _, errOut := fl("start", "--no-block", filepath.Join(changed, "web@.service")); code != 0 || !strings.Contains(errOut, "differs from the submitted") {
+		t.Fatalf("start of a changed template file: exit %d, %q", code, errOut)
+	}
 	// No agent runs here: the three placed units never become active, and
 	// start says so after its checks, with web@4's reason.
 	code, _, errOut := fl("start", "--block-attempts", "4", "web@{1..4}.service")

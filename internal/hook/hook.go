@@ -165,12 +165,12 @@ func (h *Hooks) Drain(ctx context.Context, app, id string) error {
 }
 
 // PostStop removes the instance record at once (its keeper exits when it
-// sees the deletion).
+// sees the deletion), unless another node holds it now (the instance was
+// moved and its new copy registered).
 func (h *Hooks) PostStop(ctx context.Context, app, id string) error {
 	key, err := h.Keys.Instance(app, id)
 	if err != nil {
 		return err
 	}
-	_, err = h.KV.Delete(ctx, key)
-	return err
+	return registry.DeleteInstanceOf(ctx, h.KV, key, NodeID())
 }

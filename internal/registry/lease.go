@@ -65,12 +65,25 @@ func (o *LeaseOwner) Put(ctx context.Context, key, value string) error {
 	return err
 }
 
-// Delete forgets key and deletes it from etcd.
+// Delete forgets key and deletes it from etcd. A key this owner wrote is
+// deleted only while it is still on this owner's lease: a record someone
+// else wrote since (the same instance started on another node) is not
+// this owner's to delete. A key it never wrote (a stale record an
+// earlier owner left) is deleted as it is.
 func (o *LeaseOwner) Delete(ctx context.Context, key string) error {
 	o.mu.Lock()
+	_, ours := o.keys[key]
 	delete(o.keys, key)
+	id := o.id
 	o.mu.Unlock()
-	_, err := o.kv.Delete(ctx, key)
+	if !ours {
+		_, err := o.kv.Delete(ctx, key)
+		return err
+	}
+	if id == 0 {
+		return nil // not written yet
+	}
+	_, err := o.kv.Txn(ctx).If(clientv3.Compare(clientv3.LeaseValue(key), "=", id)).Then(clientv3.OpDelete(key)).Commit()
 	return err
 }
 
@@ -113,12 +126,19 @@ func (o *LeaseOwner) holdOnce(ctx context.Context) error {
 		defer cancel()
 		o.l.Revoke(rctx, id) // best effort: the TTL removes the keys otherwise
 	}()
+	// Each key is written if it is absent (it expired with the old lease)
+	// or holds what this owner wrote: a record someone else wrote
+	// meanwhile (the same instance started on another node while this
+	// one was cut off) is theirs, and stays.
 	ops := make([]clientv3.Op, 0, len(keys))
 	for k, v := range keys {
-		ops = append(ops, clientv3.OpPut(k, v, clientv3.WithLease(id)))
+		put := clientv3.OpPut(k, v, clientv3.WithLease(id))
+		ops = append(ops, clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(k), "=", 0)},
+			[]clientv3.Op{put},
+			[]clientv3.Op{clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value(k), "=", v)}, []clientv3.Op{put}, nil)}))
 	}
 	for len(ops) > 0 {
-		n := min(len(ops), 100) // etcd's default limit of operations per txn is 128
+		n := min(len(ops), 30) // etcd's default limit of operations per txn is 128, nested ones included
 		if _, err := o.kv.Txn(ctx).Then(ops[:n]...).Commit(); err != nil {
 			return fmt.Errorf("write keys on lease %x: %w", id, err)
 		}

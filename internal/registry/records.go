@@ -1,10 +1,13 @@
 package registry
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"strconv"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // Instance states.
@@ -97,4 +100,21 @@ func decode[T any](b []byte) (*T, error) {
 		return nil, err
 	}
 	return &v, nil
+}
+
+// DeleteInstanceOf deletes an instance record unless another node holds
+// it now: when a scheduler moved the instance, the stop of its old copy
+// must not remove the record of its new one. node "" deletes any.
+func DeleteInstanceOf(ctx context.Context, kv clientv3.KV, key, node string) error {
+	resp, err := kv.Get(ctx, key)
+	if err != nil || len(resp.Kvs) == 0 {
+		return err
+	}
+	var in Instance
+	if node != "" && json.Unmarshal(resp.Kvs[0].Value, &in) == nil && in.Node != "" && in.Node != node {
+		return nil
+	}
+	_, err = kv.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)).
+		Then(clientv3.OpDelete(key)).Commit()
+	return err
 }

@@ -321,3 +321,89 @@ func TestLeaderLossWatchContinues(t *testing.T) {
 	}
 	waitFor(t, c, "every write after the leader loss", func(s *Snapshot) bool { return len(s.Live("web")) == 20 })
 }
+
+// TestDeletesSpareAMovedInstance: when an instance was moved and its new
+// copy registered (another node, another lease), the stop of the old copy
+// does not delete the new record, through the owner of the old lease or
+// through the hook's direct delete; its own records it deletes.
+func TestDeletesSpareAMovedInstance(t *testing.T) {
+	_, cli := etcdtest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	old := NewLeaseOwner(cli, cli, 5*time.Second, nullLog())
+	go old.Run(ctx)
+	key := instKey(t, "web", "2")
+	if err := old.Put(ctx, key, `{"addr":"10.0.0.2:1","node":"n2","state":"up"}`); err != nil {
+		t.Fatal(err)
+	}
+	<-old.Ready()
+	// The new copy on n3, on another lease.
+	lease, err := cli.Grant(ctx, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := `{"addr":"10.0.0.3:1","node":"n3","state":"up"}`
+	cli.Put(ctx, key, newer, clientv3.WithLease(lease.ID))
+	if err := old.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if err := DeleteInstanceOf(ctx, cli, key, "n2"); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := cli.Get(ctx, key); len(r.Kvs) != 1 || string(r.Kvs[0].Value) != newer {
+		t.Fatalf("the new copy's record: %v, want it kept", r.Kvs)
+	}
+	// Its own record n3 deletes.
+	if err := DeleteInstanceOf(ctx, cli, key, "n3"); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := cli.Get(ctx, key); len(r.Kvs) != 0 {
+		t.Fatalf("n3's own delete left %v", r.Kvs)
+	}
+	// And an owner deletes what is on its own lease.
+	other := instKey(t, "web", "3")
+	old.Put(ctx, other, `{"addr":"10.0.0.2:2","node":"n2","state":"up"}`)
+	old.Delete(ctx, other)
+	if r, _ := cli.Get(ctx, other); len(r.Kvs) != 0 {
+		t.Fatalf("the owner's own delete left %v", r.Kvs)
+	}
+}
+
+// TestLeaseOwnerKeepsOthersRecords: after its lease was lost, an owner
+// writes its keys again, except those someone else wrote meanwhile (the
+// same instance started on another node): their record stays.
+func TestLeaseOwnerKeepsOthersRecords(t *testing.T) {
+	_, cli := etcdtest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o := NewLeaseOwner(cli, cli, 2*time.Second, nullLog())
+	go o.Run(ctx)
+	mine, moved := instKey(t, "web", "1"), instKey(t, "web", "2")
+	o.Put(ctx, mine, `{"addr":"10.0.0.2:1","node":"n2","state":"up"}`)
+	o.Put(ctx, moved, `{"addr":"10.0.0.2:2","node":"n2","state":"up"}`)
+	<-o.Ready()
+	first := o.ID()
+	// Cut off: the lease expires, the instance starts on n3.
+	cli.Revoke(ctx, first)
+	newer := `{"addr":"10.0.0.3:2","node":"n3","state":"up"}`
+	cli.Put(ctx, moved, newer)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, _ := cli.Get(ctx, mine)
+		if len(r.Kvs) == 1 && clientv3.LeaseID(r.Kvs[0].Lease) != first && r.Kvs[0].Lease != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the owner's own key was not written again on its new lease")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r, _ := cli.Get(ctx, moved); len(r.Kvs) != 1 || string(r.Kvs[0].Value) != newer {
+		t.Fatalf("the record written by another node meanwhile: %v, want it kept", r.Kvs)
+	}
+	// And the stop of the old copy leaves it too.
+	o.Delete(ctx, moved)
+	if r, _ := cli.Get(ctx, moved); len(r.Kvs) != 1 {
+		t.Fatal("the old copy's stop deleted the new copy's record")
+	}
+}

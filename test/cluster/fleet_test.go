@@ -172,4 +172,35 @@ func TestFleetCluster(t *testing.T) {
 			return true
 		})
 	})
+
+	t.Run("5 kill an instance: systemd restarts it in place", func(t *testing.T) {
+		c.Use(t)
+		var victim fleetUnit
+		for _, u := range units(t) {
+			if u.Unit == "demo@2.service" {
+				victim = u
+			}
+		}
+		node := c.node(victim.Machine)
+		load := c.StartLoad(12 * time.Second)
+		time.Sleep(2 * time.Second)
+		node.Exec(t, "systemctl", "kill", "-s", "KILL", "--kill-whom=main", "demo@2.service")
+		start := time.Now()
+		c.waitFor("the killed instance back", 30*time.Second, func() bool {
+			out, _ := node.Try("systemctl", "is-active", "demo@2.service")
+			return strings.TrimSpace(out) == "active" && c.Live() == 10
+		})
+		heal := time.Since(start)
+		r, err := load.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		record("fleet: kill one instance", r, heal)
+		if r.Failed > 1 {
+			t.Errorf("%d of %d requests failed around one kill, want at most 1: %v", r.Failed, r.Total, r.Errors)
+		}
+		if after := units(t); len(after) == 0 {
+			t.Fatal("no units listed")
+		}
+	})
 }

@@ -330,6 +330,17 @@ func (n *Node) Exec(t testing.TB, argv ...string) string {
 	return out
 }
 
+// node is the node named name (n1, n2, n3).
+func (c *Cluster) node(name string) *Node {
+	for _, n := range c.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	c.t.Fatalf("no node %q", name)
+	return nil
+}
+
 // Try runs a command on the node.
 func (n *Node) Try(argv ...string) (string, error) { return n.C.Exec(argv...) }
 

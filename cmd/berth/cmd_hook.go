@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -303,7 +304,7 @@ func newDrainCommand(g *GlobalOptions) *cobra.Command {
 				if ag := (agent.Client{Socket: opts.Agent}); ag.Available() {
 					return ag.Drain(ctx, opts.App, opts.Instance)
 				}
-				return h.Drain(ctx, opts.App, opts.Instance)
+				return h.Drain(ctx, opts.App, opts.Instance, thisNode())
 			})
 		},
 	}
@@ -327,10 +328,15 @@ func newPostStopCommand(g *GlobalOptions) *cobra.Command {
 						h.Log.WithError(err).Warn("agent withdraw; deleting the record directly")
 					}
 				}
-				return h.PostStop(ctx, opts.App, opts.Instance)
+				return h.PostStop(ctx, opts.App, opts.Instance, thisNode())
 			})
 		},
 	}
 	opts.AddFlags(cmd.Flags())
 	return cmd
 }
+
+// thisNode is this node's id as post-start records it by default
+// (BERTH_NODE, else the machine id): drain and post-stop touch only
+// records of this node.
+func thisNode() string { return cmp.Or(os.Getenv("BERTH_NODE"), hook.NodeID()) }

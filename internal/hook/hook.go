@@ -139,7 +139,9 @@ func (h *Hooks) MarkStarted(ctx context.Context, app string) error {
 
 // Drain marks the instance draining, keeping its lease: routers stop
 // sending it new requests before the stop begins.
-func (h *Hooks) Drain(ctx context.Context, app, id string) error {
+//
+// A record another node holds now (the instance moved) is left alone.
+func (h *Hooks) Drain(ctx context.Context, app, id, node string) error {
 	key, err := h.Keys.Instance(app, id)
 	if err != nil {
 		return err
@@ -155,6 +157,9 @@ func (h *Hooks) Drain(ctx context.Context, app, id string) error {
 	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
 		return fmt.Errorf("decode %s: %w", key, err)
 	}
+	if node != "" && rec.Node != "" && rec.Node != node {
+		return nil
+	}
 	rec.State = registry.StateDraining
 	val, _ := json.Marshal(rec)
 	kv := resp.Kvs[0]
@@ -167,10 +172,10 @@ func (h *Hooks) Drain(ctx context.Context, app, id string) error {
 // PostStop removes the instance record at once (its keeper exits when it
 // sees the deletion), unless another node holds it now (the instance was
 // moved and its new copy registered).
-func (h *Hooks) PostStop(ctx context.Context, app, id string) error {
+func (h *Hooks) PostStop(ctx context.Context, app, id, node string) error {
 	key, err := h.Keys.Instance(app, id)
 	if err != nil {
 		return err
 	}
-	return registry.DeleteInstanceOf(ctx, h.KV, key, NodeID())
+	return registry.DeleteInstanceOf(ctx, h.KV, key, node)
 }

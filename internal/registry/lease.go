@@ -53,15 +53,27 @@ func (o *LeaseOwner) ID() clientv3.LeaseID {
 }
 
 // Put records key=value on the lease and writes it now if a lease is held.
+// The first Put of a key writes it whatever is there (a stale record of a
+// crash); a later one (an update: draining, health) only while the key is
+// on this owner's lease or absent, so that it never overwrites a record
+// someone else wrote meanwhile (the same instance started on another
+// node).
 func (o *LeaseOwner) Put(ctx context.Context, key, value string) error {
 	o.mu.Lock()
+	_, known := o.keys[key]
 	o.keys[key] = value
 	id := o.id
 	o.mu.Unlock()
 	if id == 0 {
 		return nil // written by Run after the grant
 	}
-	_, err := o.kv.Put(ctx, key, value, clientv3.WithLease(id))
+	put := clientv3.OpPut(key, value, clientv3.WithLease(id))
+	if !known {
+		_, err := o.kv.Put(ctx, key, value, clientv3.WithLease(id))
+		return err
+	}
+	_, err := o.kv.Txn(ctx).If(clientv3.Compare(clientv3.LeaseValue(key), "=", id)).Then(put).
+		Else(clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)}, []clientv3.Op{put}, nil)).Commit()
 	return err
 }
 

@@ -401,6 +401,11 @@ func TestLeaseOwnerKeepsOthersRecords(t *testing.T) {
 	if r, _ := cli.Get(ctx, moved); len(r.Kvs) != 1 || string(r.Kvs[0].Value) != newer {
 		t.Fatalf("the record written by another node meanwhile: %v, want it kept", r.Kvs)
 	}
+	// The old copy's drain (an update of a key it wrote) leaves it too.
+	o.Put(ctx, moved, `{"addr":"10.0.0.2:2","node":"n2","state":"draining"}`)
+	if r, _ := cli.Get(ctx, moved); len(r.Kvs) != 1 || string(r.Kvs[0].Value) != newer {
+		t.Fatalf("after the old copy's drain: %v, want the new copy's record", r.Kvs)
+	}
 	// And the stop of the old copy leaves it too.
 	o.Delete(ctx, moved)
 	if r, _ := cli.Get(ctx, moved); len(r.Kvs) != 1 {

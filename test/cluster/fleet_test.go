@@ -203,4 +203,40 @@ func TestFleetCluster(t *testing.T) {
 			t.Fatal("no units listed")
 		}
 	})
+
+	t.Run("6 partition a node past its lease: its units move, then run once", func(t *testing.T) {
+		c.Use(t)
+		start := time.Now()
+		c.Partition(n2, true)
+		c.waitFor("n2's units placed on n1 and n3", 40*time.Second, func() bool {
+			for _, u := range units(t) {
+				if strings.HasPrefix(u.Unit, "demo@") && u.Machine == "n2" {
+					return false
+				}
+			}
+			return true
+		})
+		c.Partition(n2, false)
+		// Healed: n2's executor stops what is no longer placed there, its
+		// old copies' hooks leave the new copies' records alone, and every
+		// unit runs on exactly one machine, routed.
+		c.waitFor("each demo unit active on exactly one node, 10 routed", 60*time.Second, func() bool {
+			count := map[string]int{}
+			for _, n := range c.Nodes {
+				out, _ := n.Try("systemctl", "list-units", "--state=active", "--no-legend", "--plain", "demo@*")
+				for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+					if f := strings.Fields(line); len(f) > 0 {
+						count[f[0]]++
+					}
+				}
+			}
+			for i := 1; i <= 10; i++ {
+				if count[fmt.Sprintf("demo@%d.service", i)] != 1 {
+					return false
+				}
+			}
+			return len(count) == 10 && c.Live() == 10
+		})
+		record("fleet: partition n2 past the lease, heal", LoadResult{}, time.Since(start))
+	})
 }

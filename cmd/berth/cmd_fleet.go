@@ -197,14 +197,11 @@ func (f *fleetCtl) target(ctx context.Context, args []string, target string) err
 func (f *fleetCtl) waitFor(ctx context.Context, units []string, target string) error {
 	done := map[string]bool{}
 	for attempt := 1; ; attempt++ {
-		sched, err := f.schedule(ctx)
+		v, err := f.view(ctx)
 		if err != nil {
 			return err
 		}
-		states, err := f.states(ctx)
-		if err != nil {
-			return err
-		}
+		sched, states := v.sched, v.states
 		var waiting, unplaced []string
 		for _, u := range units {
 			p, placed := sched[u]
@@ -268,11 +265,11 @@ func (f *fleetCtl) cat(ctx context.Context, args []string) error {
 	if len(args) != 1 {
 		return usagef("cat needs one UNIT")
 	}
-	jobs, err := f.jobs(ctx)
+	v, err := f.view(ctx)
 	if err != nil {
 		return err
 	}
-	j, ok := jobs[args[0]]
+	j, ok := v.jobs[args[0]]
 	if !ok {
 		return fmt.Errorf("%s: %w", args[0], fleet.ErrNoUnit)
 	}
@@ -295,23 +292,15 @@ type unitFileRow struct {
 }
 
 func (f *fleetCtl) listUnitFiles(ctx context.Context, _ []string) error {
-	jobs, err := f.jobs(ctx)
-	if err != nil {
-		return err
-	}
-	sched, err := f.schedule(ctx)
-	if err != nil {
-		return err
-	}
-	states, err := f.states(ctx)
+	v, err := f.view(ctx)
 	if err != nil {
 		return err
 	}
 	var rows []unitFileRow
-	for _, name := range slices.Sorted(maps.Keys(jobs)) {
-		j := jobs[name]
-		rows = append(rows, unitFileRow{Unit: name, Hash: j.Hash[:7], DState: j.Target, State: currentState(states, name),
-			Machine: placement(sched[name])})
+	for _, name := range slices.Sorted(maps.Keys(v.jobs)) {
+		j := v.jobs[name]
+		rows = append(rows, unitFileRow{Unit: name, Hash: j.Hash[:7], DState: j.Target, State: currentState(v.states, name),
+			Machine: placement(v.sched[name])})
 	}
 	return printRows(f, rows, "UNIT\tHASH\tDSTATE\tSTATE\tTARGET", func(w io.Writer, r unitFileRow) {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Unit, r.Hash, r.DState, dash(r.State), dash(r.Machine))
@@ -327,18 +316,14 @@ type unitRow struct {
 }
 
 func (f *fleetCtl) listUnits(ctx context.Context, _ []string) error {
-	sched, err := f.schedule(ctx)
-	if err != nil {
-		return err
-	}
-	states, err := f.states(ctx)
+	v, err := f.view(ctx)
 	if err != nil {
 		return err
 	}
 	var rows []unitRow
-	for _, name := range slices.Sorted(maps.Keys(sched)) {
-		p := sched[name]
-		st := states[name]
+	for _, name := range slices.Sorted(maps.Keys(v.sched)) {
+		p := v.sched[name]
+		st := v.states[name]
 		rows = append(rows, unitRow{Unit: name, Machine: placement(p), Active: st.Active, Sub: st.Sub, Reason: p.Reason})
 	}
 	return printRows(f, rows, "UNIT\tMACHINE\tACTIVE\tSUB\tREASON", func(w io.Writer, r unitRow) {
@@ -388,34 +373,28 @@ func printRows[T any](f *fleetCtl, rows []T, header string, row func(io.Writer, 
 	return tw.Flush()
 }
 
-func (f *fleetCtl) jobs(ctx context.Context) (map[string]registry.FleetJob, error) {
-	rctx, cancel := f.ctx(ctx)
-	defer cancel()
-	jobs, err := f.store.Jobs(rctx)
-	if err != nil {
-		return nil, f.o.Etcd.wrapErr(err)
-	}
-	return jobs, nil
+// fleetView is the fleet's records, read at one revision.
+type fleetView struct {
+	jobs   map[string]registry.FleetJob
+	sched  map[string]registry.FleetPlacement
+	states map[string]registry.FleetState
 }
 
-func (f *fleetCtl) schedule(ctx context.Context) (map[string]registry.FleetPlacement, error) {
+// view reads jobs, placements and reported states in one transaction.
+func (f *fleetCtl) view(ctx context.Context) (*fleetView, error) {
 	rctx, cancel := f.ctx(ctx)
 	defer cancel()
-	resp, err := f.cli.Get(rctx, f.keys.FleetSchedulePrefix(), clientv3.WithPrefix())
+	resp, err := f.cli.Txn(rctx).Then(
+		clientv3.OpGet(f.keys.FleetJobsPrefix(), clientv3.WithPrefix()),
+		clientv3.OpGet(f.keys.FleetSchedulePrefix(), clientv3.WithPrefix()),
+		clientv3.OpGet(f.keys.FleetStatesPrefix(), clientv3.WithPrefix()),
+	).Commit()
 	if err != nil {
 		return nil, f.o.Etcd.wrapErr(err)
 	}
-	return fleet.Placements(f.keys, resp.Kvs), nil
-}
-
-func (f *fleetCtl) states(ctx context.Context) (map[string]registry.FleetState, error) {
-	rctx, cancel := f.ctx(ctx)
-	defer cancel()
-	resp, err := f.cli.Get(rctx, f.keys.FleetStatesPrefix(), clientv3.WithPrefix())
-	if err != nil {
-		return nil, f.o.Etcd.wrapErr(err)
-	}
-	return fleet.States(f.keys, resp.Kvs), nil
+	jobs, _ := fleet.Jobs(resp.Responses[0].GetResponseRange().Kvs) // the scheduler warns about bad ones
+	return &fleetView{jobs: jobs, sched: fleet.Placements(f.keys, resp.Responses[1].GetResponseRange().Kvs),
+		states: fleet.States(f.keys, resp.Responses[2].GetResponseRange().Kvs)}, nil
 }
 
 // currentState is fleetctl's STATE of a unit from its agent's report:

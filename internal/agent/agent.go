@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -43,8 +44,10 @@ type Agent struct {
 	Log   logrus.FieldLogger
 
 	Locals *Locals // set by Run; exposed for tests
-	ready  chan struct{}
-	once   sync.Once
+	// executor is the current connection's fleet executor.
+	executor atomic.Pointer[fleet.Executor]
+	ready    chan struct{}
+	once     sync.Once
 }
 
 // Ready is closed once the registry is synced and the socket listens.
@@ -137,9 +140,10 @@ func (a *Agent) runSystemd(ctx context.Context, cfg Config, owner *registry.Leas
 			}
 			continue
 		}
-		s := &Systemd{Conn: conn, KV: a.Cli, Keys: a.Keys, Node: cfg.Node, Log: log}
 		ex := &fleet.Executor{Conn: conn, Client: a.Cli, Keys: a.Keys, Machine: cfg.Node, Dir: cfg.FleetDir,
 			Lease: owner.ID, Log: log.WithField("part", "fleet")}
+		a.executor.Store(ex)
+		s := &Systemd{Conn: conn, KV: a.Cli, Keys: a.Keys, Node: cfg.Node, Log: log, Placed: ex.IsJob}
 		sctx, stop := context.WithCancel(ctx)
 		exDone := make(chan error, 1)
 		go func() { exDone <- ex.Run(sctx) }()

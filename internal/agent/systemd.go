@@ -53,6 +53,11 @@ type Systemd struct {
 	Node     string
 	Log      logrus.FieldLogger
 	Interval time.Duration // default 1s
+	// Placed reports the units berth fleet places (nil: none). Their
+	// stop on passivation and their start on a wake are the fleet
+	// executor's, on whatever machine they are placed now: a unit that
+	// ran here before it moved is not started here again.
+	Placed func(unit string) bool
 }
 
 // unitApp returns the app of an instance unit "<app>@<id>.service".
@@ -129,11 +134,15 @@ func (s *Systemd) reconcileApp(ctx context.Context, app string, units []sdbus.Un
 			failed = append(failed, u.Name)
 		}
 	}
+	placed := func(name string) bool { return s.Placed != nil && s.Placed(name) }
 
 	// 1. Expected state.
 	switch expected {
 	case registry.StatusPassivated:
 		for name := range active {
+			if placed(name) {
+				continue
+			}
 			log.WithField("unit", name).Info("stopping unit of passivated app")
 			if _, err := s.Conn.StopUnitContext(ctx, name, "replace", nil); err != nil {
 				return fmt.Errorf("stop %s: %w", name, err)
@@ -143,7 +152,7 @@ func (s *Systemd) reconcileApp(ctx context.Context, app string, units []sdbus.Un
 	case registry.StatusStarted:
 		if current != registry.StatusStarted && current != registry.StatusFailed {
 			for _, name := range recorded {
-				if active[name] {
+				if active[name] || placed(name) {
 					continue
 				}
 				if slices.Contains(failed, name) {

@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/berthproject/berth/internal/etcdtest"
+	"github.com/berthproject/berth/internal/fleet"
 	"github.com/berthproject/berth/internal/passivate"
 	"github.com/berthproject/berth/internal/registry"
 	"github.com/berthproject/berth/internal/spec"
@@ -154,8 +155,24 @@ func TestAgentWithRealSystemd(t *testing.T) {
 	})
 	waitFor("no live instance", func() bool { return len(live()) == 0 })
 
+	// Meanwhile berth fleet placed demo@3 on another machine (as its
+	// scheduler would after this node's lease expired): the wake is that
+	// machine's executor's to carry out, not this node's.
+	store := &fleet.Store{KV: cli, Keys: k}
+	tmpl, _ := os.ReadFile(filepath.Join(unitDir, files[0].Name))
+	if err := store.Submit(ctx, "demo@.service", tmpl); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.SetTarget(ctx, "demo@3.service", registry.TargetLaunched); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, k.FleetSchedule("demo@3.service"), `{"machine":"n2"}`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the executor to see the job", func() bool { return a.fleetJob("demo@3.service") })
+
 	// A wake (what the router's transaction does): the agent starts the
-	// units that ran on this node.
+	// units that ran on this node and are not placed by berth fleet.
 	if _, err := registry.Update(ctx, cli, k, "demo", func(cur *registry.Status) (registry.Status, bool) {
 		n := *cur
 		n.Current, n.Expected = registry.StatusStarting, registry.StatusStarted
@@ -163,8 +180,18 @@ func TestAgentWithRealSystemd(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("instances back after the wake", func() bool { return len(live()) == 2 })
+	waitFor("demo@1 back after the wake", func() bool { return len(live()) == 1 })
+	time.Sleep(2 * time.Second) // the reconciler's passes, each second
 	if _, ok := live()["2"]; ok {
 		t.Error("the wake started demo@2, which the operator had stopped")
 	}
+	if out, _ := c.Exec("systemctl", "is-active", "demo@3.service"); strings.TrimSpace(out) != "inactive" {
+		t.Errorf("demo@3, placed by berth fleet on n2, is %q here after the wake, want inactive", strings.TrimSpace(out))
+	}
+}
+
+// fleetJob reports whether the agent's fleet executor knows unit as a job.
+func (a *Agent) fleetJob(unit string) bool {
+	ex := a.executor.Load()
+	return ex != nil && ex.IsJob(unit)
 }

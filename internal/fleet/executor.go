@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
@@ -46,6 +47,20 @@ type Executor struct {
 
 	reported map[string]registry.FleetState // what this executor last wrote
 	lease    clientv3.LeaseID               // the lease they were written on
+	jobs     atomic.Pointer[map[string]registry.FleetJob]
+}
+
+// IsJob reports whether a unit is one of berth fleet's jobs, as of the
+// executor's last pass (false before the first): such a unit is started
+// and stopped by the executor of the machine it is placed on, and by
+// nothing else.
+func (e *Executor) IsJob(unit string) bool {
+	jobs := e.jobs.Load()
+	if jobs == nil {
+		return false
+	}
+	_, ok := (*jobs)[unit]
+	return ok
 }
 
 // header marks the files the executor wrote (and may remove).
@@ -131,6 +146,7 @@ func (e *Executor) Reconcile(ctx context.Context) error {
 		return err
 	}
 	jobs, _ := Jobs(resp.Responses[1].GetResponseRange().Kvs) // the scheduler warns about bad ones
+	e.jobs.Store(&jobs)
 	passivated := map[string]bool{}
 	for _, kv := range resp.Responses[2].GetResponseRange().Kvs {
 		var st registry.Status

@@ -162,6 +162,25 @@ func TestFleetCluster(t *testing.T) {
 		if len(on) != 3 || got["one@4.service"] != "" {
 			t.Errorf("conflicting units on %v (one@4 on %q), want one per machine and one@4 unplaced", on, got["one@4.service"])
 		}
+		// Replaces: the new unit takes the old one's machine, the old moves.
+		fleet(t, "start", write("old.service", ""))
+		was := ""
+		for _, u := range units(t) {
+			if u.Unit == "old.service" {
+				was = u.Machine
+			}
+		}
+		fleet(t, "start", write("new.service", "Replaces=old.service"))
+		c.waitFor("old.service moved off its machine", 20*time.Second, func() bool {
+			for _, u := range units(t) {
+				got[u.Unit] = u.Machine
+			}
+			return got["old.service"] != was
+		})
+		if was == "" || got["new.service"] != was || got["old.service"] == was || got["old.service"] == "" {
+			t.Errorf("old.service was on %q; after new.service (Replaces=old.service): new on %q, old on %q; want new on %q and old moved",
+				was, got["new.service"], got["old.service"], was)
+		}
 		// The global unit runs on every machine (its executors start it there).
 		c.waitFor("everywhere.service active on every node", 20*time.Second, func() bool {
 			for _, n := range c.Nodes {
@@ -245,5 +264,15 @@ func TestFleetCluster(t *testing.T) {
 			return len(count) == 10 && c.Live() == 10
 		})
 		record("fleet: partition n2 past the lease, heal", LoadResult{}, time.Since(start))
+	})
+
+	t.Run("7 a node is stopped cleanly: its units move at once", func(t *testing.T) {
+		c.Use(t)
+		fleetCleanStop(t, c, fleetCtl{n1}, n3)
+	})
+
+	t.Run("8 passivate through berth fleet, a node leaves, wake", func(t *testing.T) {
+		c.Use(t)
+		fleetPassivation(t, c, fleetCtl{n1}, n2, n3)
 	})
 }

@@ -49,7 +49,11 @@ type Cluster struct {
 	root  testing.TB // what owns the containers: the whole test
 	Nodes []*Node
 	berth string
-	app   *spec.App
+	// etcd is the etcd server binary of the members: Debian's (3.4, the
+	// last with the v2 API fleet needs) or, for the fleet cluster, the
+	// etcd release berth is built against (test/cluster/etcdmember).
+	etcd string
+	app  *spec.App
 	// fleet: the agents run berth fleet's scheduler and executor; the demo
 	// units are placed by berth fleet, not started by the harness.
 	fleet bool
@@ -102,6 +106,15 @@ func start(t *testing.T, c *Cluster, instances map[string][]int) *Cluster {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build berth: %v\n%s", err, out)
 	}
+	c.etcd = "/usr/bin/etcd"
+	if c.fleet {
+		c.etcd = filepath.Join(t.TempDir(), "etcd")
+		build := exec.Command("go", "build", "-o", c.etcd, "./etcdmember")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("build etcd: %v\n%s", err, out)
+		}
+	}
 	// One cluster per machine at a time: the namespaces have fixed names.
 	lock, err := os.OpenFile("/run/lock/berth-cluster-test.lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
@@ -147,7 +160,11 @@ func start(t *testing.T, c *Cluster, instances map[string][]int) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	platform, err := units.Platform(units.Options{})
+	opts := units.Options{}
+	if c.fleet {
+		opts.PassivateDriver = "berth" // passivation through berth fleet's executors
+	}
+	platform, err := units.Platform(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +225,7 @@ func (c *Cluster) Use(t testing.TB) { c.t = t }
 func (c *Cluster) boot(n *Node) {
 	n.C = systemdtest.Boot(c.root, "berth-cluster-"+n.Name,
 		systemdtest.Bind{Host: c.berth, Container: "/opt/bin/berth", ReadOnly: true},
-		systemdtest.Bind{Host: "/usr/bin/etcd", Container: "/usr/local/bin/etcd", ReadOnly: true},
+		systemdtest.Bind{Host: c.etcd, Container: "/usr/local/bin/etcd", ReadOnly: true},
 		systemdtest.Bind{Host: n.dirs.etc, Container: "/etc/berth", ReadOnly: true},
 		systemdtest.Bind{Host: n.dirs.units, Container: "/run/berth-units", ReadOnly: true},
 		systemdtest.Bind{Host: n.dirs.etcd, Container: "/var/lib/etcd"},

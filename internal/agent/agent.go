@@ -100,7 +100,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		run(func(ctx context.Context) error { return d.Run(ctx, a.Cache.Snapshot) })
 	}
 	if cfg.DBusAddress != "none" {
-		run(func(ctx context.Context) error { return a.runSystemd(ctx, cfg, owner, log) })
+		leaving := func(ctx context.Context) {
+			log.Info("machine shutting down: withdrawn from berth fleet's machines, its units are placed elsewhere")
+			if err := owner.Delete(ctx, nodeKey); err != nil {
+				log.WithError(err).Warn("withdraw the machine")
+			}
+		}
+		run(func(ctx context.Context) error { return a.runSystemd(ctx, cfg, owner, leaving, log) })
 	}
 	if cfg.Scheduler {
 		s := &fleet.Scheduler{Client: a.Cli, Keys: a.Keys, ID: cfg.Node, Log: log.WithField("part", "scheduler")}
@@ -128,7 +134,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // runSystemd connects to systemd (retrying), reconciles, and carries
 // out the fleet placements of this machine.
-func (a *Agent) runSystemd(ctx context.Context, cfg Config, owner *registry.LeaseOwner, log logrus.FieldLogger) error {
+func (a *Agent) runSystemd(ctx context.Context, cfg Config, owner *registry.LeaseOwner, leaving func(context.Context), log logrus.FieldLogger) error {
 	log = log.WithField("part", "systemd")
 	for ctx.Err() == nil {
 		conn, err := DialSystemd(ctx, cfg.DBusAddress)
@@ -141,7 +147,7 @@ func (a *Agent) runSystemd(ctx context.Context, cfg Config, owner *registry.Leas
 			continue
 		}
 		ex := &fleet.Executor{Conn: conn, Client: a.Cli, Keys: a.Keys, Machine: cfg.Node, Dir: cfg.FleetDir,
-			Lease: owner.ID, Log: log.WithField("part", "fleet")}
+			Lease: owner.ID, Leaving: leaving, Log: log.WithField("part", "fleet")}
 		a.executor.Store(ex)
 		s := &Systemd{Conn: conn, KV: a.Cli, Keys: a.Keys, Node: cfg.Node, Log: log, Placed: ex.IsJob}
 		sctx, stop := context.WithCancel(ctx)

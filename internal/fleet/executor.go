@@ -44,6 +44,12 @@ type Executor struct {
 	Log   logrus.FieldLogger
 	// Interval is the longest time between two passes (default 1s).
 	Interval time.Duration
+	// Leaving is called once, when a pass first finds the machine shutting
+	// down (systemd's SystemState "stopping"): the agent withdraws the
+	// machine, so that its units are placed elsewhere while they stop here
+	// rather than after its lease expires.
+	Leaving func(ctx context.Context)
+	left    bool
 
 	reported map[string]registry.FleetState // what this executor last wrote
 	lease    clientv3.LeaseID               // the lease they were written on
@@ -256,6 +262,10 @@ func (e *Executor) Reconcile(ctx context.Context) error {
 	stopping := false
 	if st, err := e.Conn.GetManagerProperty("SystemState"); err == nil && strings.Contains(st, "stopping") {
 		stopping = true
+		if !e.left && e.Leaving != nil {
+			e.left = true
+			e.Leaving(ctx)
+		}
 	}
 	names := slices.Sorted(maps.Keys(here))
 	var states []sdbus.UnitStatus

@@ -57,8 +57,9 @@ func TestExecutorWithRealSystemd(t *testing.T) {
 
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)
+	leaving := make(chan struct{}, 2) // a second call would block no one and fail below
 	e := &fleet.Executor{Conn: conn, Client: cli, Keys: k, Machine: "m1", Dir: unitDir, SystemdDir: "/run/berth-units",
-		Log: log, Interval: 200 * time.Millisecond}
+		Log: log, Interval: 200 * time.Millisecond, Leaving: func(context.Context) { leaving <- struct{}{} }}
 	done := make(chan struct{})
 	go func() { defer close(done); e.Run(ctx) }()
 	defer func() { cancel(); <-done }()
@@ -117,6 +118,29 @@ func TestExecutorWithRealSystemd(t *testing.T) {
 	})
 	if out, err := c.Exec("systemctl", "cat", "sleeper@.service"); err == nil {
 		t.Fatalf("systemd still knows the template after it left:\n%s", out)
+	}
+
+	// The machine shuts down: the executor tells the agent once, while
+	// its units are still stopping (a slow one holds the shutdown).
+	slow := "[Unit]\nDescription=slow to stop\nAfter=dbus.service\n\n[Service]\nExecStart=/bin/sleep infinity\nExecStop=/bin/sleep 5\n"
+	if err := store.Submit(ctx, "slow.service", []byte(slow)); err != nil {
+		t.Fatal(err)
+	}
+	place("slow.service", "m1", registry.TargetLaunched)
+	eventually(t, "slow.service running", func() bool { return active("slow.service") == "active" })
+	if e.IsJob("sleeper@2.service") != true || e.IsJob("other.service") {
+		t.Errorf("IsJob: sleeper@2 %v, other %v; want true, false", e.IsJob("sleeper@2.service"), e.IsJob("other.service"))
+	}
+	select {
+	case <-leaving:
+		t.Fatal("Leaving called before the shutdown")
+	default:
+	}
+	c.Exec("systemctl", "poweroff", "--no-block")
+	select {
+	case <-leaving:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the executor did not report the shutdown")
 	}
 }
 

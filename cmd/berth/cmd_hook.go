@@ -34,12 +34,15 @@ type HookOptions struct {
 }
 
 // AddFlags registers the flags.
-func (o *HookOptions) AddFlags(f *pflag.FlagSet) {
+func (o *HookOptions) AddFlags(f *pflag.FlagSet) { o.addFlags(f, 30*time.Second) }
+
+// addFlags registers the flags with the hook's own default --timeout.
+func (o *HookOptions) addFlags(f *pflag.FlagSet, timeout time.Duration) {
 	o.Etcd.AddFlags(f)
 	f.StringVar(&o.App, "app", "", "app name (required)")
 	f.StringVar(&o.Instance, "instance", "", "instance name, systemd's %i (required)")
 	f.StringVar(&o.EnvFile, "env-file", "", "environment file with the instance's allocated ports (exec runtime)")
-	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "give up after this long; the hook never hangs a unit")
+	f.DurationVar(&o.Timeout, "timeout", timeout, "give up after this long; the hook never hangs a unit")
 	f.StringVar(&o.Agent, "agent-socket", envOr("BERTH_AGENT_SOCKET", "/run/berth/agent.sock"), "the node agent's socket; without an agent there, post-start starts its own keeper")
 }
 
@@ -308,7 +311,9 @@ func newDrainCommand(g *GlobalOptions) *cobra.Command {
 			})
 		},
 	}
-	opts.AddFlags(cmd.Flags())
+	// Draining is best effort and spends the unit's stop timeout: with
+	// etcd out of reach (a node shutting down), the app keeps most of it.
+	opts.addFlags(cmd.Flags(), 3*time.Second)
 	return cmd
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -183,3 +184,19 @@ func TestHookFailsClearly(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestDrainHookLeavesTheStopTimeout: the drain hook runs inside the unit's
+// stop timeout (10s by default), so its own bound is a fraction of it;
+// the other hooks keep 30s.
+func TestDrainHookLeavesTheStopTimeout(t *testing.T) {
+	root := newRootCommand(io.Discard, io.Discard)
+	for _, tc := range []struct{ hook, want string }{{"drain", "3s"}, {"post-stop", "30s"}, {"pre-start", "30s"}} {
+		cmd, _, err := root.Find([]string{"hook", tc.hook})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cmd.Flags().Lookup("timeout").DefValue; got != tc.want {
+			t.Errorf("berth hook %s --timeout defaults to %s, want %s", tc.hook, got, tc.want)
+		}
+	}
+}

@@ -187,7 +187,7 @@ ExecStart=/usr/local/bin/etcd --name %[1]s --data-dir /var/lib/etcd --listen-cli
 Restart=always
 RestartSec=1
 `, n.Name, n.IP, strings.Join(cluster, ","))
-		os.WriteFile(filepath.Join(n.dirs.units, "berth-etcd.service"), []byte(etcd), 0o644)
+		os.WriteFile(filepath.Join(n.dirs.units, "etcd-member.service"), []byte(etcd), 0o644)
 	}
 	for _, n := range c.Nodes {
 		c.boot(n)
@@ -234,8 +234,8 @@ func (c *Cluster) boot(n *Node) {
 
 // startEtcd links and starts the node's etcd member.
 func (c *Cluster) startEtcd(n *Node) {
-	n.Exec(c.t, "systemctl", "link", "/run/berth-units/berth-etcd.service")
-	n.Exec(c.t, "systemctl", "start", "--no-block", "berth-etcd.service")
+	n.Exec(c.t, "systemctl", "link", "/run/berth-units/etcd-member.service")
+	n.Exec(c.t, "systemctl", "start", "--no-block", "etcd-member.service")
 }
 
 // StopNode powers a node off: its units stop, then its etcd member. Any

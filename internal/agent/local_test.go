@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/berthproject/berth/internal/etcdtest"
 	"github.com/berthproject/berth/internal/registry"
@@ -115,4 +117,91 @@ func TestAgentWithoutBusOrEngineStillRuns(t *testing.T) {
 	})
 	cancel()
 	<-done
+}
+
+// TestLocalsKeepPortsAndMirror: an instance announced with several ports
+// and a SkyDNS zone is registered by the agent with every port and mirrored
+// on the node lease, the mirror following the record through a failed
+// health check, a restart of the agent and the withdrawal.
+func TestLocalsKeepPortsAndMirror(t *testing.T) {
+	_, cli := etcdtest.New(t)
+	k, _ := registry.NewKeys("")
+	log, _ := test.NewNullLogger()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	owner := registry.NewLeaseOwner(cli, cli, 5*time.Second, log)
+	go owner.Run(ctx)
+	<-owner.Ready()
+
+	var healthy atomic.Bool
+	healthy.Store(true)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !healthy.Load() {
+			w.WriteHeader(500)
+		}
+	}))
+	rec := registry.Instance{Node: "n1", State: registry.StateUp}
+	rec.SetPorts([]registry.NamedPort{
+		{Name: "http", Addr: ln.Addr().String(), Proto: "tcp", Tags: []string{"http"}},
+		{Name: "metrics", Addr: "127.0.0.1:9", Proto: "tcp", Tags: []string{"prometheus"}},
+	})
+	state := t.TempDir()
+	l := &Locals{Reg: owner, Keys: k, StateDir: state, Log: log}
+	lctx, stopLocals := context.WithCancel(ctx)
+	go l.Run(lctx)
+	ann := Announcement{App: "shop-api", ID: "1", Record: rec, Health: "http:/", Interval: "50ms", SkyDNSZone: "berth"}
+	if err := l.Announce(ctx, ann); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := k.Instance("shop-api", "1")
+	sky := "/skydns/berth/service/shop-api/"
+	mirror := []string{sky + "1", sky + "_tcp/_http/1", sky + "_tcp/_metrics/1"}
+	// registered reports whether the record (with both ports) and every
+	// mirror key are there, on the node lease.
+	registered := func() bool {
+		r, _ := cli.Get(ctx, key)
+		if len(r.Kvs) != 1 || r.Kvs[0].Lease != int64(owner.ID()) {
+			return false
+		}
+		var in registry.Instance
+		if json.Unmarshal(r.Kvs[0].Value, &in) != nil || len(in.Ports) != 2 || in.Ports["metrics"].Addr != "127.0.0.1:9" {
+			t.Fatalf("record %s: want both ports", r.Kvs[0].Value)
+		}
+		for _, mk := range mirror {
+			r, _ := cli.Get(ctx, mk)
+			if len(r.Kvs) != 1 || r.Kvs[0].Lease != int64(owner.ID()) {
+				return false
+			}
+		}
+		return true
+	}
+	gone := func() bool {
+		r, _ := cli.Get(ctx, "/skydns/", clientv3.WithPrefix())
+		in, _ := cli.Get(ctx, key)
+		return len(r.Kvs) == 0 && len(in.Kvs) == 0
+	}
+	eventually(t, "record and mirror on the node lease", registered)
+	healthy.Store(false)
+	eventually(t, "record and mirror gone while unhealthy", gone)
+	healthy.Store(true)
+	eventually(t, "record and mirror back once healthy", registered)
+
+	// A new agent restores the announcement, mirror included.
+	stopLocals()
+	l.mu.Lock()
+	old := l.instances[key]
+	l.mu.Unlock()
+	if err := l.deregister(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "gone with the old agent", gone)
+	l2 := &Locals{Reg: owner, Keys: k, StateDir: state, Log: log}
+	go l2.Run(ctx)
+	eventually(t, "restored with every port and the mirror", registered)
+	if err := l2.Withdraw(ctx, "shop-api", "1"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "withdrawn with the mirror", gone)
 }

@@ -21,26 +21,45 @@ import (
 // TestLocalsHealthGating announces an instance over the agent's socket and
 // checks that it is registered only while its health check passes, can be
 // drained and withdrawn, and is restored by a restarted agent.
-func TestLocalsHealthGating(t *testing.T) {
+// localsEnv is a node lease on a real etcd and an instance whose health
+// check passes while healthy is set.
+type localsEnv struct {
+	ctx     context.Context
+	cli     *clientv3.Client
+	k       registry.Keys
+	log     logrus.FieldLogger
+	owner   *registry.LeaseOwner
+	addr    string // the instance's address
+	healthy *atomic.Bool
+}
+
+func newLocalsEnv(t *testing.T) *localsEnv {
+	t.Helper()
 	_, cli := etcdtest.New(t)
 	k, _ := registry.NewKeys("")
 	log, _ := test.NewNullLogger()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	owner := registry.NewLeaseOwner(cli, cli, 5*time.Second, log)
 	go owner.Run(ctx)
-	cache := registry.NewCache(cli, cli, registry.CacheConfig{Keys: k}, log)
-	go cache.Run(ctx)
-
-	var healthy atomic.Bool
-	healthy.Store(true)
+	e := &localsEnv{ctx: ctx, cli: cli, k: k, log: log, owner: owner, healthy: &atomic.Bool{}}
+	e.healthy.Store(true)
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !healthy.Load() {
+		if !e.healthy.Load() {
 			w.WriteHeader(500)
 		}
 	}))
+	e.addr = ln.Addr().String()
+	return e
+}
+
+func TestLocalsHealthGating(t *testing.T) {
+	e := newLocalsEnv(t)
+	ctx, cli, k, log, owner, healthy := e.ctx, e.cli, e.k, e.log, e.owner, e.healthy
+	cache := registry.NewCache(cli, cli, registry.CacheConfig{Keys: k}, log)
+	go cache.Run(ctx)
 	state := t.TempDir()
 	sock := filepath.Join(t.TempDir(), "agent.sock")
 	l := &Locals{Reg: owner, Keys: k, StateDir: state, Log: log}
@@ -50,7 +69,7 @@ func TestLocalsHealthGating(t *testing.T) {
 	c := Client{Socket: sock}
 	eventually(t, "the socket", c.Available)
 
-	ann := Announcement{App: "web", ID: "1", Record: registry.Instance{Addr: ln.Addr().String(), Node: "n1"}, Health: "http:/health", Interval: "50ms"}
+	ann := Announcement{App: "web", ID: "1", Record: registry.Instance{Addr: e.addr, Node: "n1"}, Health: "http:/health", Interval: "50ms"}
 	if err := c.Announce(ctx, ann); err != nil {
 		t.Fatal(err)
 	}
@@ -124,27 +143,12 @@ func TestAgentWithoutBusOrEngineStillRuns(t *testing.T) {
 // on the node lease, the mirror following the record through a failed
 // health check, a restart of the agent and the withdrawal.
 func TestLocalsKeepPortsAndMirror(t *testing.T) {
-	_, cli := etcdtest.New(t)
-	k, _ := registry.NewKeys("")
-	log, _ := test.NewNullLogger()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	owner := registry.NewLeaseOwner(cli, cli, 5*time.Second, log)
-	go owner.Run(ctx)
+	e := newLocalsEnv(t)
+	ctx, cli, k, log, owner, healthy := e.ctx, e.cli, e.k, e.log, e.owner, e.healthy
 	<-owner.Ready()
-
-	var healthy atomic.Bool
-	healthy.Store(true)
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer ln.Close()
-	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !healthy.Load() {
-			w.WriteHeader(500)
-		}
-	}))
 	rec := registry.Instance{Node: "n1", State: registry.StateUp}
 	rec.SetPorts([]registry.NamedPort{
-		{Name: "http", Addr: ln.Addr().String(), Proto: "tcp", Tags: []string{"http"}},
+		{Name: "http", Addr: e.addr, Proto: "tcp", Tags: []string{"http"}},
 		{Name: "metrics", Addr: "127.0.0.1:9", Proto: "tcp", Tags: []string{"prometheus"}},
 	})
 	state := t.TempDir()

@@ -296,11 +296,12 @@ func TestForwardingOnlyForAllowedClients(t *testing.T) {
 }
 
 func FuzzQueryName(f *testing.F) {
-	for _, s := range []string{"web.service.berth.", "_web._tcp.service.berth.", "a..b.", ".", "\\000.berth.", "x.node.berth."} {
+	for _, s := range []string{"web.service.berth.", "_web._tcp.service.berth.", "a..b.", ".", "\\000.berth.", "x.node.berth.", "_m._udp.web.service.berth.", "_tcp.web.service.berth."} {
 		f.Add(s, uint16(dns.TypeA))
 	}
 	log, _ := test.NewNullLogger()
-	snap := &registry.Snapshot{Instances: map[string]map[string]*registry.Instance{"web": {"1": {ID: "1", Addr: "10.0.0.1:80", State: registry.StateUp, Tags: []string{"x"}}}}}
+	snap := &registry.Snapshot{Instances: map[string]map[string]*registry.Instance{"web": {"1": {ID: "1", Addr: "10.0.0.1:80", State: registry.StateUp, Tags: []string{"x"},
+		Ports: map[string]registry.InstancePort{"m": {Addr: "10.0.0.1:81", Proto: "udp", Tags: []string{"x", "y"}}}}}}}
 	src := staticSource{snap}
 	s, _ := New(Config{Reverse: true}, src, log)
 	s.view.Store(buildView(snap, &s.cfg))

@@ -153,8 +153,8 @@ func (s *Server) answer(w dns.ResponseWriter, req *dns.Msg) *dns.Msg {
 		return m
 	}
 	n := v.names[name]
-	if n == nil {
-		if !v.isEmptyNonTerminal(name) {
+	if n == nil || n.ent {
+		if n == nil && !v.isEmptyNonTerminal(name) {
 			m.Rcode = dns.RcodeNameError
 		}
 		m.Ns = append(m.Ns, s.soa(s.cfg.Zone))

@@ -1,13 +1,12 @@
 package dnsd
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
-	"net"
 	"net/netip"
 	"reflect"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -27,6 +26,7 @@ type node struct {
 	targets []target     // A/AAAA/SRV answers (services, instance names)
 	addrs   []netip.Addr // A/AAAA of node names
 	srvOnly bool         // _x._tcp names answer SRV only
+	ent     bool         // an empty non-terminal: _tcp.<app>.service.<zone>, _udp...
 	ptr     string       // reverse names
 }
 
@@ -201,35 +201,39 @@ func (nv *View) addApp(app string, instances map[string]*registry.Instance, cfg 
 		if in.State != registry.StateUp {
 			continue
 		}
-		host, portStr, err := net.SplitHostPort(in.Addr)
-		if err != nil {
-			continue
-		}
-		ip, err := netip.ParseAddr(host)
-		if err != nil {
+		ip, port, ok := hostPort(in.Addr)
+		if !ok {
 			continue // a host name, not an address: not servable as A
 		}
-		ip = ip.Unmap()
-		port, _ := strconv.ParseUint(portStr, 10, 16)
 		nodeLabel := "local"
 		if in.Node != "" {
 			nodeLabel = label(in.Node)
 		}
-		t := target{name: label(app+"-"+id) + "." + nodeLabel + ".node." + zone, ip: ip, port: uint16(port)}
+		t := target{name: label(app+"-"+id) + "." + nodeLabel + ".node." + zone, ip: ip, port: port}
 		get(svc).targets = append(get(svc).targets, t)
 		rfc := get("_" + appLabel + "._tcp.service." + zone)
 		rfc.srvOnly = true
 		rfc.targets = append(rfc.targets, t)
-		portName := in.Port
-		if portName == "" {
-			portName = app
-		}
-		byPort := get("_" + label(portName) + "._tcp." + svc)
-		byPort.srvOnly = true
-		byPort.targets = append(byPort.targets, t)
-		for _, tag := range in.Tags {
-			tn := get(label(tag) + "." + svc)
-			tn.targets = append(tn.targets, t)
+		// Every port by name (the primary one first, with the record's
+		// tags), each with the port's own address.
+		for _, p := range in.PortList() {
+			pt := t
+			if p.Addr != in.Addr {
+				pip, pport, ok := hostPort(p.Addr)
+				if !ok || pip != ip {
+					continue // a port on another host: not this target's
+				}
+				pt.port = pport
+			}
+			name := cmp.Or(p.Name, app) // a record whose App was not set from its key
+			get("_" + p.Proto + "." + svc).ent = true
+			byPort := get("_" + label(name) + "._" + p.Proto + "." + svc)
+			byPort.srvOnly = true
+			byPort.targets = append(byPort.targets, pt)
+			for _, tag := range p.Tags {
+				tn := get(label(tag) + "." + svc)
+				tn.targets = append(tn.targets, pt)
+			}
 		}
 		get(t.name).targets = []target{t}
 		e.nodes[nodeLabel] = append(e.nodes[nodeLabel], ip)
@@ -245,15 +249,22 @@ func (nv *View) addApp(app string, instances map[string]*registry.Instance, cfg 
 	return e
 }
 
-// isEmptyNonTerminal reports names that exist only as parents of others:
-// service.<zone>, node.<zone>, _tcp.service.<zone> and _tcp.<app>.service.<zone>.
+// hostPort splits an instance's "ip:port"; ok is false for a host name.
+func hostPort(addr string) (ip netip.Addr, port uint16, ok bool) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return netip.Addr{}, 0, false
+	}
+	return ap.Addr().Unmap(), ap.Port(), true
+}
+
+// isEmptyNonTerminal reports the fixed names that exist only as parents of
+// others: service.<zone>, node.<zone> and _tcp.service.<zone>. An app's
+// _tcp.<app>.service.<zone> (and _udp...) are nodes of the view marked ent.
 func (v *View) isEmptyNonTerminal(name string) bool {
 	switch name {
 	case "service." + v.zone, "node." + v.zone, "_tcp.service." + v.zone:
 		return true
-	}
-	if rest, ok := strings.CutPrefix(name, "_tcp."); ok {
-		return v.names[rest] != nil && strings.HasSuffix(rest, ".service."+v.zone)
 	}
 	return false
 }
@@ -261,8 +272,10 @@ func (v *View) isEmptyNonTerminal(name string) bool {
 // Names lists every name with records, sorted (for "berth dns").
 func (v *View) Names() []string {
 	out := make([]string, 0, len(v.names))
-	for n := range v.names {
-		out = append(out, n)
+	for n, node := range v.names {
+		if !node.ent {
+			out = append(out, n)
+		}
 	}
 	sort.Strings(out)
 	return out

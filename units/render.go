@@ -140,13 +140,16 @@ func (r *appRenderer) postStartArgs() []Arg {
 	args := Lits("--runtime", a.Runtime, "--version", a.Version)
 	if len(a.Ports) > 0 {
 		p := a.Ports[0]
-		args = append(args, Lits("--port", fmt.Sprintf("%d/%s", p.Container, p.Protocol))...)
+		args = append(args, Lits("--port", fmt.Sprintf("%d/%s", p.Container, p.Protocol), "--port-name", p.Name)...)
 		if p.Host != 0 {
 			args = append(args, Lits("--host-port", strconv.Itoa(p.Host))...)
 		}
 		if len(p.Tags) > 0 {
 			args = append(args, Lits("--tags", strings.Join(p.Tags, ","))...)
 		}
+	}
+	for _, p := range a.Ports[min(1, len(a.Ports)):] {
+		args = append(args, Lits("--named-port", NamedPortArg(p))...)
 	}
 	if a.Runtime == spec.RuntimeExec {
 		args = append(args, Lit("--env-file"), Raw(r.envFile()))
@@ -161,6 +164,19 @@ func (r *appRenderer) postStartArgs() []Arg {
 		args = append(args, Lits("--health-timeout", h.StartPeriod.String(), "--health-interval", h.Interval.String())...)
 	}
 	return args
+}
+
+// NamedPortArg is the post-start hook's --named-port value for a port
+// after the first: "name=metrics,port=9090/tcp[,host=9191][,tag=T]...".
+func NamedPortArg(p spec.Port) string {
+	s := fmt.Sprintf("name=%s,port=%d/%s", p.Name, p.Container, p.Protocol)
+	if p.Host != 0 {
+		s += ",host=" + strconv.Itoa(p.Host)
+	}
+	for _, t := range p.Tags {
+		s += ",tag=" + t
+	}
+	return s
 }
 
 func (r *appRenderer) envFile() string {

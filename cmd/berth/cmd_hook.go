@@ -59,7 +59,9 @@ type PostStartOptions struct {
 	Runtime       string
 	Version       string
 	Port          string
+	PortName      string
 	HostPort      int
+	NamedPorts    []string
 	Tags          []string
 	Health        string
 	HealthTimeout time.Duration
@@ -79,7 +81,9 @@ func (o *PostStartOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Runtime, "runtime", "docker", "docker, podman or exec")
 	f.StringVar(&o.Version, "version", "", "app version to record")
 	f.StringVar(&o.Port, "port", "", "the app's first port as PORT/PROTO (container side)")
+	f.StringVar(&o.PortName, "port-name", "", "name of the first port (SRV); with it the record lists every port by name")
 	f.IntVar(&o.HostPort, "host-port", 0, "fixed published host port, if any")
+	f.StringArrayVar(&o.NamedPorts, "named-port", nil, "a further port to register: name=NAME,port=PORT/PROTO[,host=HOSTPORT][,tag=TAG]... (repeatable)")
 	f.StringSliceVar(&o.Tags, "tags", nil, "registry tags")
 	f.StringVar(&o.Health, "health", "", "health check: http:/path or tcp (none if empty)")
 	f.DurationVar(&o.HealthTimeout, "health-timeout", 60*time.Second, "how long the instance may take to become healthy")
@@ -180,7 +184,14 @@ func runPostStart(ctx context.Context, g *GlobalOptions, o PostStartOptions) err
 		cli = o.Podman
 	}
 	in := &hook.Instance{App: o.App, ID: o.Instance, Node: o.Node, Version: o.Version, Tags: o.Tags, Runtime: o.Runtime,
-		Port: o.Port, HostPort: o.HostPort, EnvFile: o.EnvFile, IP: o.AdvertiseIP, CLI: cli}
+		Port: o.Port, PortName: o.PortName, HostPort: o.HostPort, EnvFile: o.EnvFile, IP: o.AdvertiseIP, CLI: cli}
+	for _, s := range o.NamedPorts {
+		p, err := hook.ParsePort(s)
+		if err != nil {
+			return usagef("--named-port: %v", err)
+		}
+		in.Ports = append(in.Ports, p)
+	}
 	return withHooks(ctx, g, &o.HookOptions, o.HealthTimeout+o.Timeout, func(ctx context.Context, h *hook.Hooks, _ *clientv3.Client) error {
 		addr := o.Addr
 		if addr == "" {
@@ -194,13 +205,19 @@ func runPostStart(ctx context.Context, g *GlobalOptions, o PostStartOptions) err
 		if err := hook.Check(o.Health).WaitHealthy(hctx, addr, 250*time.Millisecond); err != nil {
 			return err
 		}
+		others, err := h.OtherPorts(ctx, in)
+		if err != nil {
+			return err
+		}
+		record := in.Record(addr, others)
 		if ag := (agent.Client{Socket: o.Agent}); ag.Available() {
-			ann := agent.Announcement{App: o.App, ID: o.Instance, Record: *in.Record(addr), Health: o.Health, Interval: o.HealthEvery.String()}
+			ann := agent.Announcement{App: o.App, ID: o.Instance, Record: *record, Health: o.Health, Interval: o.HealthEvery.String(),
+				SkyDNSZone: o.SkyDNSZone}
 			if err := ag.Announce(ctx, ann); err != nil {
 				return err
 			}
 		} else {
-			rec, err := json.Marshal(in.Record(addr))
+			rec, err := json.Marshal(record)
 			if err != nil {
 				return err
 			}

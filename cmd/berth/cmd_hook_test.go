@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -59,12 +60,12 @@ func TestHookLifecycleExec(t *testing.T) {
 	etcd := []string{"--etcd-endpoints", srv.Endpoint}
 	base := append([]string{"--app", "web", "--instance", "1"}, etcd...)
 
-	code, _, errOut := berth(t, append([]string{"hook", "pre-start", "--env-file", envFile, "--alloc", "PORT,PORT_WEB"}, base...)...)
+	code, _, errOut := berth(t, append([]string{"hook", "pre-start", "--env-file", envFile, "--alloc", "PORT,PORT_WEB", "--alloc", "PORT_METRICS"}, base...)...)
 	if code != 0 {
 		t.Fatalf("pre-start: %s", errOut)
 	}
 	env, err := hook.ReadEnvFile(envFile)
-	if err != nil || env["PORT"] == "" || env["PORT"] != env["PORT_WEB"] {
+	if err != nil || env["PORT"] == "" || env["PORT"] != env["PORT_WEB"] || env["PORT_METRICS"] == "" || env["PORT_METRICS"] == env["PORT"] {
 		t.Fatalf("env file: %v, %v", env, err)
 	}
 	k, _ := registry.NewKeys("")
@@ -93,7 +94,8 @@ func TestHookLifecycleExec(t *testing.T) {
 
 	start := time.Now()
 	code, _, errOut = berth(t, append([]string{"hook", "post-start", "--runtime", "exec", "--env-file", envFile,
-		"--health", "http:/health", "--health-timeout", "10s", "--advertise-ip", "127.0.0.1", "--ttl", "2s", "--tags", "http", "--skydns-zone", "berth.example."}, base...)...)
+		"--health", "http:/health", "--health-timeout", "10s", "--advertise-ip", "127.0.0.1", "--ttl", "2s", "--tags", "http", "--skydns-zone", "berth.example.",
+		"--port", "8080/tcp", "--port-name", "web", "--named-port", "name=metrics,port=9100/tcp,tag=prometheus"}, base...)...)
 	if code != 0 {
 		t.Fatalf("post-start: %s", errOut)
 	}
@@ -104,9 +106,17 @@ func TestHookLifecycleExec(t *testing.T) {
 	if in == nil || in.State != registry.StateUp || in.Addr != "127.0.0.1:"+env["PORT"] || lease == 0 || in.Tags[0] != "http" {
 		t.Fatalf("instance after post-start: %+v lease %d", in, lease)
 	}
-	sky, _ := cli.Get(context.Background(), "/skydns/example/berth/service/web/1")
-	if len(sky.Kvs) != 1 || sky.Kvs[0].Lease != lease || !strings.Contains(string(sky.Kvs[0].Value), `"port":`+env["PORT"]) {
-		t.Fatalf("skydns mirror: %v", sky.Kvs)
+	// Every port is registered by name, and mirrored on the same lease.
+	want := map[string]registry.InstancePort{"web": {Addr: "127.0.0.1:" + env["PORT"], Tags: []string{"http"}},
+		"metrics": {Addr: "127.0.0.1:" + env["PORT_METRICS"], Tags: []string{"prometheus"}}}
+	if in.Port != "web" || !reflect.DeepEqual(in.Ports, want) {
+		t.Fatalf("ports after post-start: %q %+v, want web and metrics %+v", in.Port, in.Ports, want)
+	}
+	for key, port := range map[string]string{"web/1": env["PORT"], "web/_tcp/_web/1": env["PORT"], "web/_tcp/_metrics/1": env["PORT_METRICS"]} {
+		sky, _ := cli.Get(context.Background(), "/skydns/example/berth/service/"+key)
+		if len(sky.Kvs) != 1 || sky.Kvs[0].Lease != lease || !strings.Contains(string(sky.Kvs[0].Value), `"port":`+port+",") {
+			t.Fatalf("skydns mirror %s: %v, want port %s on lease %x", key, sky.Kvs, port, lease)
+		}
 	}
 	st, _, _ = registry.GetStatus(context.Background(), cli, k, "web")
 	if st.Current != registry.StatusStarted {

@@ -28,6 +28,10 @@ type Announcement struct {
 	ID       string            `json:"id"`
 	Health   string            `json:"health,omitempty"`   // "http:/path", "tcp" or "" (none)
 	Interval string            `json:"interval,omitempty"` // probe interval, default 5s
+	// SkyDNSZone, when set (the hook's --skydns-zone), mirrors the
+	// instance in the SkyDNS layout on the node lease, one key per port
+	// (registry.SkyDNSKVs), for as long as the record is registered.
+	SkyDNSZone string `json:"skydnsZone,omitempty"`
 }
 
 // local is one announced instance and its health.
@@ -35,6 +39,7 @@ type local struct {
 	ann      Announcement
 	key      string
 	value    string
+	mirror   map[string]string // SkyDNS keys registered with the record
 	interval time.Duration
 	fails    int
 	up       bool // registered now
@@ -76,7 +81,7 @@ func (l *Locals) Announce(ctx context.Context, a Announcement) error {
 	if a.Record.State == "" {
 		a.Record.State = registry.StateUp
 	}
-	key, value, err := registry.InstanceKV(l.Keys, &a.Record)
+	key, value, mirror, err := registry.InstanceKVs(l.Keys, &a.Record, a.SkyDNSZone)
 	if err != nil {
 		return err
 	}
@@ -86,14 +91,26 @@ func (l *Locals) Announce(ctx context.Context, a Announcement) error {
 			return fmt.Errorf("interval %q: want a duration", a.Interval)
 		}
 	}
-	if err := l.Reg.Put(ctx, key, value); err != nil {
+	in := &local{ann: a, key: key, value: value, mirror: mirror, interval: interval, up: true, next: time.Now().Add(interval)}
+	l.mu.Lock()
+	prev := l.instances[key]
+	l.mu.Unlock()
+	if prev != nil {
+		// Mirror keys of an earlier announcement that this one has not.
+		for mk := range prev.mirror {
+			if _, ok := mirror[mk]; !ok {
+				l.Reg.Delete(ctx, mk)
+			}
+		}
+	}
+	if err := l.register(ctx, in); err != nil {
 		return err
 	}
 	l.mu.Lock()
 	if l.instances == nil {
 		l.instances = map[string]*local{}
 	}
-	l.instances[key] = &local{ann: a, key: key, value: value, interval: interval, up: true, next: time.Now().Add(interval)}
+	l.instances[key] = in
 	l.mu.Unlock()
 	l.persist(a)
 	l.Log.WithFields(logrus.Fields{"app": a.App, "instance": a.ID, "addr": a.Record.Addr}).Info("instance registered")
@@ -132,10 +149,37 @@ func (l *Locals) Withdraw(ctx context.Context, app, id string) error {
 		return err
 	}
 	l.mu.Lock()
+	in := l.instances[key]
 	delete(l.instances, key)
 	l.mu.Unlock()
 	os.Remove(l.statePath(app, id))
-	return l.Reg.Delete(ctx, key)
+	if in == nil {
+		return l.Reg.Delete(ctx, key)
+	}
+	return l.deregister(ctx, in)
+}
+
+// register writes an instance's record and its SkyDNS mirror on the node
+// lease.
+func (l *Locals) register(ctx context.Context, in *local) error {
+	if err := l.Reg.Put(ctx, in.key, in.value); err != nil {
+		return err
+	}
+	for mk, mv := range in.mirror {
+		if err := l.Reg.Put(ctx, mk, mv); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deregister deletes an instance's record and its SkyDNS mirror.
+func (l *Locals) deregister(ctx context.Context, in *local) error {
+	errs := []error{l.Reg.Delete(ctx, in.key)}
+	for mk := range in.mirror {
+		errs = append(errs, l.Reg.Delete(ctx, mk))
+	}
+	return errors.Join(errs...)
 }
 
 // Run probes every instance at its interval until ctx ends: failAfter
@@ -177,7 +221,7 @@ func (l *Locals) probe(ctx context.Context, in *local) {
 	if err == nil {
 		in.fails = 0
 		if !in.up {
-			if perr := l.Reg.Put(ctx, in.key, in.value); perr == nil {
+			if perr := l.register(ctx, in); perr == nil {
 				in.up = true
 				log.Info("instance healthy again; registered")
 			}
@@ -186,7 +230,7 @@ func (l *Locals) probe(ctx context.Context, in *local) {
 	}
 	in.fails++
 	if in.up && in.fails >= l.failAfter() {
-		if derr := l.Reg.Delete(ctx, in.key); derr == nil {
+		if derr := l.deregister(ctx, in); derr == nil {
 			in.up = false
 			log.WithError(err).Warn("instance unhealthy; deregistered")
 		}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/berthproject/berth/internal/etcdtest"
 	"github.com/berthproject/berth/internal/registry"
@@ -19,26 +21,45 @@ import (
 // TestLocalsHealthGating announces an instance over the agent's socket and
 // checks that it is registered only while its health check passes, can be
 // drained and withdrawn, and is restored by a restarted agent.
-func TestLocalsHealthGating(t *testing.T) {
+// localsEnv is a node lease on a real etcd and an instance whose health
+// check passes while healthy is set.
+type localsEnv struct {
+	ctx     context.Context
+	cli     *clientv3.Client
+	k       registry.Keys
+	log     logrus.FieldLogger
+	owner   *registry.LeaseOwner
+	addr    string // the instance's address
+	healthy *atomic.Bool
+}
+
+func newLocalsEnv(t *testing.T) *localsEnv {
+	t.Helper()
 	_, cli := etcdtest.New(t)
 	k, _ := registry.NewKeys("")
 	log, _ := test.NewNullLogger()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	owner := registry.NewLeaseOwner(cli, cli, 5*time.Second, log)
 	go owner.Run(ctx)
-	cache := registry.NewCache(cli, cli, registry.CacheConfig{Keys: k}, log)
-	go cache.Run(ctx)
-
-	var healthy atomic.Bool
-	healthy.Store(true)
+	e := &localsEnv{ctx: ctx, cli: cli, k: k, log: log, owner: owner, healthy: &atomic.Bool{}}
+	e.healthy.Store(true)
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !healthy.Load() {
+		if !e.healthy.Load() {
 			w.WriteHeader(500)
 		}
 	}))
+	e.addr = ln.Addr().String()
+	return e
+}
+
+func TestLocalsHealthGating(t *testing.T) {
+	e := newLocalsEnv(t)
+	ctx, cli, k, log, owner, healthy := e.ctx, e.cli, e.k, e.log, e.owner, e.healthy
+	cache := registry.NewCache(cli, cli, registry.CacheConfig{Keys: k}, log)
+	go cache.Run(ctx)
 	state := t.TempDir()
 	sock := filepath.Join(t.TempDir(), "agent.sock")
 	l := &Locals{Reg: owner, Keys: k, StateDir: state, Log: log}
@@ -48,7 +69,7 @@ func TestLocalsHealthGating(t *testing.T) {
 	c := Client{Socket: sock}
 	eventually(t, "the socket", c.Available)
 
-	ann := Announcement{App: "web", ID: "1", Record: registry.Instance{Addr: ln.Addr().String(), Node: "n1"}, Health: "http:/health", Interval: "50ms"}
+	ann := Announcement{App: "web", ID: "1", Record: registry.Instance{Addr: e.addr, Node: "n1"}, Health: "http:/health", Interval: "50ms"}
 	if err := c.Announce(ctx, ann); err != nil {
 		t.Fatal(err)
 	}
@@ -115,4 +136,76 @@ func TestAgentWithoutBusOrEngineStillRuns(t *testing.T) {
 	})
 	cancel()
 	<-done
+}
+
+// TestLocalsKeepPortsAndMirror: an instance announced with several ports
+// and a SkyDNS zone is registered by the agent with every port and mirrored
+// on the node lease, the mirror following the record through a failed
+// health check, a restart of the agent and the withdrawal.
+func TestLocalsKeepPortsAndMirror(t *testing.T) {
+	e := newLocalsEnv(t)
+	ctx, cli, k, log, owner, healthy := e.ctx, e.cli, e.k, e.log, e.owner, e.healthy
+	<-owner.Ready()
+	rec := registry.Instance{Node: "n1", State: registry.StateUp}
+	rec.SetPorts([]registry.NamedPort{
+		{Name: "http", Addr: e.addr, Proto: "tcp", Tags: []string{"http"}},
+		{Name: "metrics", Addr: "127.0.0.1:9", Proto: "tcp", Tags: []string{"prometheus"}},
+	})
+	state := t.TempDir()
+	l := &Locals{Reg: owner, Keys: k, StateDir: state, Log: log}
+	lctx, stopLocals := context.WithCancel(ctx)
+	go l.Run(lctx)
+	ann := Announcement{App: "shop-api", ID: "1", Record: rec, Health: "http:/", Interval: "50ms", SkyDNSZone: "berth"}
+	if err := l.Announce(ctx, ann); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := k.Instance("shop-api", "1")
+	sky := "/skydns/berth/service/shop-api/"
+	mirror := []string{sky + "1", sky + "_tcp/_http/1", sky + "_tcp/_metrics/1"}
+	// registered reports whether the record (with both ports) and every
+	// mirror key are there, on the node lease.
+	registered := func() bool {
+		r, _ := cli.Get(ctx, key)
+		if len(r.Kvs) != 1 || r.Kvs[0].Lease != int64(owner.ID()) {
+			return false
+		}
+		var in registry.Instance
+		if json.Unmarshal(r.Kvs[0].Value, &in) != nil || len(in.Ports) != 2 || in.Ports["metrics"].Addr != "127.0.0.1:9" {
+			t.Fatalf("record %s: want both ports", r.Kvs[0].Value)
+		}
+		for _, mk := range mirror {
+			r, _ := cli.Get(ctx, mk)
+			if len(r.Kvs) != 1 || r.Kvs[0].Lease != int64(owner.ID()) {
+				return false
+			}
+		}
+		return true
+	}
+	gone := func() bool {
+		r, _ := cli.Get(ctx, "/skydns/", clientv3.WithPrefix())
+		in, _ := cli.Get(ctx, key)
+		return len(r.Kvs) == 0 && len(in.Kvs) == 0
+	}
+	eventually(t, "record and mirror on the node lease", registered)
+	healthy.Store(false)
+	eventually(t, "record and mirror gone while unhealthy", gone)
+	healthy.Store(true)
+	eventually(t, "record and mirror back once healthy", registered)
+
+	// A new agent restores the announcement, mirror included.
+	stopLocals()
+	l.mu.Lock()
+	old := l.instances[key]
+	l.mu.Unlock()
+	if err := l.deregister(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "gone with the old agent", gone)
+	l2 := &Locals{Reg: owner, Keys: k, StateDir: state, Log: log}
+	go l2.Run(ctx)
+	eventually(t, "restored with every port and the mirror", registered)
+	if err := l2.Withdraw(ctx, "shop-api", "1"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "withdrawn with the mirror", gone)
 }

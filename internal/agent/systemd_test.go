@@ -42,7 +42,7 @@ func TestAgentWithRealSystemd(t *testing.T) {
 	srv, cli := etcdtest.New(t)
 	k, _ := registry.NewKeys("")
 	runDir, etcDir, unitDir := t.TempDir(), t.TempDir(), t.TempDir()
-	os.WriteFile(filepath.Join(etcDir, "berth.env"), []byte("BERTH_ETCD_ENDPOINTS="+srv.Endpoint+"\nBERTH_ADVERTISE_IP=127.0.0.1\nBERTH_NODE=n1\n"), 0o644)
+	os.WriteFile(filepath.Join(etcDir, "berth.env"), []byte("BERTH_ETCD_ENDPOINTS="+srv.Endpoint+"\nBERTH_ADVERTISE_IP=127.0.0.1\nBERTH_NODE=n1\nBERTH_SKYDNS_ZONE=berth.test\n"), 0o644)
 
 	apps, err := spec.ParseFile("../../examples/demo-exec.yaml")
 	if err != nil {
@@ -50,6 +50,8 @@ func TestAgentWithRealSystemd(t *testing.T) {
 	}
 	app := apps[0]
 	app.Restart.Delay = spec.Duration(time.Second)
+	// A second port, registered by name beside the first.
+	app.Ports = append(app.Ports, spec.Port{Container: 9100, Protocol: "tcp", Name: "metrics", Tags: []string{"prometheus"}})
 	files, err := units.Render(app, units.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -118,10 +120,27 @@ func TestAgentWithRealSystemd(t *testing.T) {
 		}
 	}
 	key1, _ := k.Instance("demo", "1")
-	if r, _ := cli.Get(ctx, key1); len(r.Kvs) != 1 || r.Kvs[0].Lease == 0 {
+	r, _ := cli.Get(ctx, key1)
+	if len(r.Kvs) != 1 || r.Kvs[0].Lease == 0 {
 		t.Fatal("instance record not on a lease")
 	} else if ttl, _ := cli.TimeToLive(ctx, clientv3.LeaseID(r.Kvs[0].Lease)); ttl.GrantedTTL != 3 {
 		t.Errorf("instance record on a lease of %ds, want the agent's node lease (3s)", ttl.GrantedTTL)
+	}
+	// Both ports are registered by name, and mirrored in the SkyDNS layout
+	// (the units' BERTH_SKYDNS_ZONE) on the agent's lease.
+	in1 := live()["1"]
+	if m := in1.Ports["metrics"]; in1.Port != "demo" || in1.Ports["demo"].Addr != in1.Addr || !strings.HasPrefix(m.Addr, "127.0.0.1:") || m.Addr == in1.Addr || m.Tags[0] != "prometheus" {
+		t.Errorf("instance 1 ports: %q %+v, want demo and metrics", in1.Port, in1.Ports)
+	}
+	_, metricsPort, _ := strings.Cut(in1.Ports["metrics"].Addr, ":")
+	for _, mk := range []string{"/skydns/test/berth/service/demo/1", "/skydns/test/berth/service/demo/_tcp/_metrics/1"} {
+		m, _ := cli.Get(ctx, mk)
+		if len(m.Kvs) != 1 || m.Kvs[0].Lease != r.Kvs[0].Lease {
+			t.Errorf("SkyDNS mirror %s: %v, want it on the record's lease %x", mk, m.Kvs, r.Kvs[0].Lease)
+		}
+	}
+	if m, _ := cli.Get(ctx, "/skydns/test/berth/service/demo/_tcp/_metrics/1"); len(m.Kvs) == 1 && !strings.Contains(string(m.Kvs[0].Value), `"port":`+metricsPort+",") {
+		t.Errorf("SkyDNS mirror of the metrics port: %s, want port %s", m.Kvs[0].Value, metricsPort)
 	}
 	waitFor("the node's units recorded", func() bool {
 		st := a.Cache.Snapshot().Status["demo"]
@@ -133,6 +152,10 @@ func TestAgentWithRealSystemd(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor("demo@2 deregistered on stop", func() bool { _, ok := live()["2"]; return !ok && len(live()) == 2 })
+	waitFor("demo@2's mirror removed on stop", func() bool {
+		m, _ := cli.Get(ctx, "/skydns/test/berth/service/demo/_tcp/_metrics/2")
+		return len(m.Kvs) == 0
+	})
 
 	// A crash: the record leaves, systemd restarts the unit, it comes back.
 	before := live()["1"].Addr

@@ -181,7 +181,7 @@ func (e *Exec) runOnce(p *proc, key string, log logrus.FieldLogger) error {
 	// After the spec's env: the instance is registered on this address, so
 	// that is where it listens (not on every interface).
 	env = append(env, "HOST="+e.ip())
-	addr := ""
+	var ports []registry.NamedPort
 	for i, port := range a.Ports {
 		n := port.Host
 		if n == 0 {
@@ -195,8 +195,12 @@ func (e *Exec) runOnce(p *proc, key string, log logrus.FieldLogger) error {
 		env = append(env, units.PortVar(port.Name)+"="+strconv.Itoa(n))
 		if i == 0 {
 			env = append(env, "PORT="+strconv.Itoa(n))
-			addr = net.JoinHostPort(e.ip(), strconv.Itoa(n))
 		}
+		ports = append(ports, registry.NamedPort{Name: port.Name, Addr: net.JoinHostPort(e.ip(), strconv.Itoa(n)), Proto: port.Protocol, Tags: port.Tags})
+	}
+	addr := ""
+	if len(ports) > 0 {
+		addr = ports[0].Addr
 	}
 	// As the pre-start hook does for units: clear a stale record, mark the
 	// app starting (requests are then held, not refused).
@@ -255,8 +259,9 @@ func (e *Exec) runOnce(p *proc, key string, log logrus.FieldLogger) error {
 			if err := check.WaitHealthy(healthCtx, addr, interval); err != nil {
 				return
 			}
-			rec := &registry.Instance{App: a.Name, ID: p.id, Addr: addr, Node: e.node(), Unit: units.InstanceName(a.Name, p.id),
-				Version: a.Version, State: registry.StateUp, Tags: a.Ports[0].Tags}
+			rec := &registry.Instance{App: a.Name, ID: p.id, Node: e.node(), Unit: units.InstanceName(a.Name, p.id),
+				Version: a.Version, State: registry.StateUp}
+			rec.SetPorts(ports)
 			k, v, err := registry.InstanceKV(e.Keys, rec)
 			if err != nil {
 				return

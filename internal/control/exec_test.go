@@ -35,7 +35,7 @@ func runTestInstance() {
 		fmt.Println("listen:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("listening on %s HOST=%s\n", l.Addr(), os.Getenv("HOST"))
+	fmt.Printf("listening on %s HOST=%s PORT_METRICS=%s\n", l.Addr(), os.Getenv("HOST"), os.Getenv("PORT_METRICS"))
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -83,7 +83,7 @@ func TestExecInstanceListensOnLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 	app := &spec.App{APIVersion: spec.APIVersion, Name: "web", Version: "1.0.0", Runtime: spec.RuntimeExec,
-		Command: []string{self}, Instances: 1, Ports: []spec.Port{{Container: 8080, Tags: []string{"http"}}},
+		Command: []string{self}, Instances: 1, Ports: []spec.Port{{Container: 8080, Tags: []string{"http"}}, {Container: 9100, Name: "metrics"}},
 		Env: map[string]string{"BERTH_EXEC_TEST_INSTANCE": "1"}}
 	app.SetDefaults()
 	if err := app.Validate(); err != nil {
@@ -115,7 +115,12 @@ func TestExecInstanceListensOnLoopback(t *testing.T) {
 	if err != nil || host != "127.0.0.1" {
 		t.Fatalf("registered on %q, want 127.0.0.1:PORT", rec.Addr)
 	}
-	if want := fmt.Sprintf("web-1 | listening on 127.0.0.1:%s HOST=127.0.0.1\n", port); !strings.Contains(out.String(), want) {
+	// Every port is registered by name: PORT for the first, PORT_METRICS.
+	metrics := rec.Ports["metrics"].Addr
+	if rec.Port != "web" || len(rec.Ports) != 2 || rec.Ports["web"].Addr != rec.Addr || !strings.HasPrefix(metrics, "127.0.0.1:") || metrics == rec.Addr {
+		t.Fatalf("record %+v: want ports web and metrics", rec)
+	}
+	if want := fmt.Sprintf("web-1 | listening on 127.0.0.1:%s HOST=127.0.0.1 PORT_METRICS=%s\n", port, strings.TrimPrefix(metrics, "127.0.0.1:")); !strings.Contains(out.String(), want) {
 		t.Errorf("instance output %q, want %q", out, want)
 	}
 

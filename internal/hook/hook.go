@@ -1,18 +1,21 @@
 package hook
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os/exec"
+	"strconv"
 	"strings"
 
 	"github.com/sirupsen/logrus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/berthproject/berth/internal/registry"
+	"github.com/berthproject/berth/units"
 )
 
 // Instance names one instance of an app and what the hooks know of it.
@@ -22,13 +25,24 @@ type Instance struct {
 	Unit     string   // unit name; default <app>@<id>.service
 	Node     string   // node id (machine id)
 	Version  string   // app version
-	Tags     []string // registry tags
+	Tags     []string // registry tags of the first port
 	Runtime  string   // docker, podman or exec
 	Port     string   // first port as "1337/tcp"
+	PortName string   // name of the first port; "" (units of older berths) records no port names
 	HostPort int      // fixed published port, 0 if random/allocated
+	Ports    []Port   // the app's other ports
 	EnvFile  string   // exec: file with PORT=...
 	IP       string   // address to advertise
 	CLI      string   // docker or podman CLI path
+}
+
+// Port is one of an app's further ports, registered with the instance
+// under its name (post-start's --named-port).
+type Port struct {
+	Name      string   // port name (the spec's ports[].name)
+	Container string   // container side, "9090/tcp"
+	HostPort  int      // fixed published port, 0 if random/allocated
+	Tags      []string // registry tags
 }
 
 func (in *Instance) unit() string {
@@ -71,31 +85,62 @@ func (h *Hooks) PreStart(ctx context.Context, in *Instance) error {
 	return err
 }
 
-// Address finds where the instance listens: the fixed host port, the port
-// allocated into the environment file (exec), or "docker port".
+// Address finds where the instance's first port listens: the fixed host
+// port, the port allocated into the environment file (exec), or "docker
+// port".
 func (h *Hooks) Address(ctx context.Context, in *Instance) (string, error) {
+	if in.HostPort == 0 && in.Runtime != "exec" && in.Port == "" {
+		return "", errors.New("the app has no port to register")
+	}
+	return in.hostAddr(ctx, "PORT", in.Port, in.HostPort)
+}
+
+// OtherPorts finds where each of the instance's further ports listens, as
+// Address does for the first one.
+func (h *Hooks) OtherPorts(ctx context.Context, in *Instance) ([]registry.NamedPort, error) {
+	var out []registry.NamedPort
+	for _, p := range in.Ports {
+		addr, err := in.hostAddr(ctx, units.PortVar(p.Name), p.Container, p.HostPort)
+		if err != nil {
+			return nil, fmt.Errorf("port %s: %w", p.Name, err)
+		}
+		out = append(out, registry.NamedPort{Name: p.Name, Addr: addr, Proto: proto(p.Container), Tags: p.Tags})
+	}
+	return out, nil
+}
+
+// hostAddr is where one port of the instance is reached: its fixed host
+// port, the port allocated into the environment file under envVar (exec),
+// or the one docker publishes for the container port ("9090/tcp").
+func (in *Instance) hostAddr(ctx context.Context, envVar, container string, hostPort int) (string, error) {
 	port := ""
 	switch {
-	case in.HostPort != 0:
-		port = fmt.Sprint(in.HostPort)
+	case hostPort != 0:
+		port = fmt.Sprint(hostPort)
 	case in.Runtime == "exec":
 		env, err := ReadEnvFile(in.EnvFile)
 		if err != nil {
 			return "", fmt.Errorf("read allocated port: %w", err)
 		}
-		if port = env["PORT"]; port == "" {
-			return "", fmt.Errorf("%s has no PORT", in.EnvFile)
+		if port = env[envVar]; port == "" {
+			return "", fmt.Errorf("%s has no %s", in.EnvFile, envVar)
 		}
-	case in.Port != "":
-		p, err := dockerPort(ctx, in.CLI, in.App+"-"+in.ID, in.Port)
+	default:
+		p, err := dockerPort(ctx, in.CLI, in.App+"-"+in.ID, container)
 		if err != nil {
 			return "", err
 		}
 		port = p
-	default:
-		return "", errors.New("the app has no port to register")
 	}
 	return net.JoinHostPort(in.IP, port), nil
+}
+
+// proto is the protocol of a "9090/udp" port: tcp unless it says udp.
+func proto(port string) string {
+	if strings.HasSuffix(port, "/udp") {
+		return "udp"
+	}
+	return "tcp"
 }
 
 // dockerPort asks the container CLI for the published port of a container
@@ -113,10 +158,17 @@ func dockerPort(ctx context.Context, cli, container, port string) (string, error
 	return "", fmt.Errorf("%s port %s %s: no published port in %q", cli, container, port, out)
 }
 
-// Record is the instance record post-start registers.
-func (in *Instance) Record(addr string) *registry.Instance {
-	return &registry.Instance{App: in.App, ID: in.ID, Addr: addr, Node: in.Node, Unit: in.unit(),
+// Record is the instance record post-start registers: addr is the first
+// port's address, others the further ports (OtherPorts). With port names
+// known, the record lists every port (registry.Instance.Ports).
+func (in *Instance) Record(addr string, others []registry.NamedPort) *registry.Instance {
+	rec := &registry.Instance{App: in.App, ID: in.ID, Addr: addr, Node: in.Node, Unit: in.unit(),
 		Tags: in.Tags, Version: in.Version, State: registry.StateUp}
+	if in.PortName != "" || len(others) > 0 {
+		first := registry.NamedPort{Name: cmp.Or(in.PortName, in.App), Addr: addr, Proto: proto(in.Port), Tags: in.Tags}
+		rec.SetPorts(append([]registry.NamedPort{first}, others...))
+	}
+	return rec
 }
 
 // MarkStarted records the app as started once an instance is up.
@@ -178,4 +230,41 @@ func (h *Hooks) PostStop(ctx context.Context, app, id, node string) error {
 		return err
 	}
 	return registry.DeleteInstanceOf(ctx, h.KV, key, node)
+}
+
+// ParsePort parses post-start's --named-port value,
+// "name=metrics,port=9090/tcp[,host=9191][,tag=prometheus]...": the form
+// the unit generator writes for every port after the first.
+func ParsePort(s string) (Port, error) {
+	var p Port
+	for _, field := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(field, "=")
+		if !ok || v == "" {
+			return Port{}, fmt.Errorf("named port %q: %q is not key=value", s, field)
+		}
+		switch k {
+		case "name":
+			p.Name = v
+		case "port":
+			p.Container = v
+		case "host":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 65535 {
+				return Port{}, fmt.Errorf("named port %q: host %q is not a port", s, v)
+			}
+			p.HostPort = n
+		case "tag":
+			p.Tags = append(p.Tags, v)
+		default:
+			return Port{}, fmt.Errorf("named port %q: unknown key %q (want name, port, host or tag)", s, k)
+		}
+	}
+	num, pr, _ := strings.Cut(p.Container, "/")
+	if n, err := strconv.Atoi(num); err != nil || n < 1 || n > 65535 || (pr != "tcp" && pr != "udp") {
+		return Port{}, fmt.Errorf("named port %q: port %q is not PORT/tcp or PORT/udp", s, p.Container)
+	}
+	if p.Name == "" {
+		return Port{}, fmt.Errorf("named port %q: no name", s)
+	}
+	return p, nil
 }

@@ -16,9 +16,9 @@ import (
 // until the node agent takes them over.
 //
 // With skydnsZone set, the record is also mirrored in the SkyDNS layout on
-// the same lease (see registry.SkyDNSKV).
+// the same lease, one key per port (see registry.SkyDNSKVs).
 func (h *Hooks) Keep(ctx context.Context, cli *clientv3.Client, rec *registry.Instance, ttl time.Duration, skydnsZone string, ready func()) error {
-	key, val, err := registry.InstanceKV(h.Keys, rec)
+	key, val, mirror, err := registry.InstanceKVs(h.Keys, rec, skydnsZone)
 	if err != nil {
 		return err
 	}
@@ -26,12 +26,8 @@ func (h *Hooks) Keep(ctx context.Context, cli *clientv3.Client, rec *registry.In
 	if err := owner.Put(ctx, key, val); err != nil {
 		return err
 	}
-	if skydnsZone != "" {
-		sk, sv, err := registry.SkyDNSKV(skydnsZone, rec)
-		if err != nil {
-			return err
-		}
-		if err := owner.Put(ctx, sk, sv); err != nil {
+	for mk, mv := range mirror {
+		if err := owner.Put(ctx, mk, mv); err != nil {
 			return err
 		}
 	}

@@ -1,10 +1,12 @@
 package registry
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
+	"sort"
 	"strconv"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -37,22 +39,106 @@ type Instance struct {
 	Tags    []string `json:"tags,omitempty"`    // registry tags ("http")
 	Version string   `json:"version,omitempty"` // app version
 	State   string   `json:"state"`             // starting, up or draining
-	Port    string   `json:"port,omitempty"`    // port name (SRV), default the app name
+	Port    string   `json:"port,omitempty"`    // name of the primary port (Addr), default the app name
+	// Ports holds every port of the instance by name, the primary one
+	// included. Records of older writers have none. Readers take the
+	// primary port from Addr, Port and Tags (see PortList).
+	Ports map[string]InstancePort `json:"ports,omitempty"`
+}
+
+// InstancePort is one named port of an instance: where it is reached,
+// its protocol and its registry tags (registrator's SERVICE_<port>_TAGS).
+type InstancePort struct {
+	Addr  string   `json:"addr"`            // host:port
+	Proto string   `json:"proto,omitempty"` // tcp (default) or udp; readers skip a port of another protocol
+	Tags  []string `json:"tags,omitempty"`
+}
+
+// NamedPort is one port of an instance as PortList returns it.
+type NamedPort struct {
+	Name  string   // port name (SRV _<name>._<proto>)
+	Addr  string   // host:port
+	Proto string   // tcp or udp
+	Tags  []string // registry tags
+}
+
+// PortList returns the instance's ports, the primary port first (Addr,
+// named Port or else the app's name, with Tags), then the others of Ports
+// sorted by name. A record without Ports (an older writer's) has its
+// primary port only. Ports of a protocol other than tcp and udp are
+// left out.
+func (in *Instance) PortList() []NamedPort {
+	primary := NamedPort{Name: in.PrimaryPort(), Addr: in.Addr, Proto: "tcp", Tags: in.Tags}
+	if p, ok := in.Ports[primary.Name]; ok && p.Proto == "udp" {
+		primary.Proto = "udp"
+	}
+	out := []NamedPort{primary}
+	names := make([]string, 0, len(in.Ports))
+	for name, p := range in.Ports {
+		if name != primary.Name && (p.Proto == "" || p.Proto == "tcp" || p.Proto == "udp") {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		p := in.Ports[name]
+		out = append(out, NamedPort{Name: name, Addr: p.Addr, Proto: cmp.Or(p.Proto, "tcp"), Tags: p.Tags})
+	}
+	return out
+}
+
+// PrimaryPort is the name of the port in Addr: Port, or the app's name.
+func (in *Instance) PrimaryPort() string { return cmp.Or(in.Port, in.App) }
+
+// SetPorts sets the instance's ports: the first is the primary one (Addr,
+// Port and Tags); Ports then holds them all.
+func (in *Instance) SetPorts(ports []NamedPort) {
+	if len(ports) == 0 {
+		return
+	}
+	in.Addr, in.Port, in.Tags = ports[0].Addr, ports[0].Name, ports[0].Tags
+	in.Ports = make(map[string]InstancePort, len(ports))
+	for _, p := range ports {
+		proto := p.Proto
+		if proto == "tcp" {
+			proto = ""
+		}
+		in.Ports[p.Name] = InstancePort{Addr: p.Addr, Proto: proto, Tags: p.Tags}
+	}
 }
 
 // Validate checks a decoded instance.
 func (in *Instance) Validate() error {
-	host, port, err := net.SplitHostPort(in.Addr)
-	if err != nil || net.ParseIP(host) == nil && host == "" {
-		return fmt.Errorf("addr %q is not host:port", in.Addr)
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return fmt.Errorf("addr %q has no valid port", in.Addr)
+	if err := checkAddr(in.Addr); err != nil {
+		return err
 	}
 	switch in.State {
 	case StateStarting, StateUp, StateDraining:
 	default:
 		return fmt.Errorf("state %q is not starting, up or draining", in.State)
+	}
+	for name, p := range in.Ports {
+		if !rePort.MatchString(name) {
+			return fmt.Errorf("ports: name %q: lowercase letters, digits and '-'", name)
+		}
+		if err := checkAddr(p.Addr); err != nil {
+			return fmt.Errorf("ports[%s]: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// rePort is a port name: the spec's rule, a DNS label.
+var rePort = reApp
+
+// checkAddr checks a host:port with a port 1..65535.
+func checkAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return fmt.Errorf("addr %q is not host:port", addr)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("addr %q has no valid port", addr)
 	}
 	return nil
 }

@@ -55,6 +55,21 @@ func InstanceKV(k Keys, in *Instance) (string, string, error) {
 	return key, string(val), err
 }
 
+// InstanceKVs returns the key and value of an instance record and, with
+// skydnsZone set, its SkyDNS mirror (SkyDNSKVs): what the owner of the
+// instance's lease writes on it.
+func InstanceKVs(k Keys, in *Instance, skydnsZone string) (key, value string, mirror map[string]string, err error) {
+	if key, value, err = InstanceKV(k, in); err != nil {
+		return "", "", nil, err
+	}
+	if skydnsZone != "" {
+		if mirror, err = SkyDNSKVs(skydnsZone, in); err != nil {
+			return "", "", nil, err
+		}
+	}
+	return key, value, mirror, nil
+}
+
 // ErrNoApp is returned for an app without a spec in etcd.
 var ErrNoApp = errors.New("no such app (apply its spec first)")
 

@@ -86,6 +86,15 @@ func (a *applier) apply(key string, value []byte, deleted bool) error {
 				s.Status[pk.App] = st
 			}
 		}
+	case KindRollout:
+		delete(s.Rollouts, pk.App)
+		if !deleted {
+			var r *Rollout
+			if r, err = decode[Rollout](value); err == nil {
+				r.App = pk.App
+				s.Rollouts[pk.App] = r
+			}
+		}
 	case KindAccess:
 		m := nested(a, "a/", s.Access, pk.App)
 		delete(m, pk.Name)

@@ -149,6 +149,7 @@ const (
 	KindAccess
 	KindNode
 	KindCert
+	KindRollout
 )
 
 // ParsedKey is a key split into its kind and names.
@@ -184,6 +185,10 @@ func (k Keys) Parse(key string) ParsedKey {
 	case "status":
 		if checkApp(rest) == nil {
 			return ParsedKey{Kind: KindStatus, App: rest}
+		}
+	case "rollouts":
+		if checkApp(rest) == nil {
+			return ParsedKey{Kind: KindRollout, App: rest}
 		}
 	case "domains":
 		if reHost.MatchString(rest) {

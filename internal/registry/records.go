@@ -40,6 +40,7 @@ type Instance struct {
 	Version string   `json:"version,omitempty"` // app version
 	State   string   `json:"state"`             // starting, up or draining
 	Port    string   `json:"port,omitempty"`    // name of the primary port (Addr), default the app name
+	Gen     int64    `json:"gen,omitempty"`     // release generation (none: 1)
 	// Ports holds every port of the instance by name, the primary one
 	// included. Records of older writers have none. Readers take the
 	// primary port from Addr, Port and Tags (see PortList).

@@ -19,13 +19,14 @@ type Snapshot struct {
 	Access    map[string]map[string]*Access   // app → router id → access
 	Nodes     map[string]*Node                // node id → record
 	Certs     map[string]*tls.Certificate     // host or *.wildcard → certificate
+	Rollouts  map[string]*Rollout             // app → its rollout (a deploy in progress or ended)
 }
 
 func emptySnapshot() *Snapshot {
 	return &Snapshot{
 		Apps: map[string]*spec.App{}, Domains: map[string]string{}, Instances: map[string]map[string]*Instance{},
 		Status: map[string]*Status{}, Access: map[string]map[string]*Access{}, Nodes: map[string]*Node{},
-		Certs: map[string]*tls.Certificate{},
+		Certs: map[string]*tls.Certificate{}, Rollouts: map[string]*Rollout{},
 	}
 }
 
@@ -34,7 +35,7 @@ func (s *Snapshot) clone() *Snapshot {
 	return &Snapshot{
 		Rev: s.Rev, Apps: maps.Clone(s.Apps), Domains: maps.Clone(s.Domains), Instances: maps.Clone(s.Instances),
 		Status: maps.Clone(s.Status), Access: maps.Clone(s.Access), Nodes: maps.Clone(s.Nodes),
-		Certs: maps.Clone(s.Certs),
+		Certs: maps.Clone(s.Certs), Rollouts: maps.Clone(s.Rollouts),
 	}
 }
 

@@ -91,6 +91,9 @@ passivates idle apps.`,
 		newAgentCommand(g),
 		newCertCommand(g),
 		newFleetCommand(g),
+		newDeployCommand(g),
+		newHistoryCommand(g),
+		newRollbackCommand(g),
 	)
 	return root
 }

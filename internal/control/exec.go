@@ -70,40 +70,86 @@ func (e *Exec) ip() string {
 	return e.IP
 }
 
-// Start starts the app's missing instances (1..Instances) and stops those
-// above Instances (a scale down).
+// Start starts the app's missing instances (1..Instances of its
+// generation) and stops those above Instances (a scale down). Instances
+// of other generations (a deploy in progress) are left alone.
 func (e *Exec) Start(ctx context.Context, app *spec.App) error {
-	if app.Runtime != spec.RuntimeExec {
-		return fmt.Errorf("app %s: runtime %s needs a node with its engine; the exec driver runs runtime exec only", app.Name, app.Runtime)
+	if err := checkExec(app); err != nil {
+		return err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	gen := app.Gen()
+	for id, p := range e.procs[app.Name] {
+		if g, n := registry.SplitInstanceID(id); g == gen && atoi(n) > app.Instances {
+			close(p.stopping)
+			delete(e.procs[app.Name], id)
+		}
+	}
+	for i := 1; i <= app.Instances; i++ {
+		e.startLocked(app, registry.InstanceID(gen, strconv.Itoa(i)))
+	}
+	return nil
+}
+
+// StartInstance starts instance n of the app's generation (a deploy's
+// step); a running one is left as it is.
+func (e *Exec) StartInstance(ctx context.Context, app *spec.App, n string) error {
+	if err := checkExec(app); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.startLocked(app, registry.InstanceID(app.Gen(), n))
+	return nil
+}
+
+// StopInstance stops one instance (by registry id) and waits for it to
+// exit: its record leaves the routes first, then SIGTERM.
+func (e *Exec) StopInstance(ctx context.Context, app, id string) error {
+	e.mu.Lock()
+	p := e.procs[app][id]
+	delete(e.procs[app], id)
+	e.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	close(p.stopping)
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+func checkExec(app *spec.App) error {
+	if app.Runtime != spec.RuntimeExec {
+		return fmt.Errorf("app %s: runtime %s needs a node with its engine; the exec driver runs runtime exec only", app.Name, app.Runtime)
+	}
+	return nil
+}
+
+// startLocked starts instance id unless it runs.
+func (e *Exec) startLocked(app *spec.App, id string) {
 	if e.procs == nil {
 		e.procs = map[string]map[string]*proc{}
 	}
 	if e.procs[app.Name] == nil {
 		e.procs[app.Name] = map[string]*proc{}
 	}
-	for id, p := range e.procs[app.Name] {
-		if n, err := strconv.Atoi(id); err == nil && n > app.Instances {
-			close(p.stopping)
-			delete(e.procs[app.Name], id)
+	if p := e.procs[app.Name][id]; p != nil {
+		select {
+		case <-p.done:
+		default:
+			return // running
 		}
 	}
-	for i := 1; i <= app.Instances; i++ {
-		id := strconv.Itoa(i)
-		if p := e.procs[app.Name][id]; p != nil {
-			select {
-			case <-p.done:
-			default:
-				continue // running
-			}
-		}
-		p := &proc{app: app, id: id, stopping: make(chan struct{}), done: make(chan struct{})}
-		e.procs[app.Name][id] = p
-		go e.supervise(p)
-	}
-	return nil
+	p := &proc{app: app, id: id, stopping: make(chan struct{}), done: make(chan struct{})}
+	e.procs[app.Name][id] = p
+	go e.supervise(p)
 }
 
 // Stop stops every instance of the app and waits for them to exit.
@@ -260,7 +306,7 @@ func (e *Exec) runOnce(p *proc, key string, log logrus.FieldLogger) error {
 				return
 			}
 			rec := &registry.Instance{App: a.Name, ID: p.id, Node: e.node(), Unit: units.InstanceName(a.Name, p.id),
-				Version: a.Version, State: registry.StateUp}
+				Version: a.Version, State: registry.StateUp, Gen: a.Generation}
 			rec.SetPorts(ports)
 			k, v, err := registry.InstanceKV(e.Keys, rec)
 			if err != nil {

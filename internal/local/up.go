@@ -22,6 +22,7 @@ import (
 
 	"github.com/berthproject/berth/dnsd"
 	"github.com/berthproject/berth/internal/control"
+	"github.com/berthproject/berth/internal/deploy"
 	"github.com/berthproject/berth/internal/daemon"
 	"github.com/berthproject/berth/internal/etcdserver"
 	"github.com/berthproject/berth/internal/passivate"
@@ -170,6 +171,8 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 	goRun(func(ctx context.Context) error { return r.RunAccess(ctx, keys, owner) })
 	goRun(rec.Run)
 	goRun(func(ctx context.Context) error { return passivationLoop(ctx, pas, cache, cfg.PassivateEvery, log) })
+	dep := &deploy.Deployer{KV: cli, Keys: keys, Driver: driver, Log: log.WithField("component", "deployer")}
+	goRun(func(ctx context.Context) error { return dep.Run(ctx, cache) })
 	shutdown := func() {
 		say("stopping instances...")
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

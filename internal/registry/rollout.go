@@ -53,7 +53,9 @@ type Rollout struct {
 	Canary       int      `json:"canary,omitempty"`   // percent of requests to To while Phase is canary
 	MaxSurge     int      `json:"maxSurge,omitempty"` // new instances starting at once (default 1)
 	MaxErrorRate float64  `json:"maxErrorRate,omitempty"`
-	Deadline     int64    `json:"deadline"` // unix ms: To not healthy by then → roll back
+	Timeout      int64    `json:"timeout"`  // ms the new generation may go without progress
+	Deadline     int64    `json:"deadline"` // unix ms: no new healthy instance by then → roll back
+	Healthy      int      `json:"healthy"`  // most live instances of To seen (progress)
 	Phase        string   `json:"phase"`
 	Started      []string `json:"started,omitempty"` // instance numbers of To started so far
 	Stopped      []string `json:"stopped,omitempty"` // instance numbers of From stopped so far
@@ -181,4 +183,18 @@ func (s *Snapshot) Serving(app string) Serving {
 		return Serving{Stable: old, Canary: next, Percent: min(r.Canary, 100), Gen: r.To}
 	}
 	return Serving{Stable: live}
+}
+
+// SplitInstanceID is InstanceID's inverse: the generation and instance
+// number of a registry instance id ("n" is generation 1).
+func SplitInstanceID(id string) (gen int64, n string) {
+	g, rest, ok := strings.Cut(id, ".")
+	if !ok {
+		return 1, id
+	}
+	gen, err := strconv.ParseInt(g, 10, 64)
+	if err != nil || gen < 1 {
+		return 1, id
+	}
+	return gen, rest
 }

@@ -89,7 +89,14 @@ type App struct {
 	Placement Placement `yaml:"placement,omitempty" json:"placement,omitempty"`
 	// Routing configures how the router balances requests.
 	Routing Routing `yaml:"routing,omitempty" json:"routing,omitempty"`
+	// Generation is the release this spec was deployed as (berth deploy
+	// numbers an app's releases from 1; 0 means 1). Set by berth, not by
+	// the operator: a spec file cannot carry it.
+	Generation int64 `yaml:"-" json:"generation,omitempty"`
 }
+
+// Gen is the app's release generation (1 when unset).
+func (a *App) Gen() int64 { return max(a.Generation, 1) }
 
 // Port is one port the app listens on.
 type Port struct {

@@ -22,8 +22,8 @@ import (
 
 	"github.com/berthproject/berth/dnsd"
 	"github.com/berthproject/berth/internal/control"
-	"github.com/berthproject/berth/internal/deploy"
 	"github.com/berthproject/berth/internal/daemon"
+	"github.com/berthproject/berth/internal/deploy"
 	"github.com/berthproject/berth/internal/etcdserver"
 	"github.com/berthproject/berth/internal/passivate"
 	"github.com/berthproject/berth/internal/registry"

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berthproject/berth/internal/registry"
 	"github.com/berthproject/berth/internal/spec"
 )
 
@@ -52,8 +53,42 @@ func (o Options) withDefaults() Options {
 // TemplateName is the name of an app's template unit: "<app>@.service".
 func TemplateName(app string) string { return app + "@.service" }
 
+// Prefix is the unit name prefix of an app's release: "<app>" for its
+// first generation, "<app>.<gen>" after, so that two releases' units run
+// side by side (a deploy) under systemd and under fleet. App names have no
+// dot, so the prefix names one app and one generation.
+func Prefix(app *spec.App) string {
+	if app.Gen() <= 1 {
+		return app.Name
+	}
+	return app.Name + "." + strconv.FormatInt(app.Gen(), 10)
+}
+
+// AppOfPrefix returns the app and generation of a unit name prefix.
+func AppOfPrefix(prefix string) (app string, gen int64) {
+	name, g, ok := strings.Cut(prefix, ".")
+	if !ok {
+		return prefix, 1
+	}
+	gen, err := strconv.ParseInt(g, 10, 64)
+	if err != nil || gen < 2 {
+		return prefix, 0 // not a berth release's prefix
+	}
+	return name, gen
+}
+
 // InstanceName is the unit name of one instance: "<app>@<instance>.service".
 func InstanceName(app, instance string) string { return app + "@" + instance + ".service" }
+
+// UnitOfID is the unit name of the instance with registry id id: instance
+// n of generation g ("<g>.<n>") runs as "<app>.<g>@<n>.service".
+func UnitOfID(app, id string) string {
+	gen, n := registry.SplitInstanceID(id)
+	if gen <= 1 {
+		return InstanceName(app, n)
+	}
+	return InstanceName(app+"."+strconv.FormatInt(gen, 10), n)
+}
 
 // Render renders the template unit of a validated app spec.
 func Render(app *spec.App, o Options) ([]File, error) {
@@ -66,7 +101,7 @@ func Render(app *spec.App, o Options) ([]File, error) {
 	if err := r.render(); err != nil {
 		return nil, fmt.Errorf("app %s: %w", app.Name, err)
 	}
-	f, err := u.file(TemplateName(app.Name))
+	f, err := u.file(TemplateName(Prefix(app)))
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +149,7 @@ func (r *appRenderer) render() error {
 	r.u.add("Unit", "StartLimitBurst", strconv.Itoa(a.Restart.Burst))
 
 	r.env("BERTH_APP", a.Name)
-	r.u.add("Service", "Environment", "BERTH_INSTANCE=%i")
+	r.u.add("Service", "Environment", "BERTH_INSTANCE="+r.id())
 	switch a.Runtime {
 	case spec.RuntimeExec:
 		r.renderExec()
@@ -130,7 +165,7 @@ func (r *appRenderer) render() error {
 
 // hook returns the argv of "berth hook <phase>" for this app.
 func (r *appRenderer) hook(phase string, extra ...Arg) []Arg {
-	argv := []Arg{Lit(r.o.Berth), Lit("hook"), Lit(phase), Lit("--app"), Lit(r.app.Name), Lit("--instance"), Raw("%i")}
+	argv := []Arg{Lit(r.o.Berth), Lit("hook"), Lit(phase), Lit("--app"), Lit(r.app.Name), Lit("--instance"), Raw(r.id())}
 	return append(argv, extra...)
 }
 
@@ -180,7 +215,16 @@ func NamedPortArg(p spec.Port) string {
 }
 
 func (r *appRenderer) envFile() string {
-	return r.o.RunDir + "/" + r.app.Name + "/%i.env"
+	return r.o.RunDir + "/" + r.app.Name + "/" + r.id() + ".env"
+}
+
+// id is the instance's registry id as systemd expands it: "%i" for the
+// first generation, "<gen>.%i" after (registry.InstanceID).
+func (r *appRenderer) id() string {
+	if r.app.Gen() <= 1 {
+		return "%i"
+	}
+	return strconv.FormatInt(r.app.Gen(), 10) + ".%i"
 }
 
 // containerName is the seed's "%p-%i" convention.
@@ -205,7 +249,7 @@ func (r *appRenderer) renderContainer() {
 
 	argv := []Arg{Lit(cli), Lit("run"), Lit("--rm"), Lit("--name"), Raw(containerName),
 		Lit("--init"), Lit("--log-driver=journald"), Lit("--stop-timeout"), Lit(strconv.Itoa(stop)),
-		Lit("--label"), Lit("berth.app=" + a.Name), Lit("--label"), Raw("berth.instance=%i"),
+		Lit("--label"), Lit("berth.app=" + a.Name), Lit("--label"), Raw("berth.instance=" + r.id()),
 		Lit("--label"), Lit("berth.version=" + a.Version)}
 	for _, kv := range containerEnv(a) {
 		argv = append(argv, Lit("-e"), Lit(kv))

@@ -297,3 +297,43 @@ func TestPassivateDriver(t *testing.T) {
 		t.Fatalf("an unknown driver: got %v, want an error naming the drivers", err)
 	}
 }
+
+// TestGenerationUnitsRunSideBySide: a release after the first renders its
+// own template ("<app>.<gen>@.service") whose instances have their own
+// registry ids ("<gen>.%i"), env files and container names, so both
+// releases' units can be loaded and run at once; systemd accepts it.
+func TestGenerationUnitsRunSideBySide(t *testing.T) {
+	for _, ex := range []string{"paas-monitor", "demo-exec"} {
+		apps, err := spec.ParseFile("../examples/" + ex + ".yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := apps[0]
+		a.Generation = 3
+		files, err := Render(a, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := a.Name + ".3@.service"; files[0].Name != want {
+			t.Fatalf("%s generation 3: unit %s, want %s", ex, files[0].Name, want)
+		}
+		c := string(files[0].Content)
+		for _, want := range []string{"BERTH_INSTANCE=3.%i", "--instance 3.%i"} {
+			if !strings.Contains(c, want) {
+				t.Errorf("%s: %q missing:\n%s", ex, want, c)
+			}
+		}
+		if strings.Contains(c, "--instance %i") {
+			t.Errorf("%s: an instance id without the generation:\n%s", ex, c)
+		}
+		if app, gen := AppOfPrefix(strings.TrimSuffix(files[0].Name, "@.service")); app != a.Name || gen != 3 {
+			t.Errorf("AppOfPrefix(%s) = %s, %d", files[0].Name, app, gen)
+		}
+		if err := Verify(context.Background(), append(files, renderExample(t, ex)...)); err != nil {
+			t.Errorf("systemd-analyze verify: %v", err)
+		}
+	}
+	if app, gen := AppOfPrefix("web"); app != "web" || gen != 1 {
+		t.Errorf("AppOfPrefix(web) = %s, %d", app, gen)
+	}
+}

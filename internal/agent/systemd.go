@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/berthproject/berth/internal/registry"
+	"github.com/berthproject/berth/units"
 )
 
 // DialSystemd connects to a systemd over its system bus. An empty address
@@ -62,8 +63,9 @@ type Systemd struct {
 
 // unitApp returns the app of an instance unit "<app>@<id>.service".
 func unitApp(name string) (string, bool) {
-	app, rest, ok := strings.Cut(name, "@")
-	return app, ok && strings.HasSuffix(rest, ".service") && rest != ".service"
+	prefix, rest, ok := strings.Cut(name, "@")
+	app, gen := units.AppOfPrefix(prefix) // "<app>.<gen>@<n>.service": a later release's
+	return app, ok && gen > 0 && strings.HasSuffix(rest, ".service") && rest != ".service"
 }
 
 // Run reconciles every Interval and after every registry change, until

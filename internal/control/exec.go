@@ -305,7 +305,7 @@ func (e *Exec) runOnce(p *proc, key string, log logrus.FieldLogger) error {
 			if err := check.WaitHealthy(healthCtx, addr, interval); err != nil {
 				return
 			}
-			rec := &registry.Instance{App: a.Name, ID: p.id, Node: e.node(), Unit: units.InstanceName(a.Name, p.id),
+			rec := &registry.Instance{App: a.Name, ID: p.id, Node: e.node(), Unit: units.UnitOfID(a.Name, p.id),
 				Version: a.Version, State: registry.StateUp, Gen: a.Generation}
 			rec.SetPorts(ports)
 			k, v, err := registry.InstanceKV(e.Keys, rec)

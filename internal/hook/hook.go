@@ -49,7 +49,7 @@ func (in *Instance) unit() string {
 	if in.Unit != "" {
 		return in.Unit
 	}
-	return in.App + "@" + in.ID + ".service"
+	return units.UnitOfID(in.App, in.ID)
 }
 
 // Hooks talks to etcd for the hook commands.
@@ -164,6 +164,9 @@ func dockerPort(ctx context.Context, cli, container, port string) (string, error
 func (in *Instance) Record(addr string, others []registry.NamedPort) *registry.Instance {
 	rec := &registry.Instance{App: in.App, ID: in.ID, Addr: addr, Node: in.Node, Unit: in.unit(),
 		Tags: in.Tags, Version: in.Version, State: registry.StateUp}
+	if gen, _ := registry.SplitInstanceID(in.ID); gen > 1 {
+		rec.Gen = gen
+	}
 	if in.PortName != "" || len(others) > 0 {
 		first := registry.NamedPort{Name: cmp.Or(in.PortName, in.App), Addr: addr, Proto: proto(in.Port), Tags: in.Tags}
 		rec.SetPorts(append([]registry.NamedPort{first}, others...))

@@ -75,3 +75,17 @@ func TestRecordListsEveryPort(t *testing.T) {
 		t.Error("a port missing from the environment file was not reported")
 	}
 }
+
+// TestRecordOfALaterGeneration: the record of instance "3.2" (instance 2
+// of release 3) carries its generation and its unit "<app>.3@2.service".
+func TestRecordOfALaterGeneration(t *testing.T) {
+	for _, tc := range []struct {
+		id, unit string
+		gen      int64
+	}{{"2", "web@2.service", 0}, {"3.2", "web.3@2.service", 3}} {
+		rec := (&Instance{App: "web", ID: tc.id}).Record("127.0.0.1:8080", nil)
+		if rec.Gen != tc.gen || rec.Unit != tc.unit {
+			t.Errorf("instance %s: gen %d unit %s, want %d %s", tc.id, rec.Gen, rec.Unit, tc.gen, tc.unit)
+		}
+	}
+}

@@ -11,7 +11,9 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/berthproject/berth/internal/dockerapi"
+	"github.com/berthproject/berth/internal/deploy"
 	"github.com/berthproject/berth/internal/fleet"
+	"github.com/berthproject/berth/internal/leader"
 	"github.com/berthproject/berth/internal/registry"
 )
 
@@ -111,6 +113,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	if cfg.Scheduler {
 		s := &fleet.Scheduler{Client: a.Cli, Keys: a.Keys, ID: cfg.Node, Log: log.WithField("part", "scheduler")}
 		run(s.Run)
+		// The cluster's deploys: one deployer at a time, through berth fleet.
+		d := &deploy.Deployer{KV: a.Cli, Keys: a.Keys, Driver: &deploy.Fleet{Store: &fleet.Store{KV: a.Cli, Keys: a.Keys}},
+			Log: log.WithField("part", "deployer")}
+		run(func(ctx context.Context) error {
+			return d.RunElected(ctx, leader.Config{Client: a.Cli, Prefix: a.Keys.DeployLeader(), ID: cfg.Node,
+				Role: "deployer", Log: log.WithField("part", "deployer")}, a.Cache)
+		})
 	}
 	select {
 	case <-a.Cache.Synced():

@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
+	"github.com/berthproject/berth/internal/leader"
 	"github.com/berthproject/berth/internal/registry"
 )
 
@@ -41,45 +42,8 @@ var errLostLead = errors.New("lost the scheduler election session")
 
 // Run campaigns for the lead and schedules while leading, until ctx ends.
 func (s *Scheduler) Run(ctx context.Context) error {
-	ttl := int(max(s.SessionTTL, time.Second) / time.Second)
-	if s.SessionTTL == 0 {
-		ttl = 5
-	}
-	backoff := time.Duration(0)
-	for ctx.Err() == nil {
-		if backoff > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(backoff):
-			}
-		}
-		backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
-		sess, err := concurrency.NewSession(s.Client, concurrency.WithContext(ctx), concurrency.WithTTL(ttl))
-		if err != nil {
-			s.Log.WithError(err).Warn("scheduler: no election session")
-			continue
-		}
-		el := concurrency.NewElection(sess, s.Keys.FleetLeader())
-		if err := el.Campaign(ctx, s.ID); err != nil {
-			sess.Close()
-			if ctx.Err() == nil {
-				s.Log.WithError(err).Warn("scheduler: campaign")
-			}
-			continue
-		}
-		s.Log.WithField("id", s.ID).Info("scheduler: leading")
-		backoff = 0
-		err = s.lead(ctx, sess, el)
-		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		el.Resign(rctx)
-		cancel()
-		sess.Close()
-		if ctx.Err() == nil {
-			s.Log.WithError(err).Warn("scheduler: no longer leading")
-		}
-	}
-	return ctx.Err()
+	return leader.Run(ctx, leader.Config{Client: s.Client, Prefix: s.Keys.FleetLeader(), ID: s.ID, TTL: s.SessionTTL,
+		Role: "scheduler", Log: s.Log}, s.lead)
 }
 
 // lead schedules after every change of nodes or jobs until the session

@@ -198,3 +198,6 @@ func SplitInstanceID(id string) (gen int64, n string) {
 	}
 	return gen, rest
 }
+
+// DeployLeader is the prefix of the cluster deployer's election.
+func (k Keys) DeployLeader() string { return k.Prefix() + "deploy/leader/" }

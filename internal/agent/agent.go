@@ -10,8 +10,8 @@ import (
 	"github.com/sirupsen/logrus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/berthproject/berth/internal/dockerapi"
 	"github.com/berthproject/berth/internal/deploy"
+	"github.com/berthproject/berth/internal/dockerapi"
 	"github.com/berthproject/berth/internal/fleet"
 	"github.com/berthproject/berth/internal/leader"
 	"github.com/berthproject/berth/internal/registry"

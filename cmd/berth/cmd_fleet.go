@@ -45,9 +45,14 @@ func newFleetCommand(g *GlobalOptions) *cobra.Command {
 		Short: "fleetctl's verbs on etcd v3: place unit files on the cluster's machines",
 		Long: `berth fleet keeps unit files and their desired state in etcd; the scheduler (berth
 agent --scheduler) places them on machines by their [X-Fleet] options. Names
-take fleetctl's forms, and web@{1..3}.service expands as a shell would.
-See docs/fleet.md for what is built.`,
+take fleetctl's forms (a name without a type is a .service), and
+web@{1..3}.service expands as a shell would. status and journal run
+systemctl and journalctl on the unit's machine: here when it is this host,
+else through the system's ssh client (so ~/.ssh/config and the ssh agent
+apply), with fleetctl's ssh flags. See docs/fleet.md.`,
 	}
+	var ssh SSHOptions
+	ssh.AddFlags(cmd.PersistentFlags())
 	var opts FleetOptions
 	verb := func(use, short string, run func(*fleetCtl, context.Context, []string) error) *cobra.Command {
 		c := &cobra.Command{Use: use, Short: short, RunE: func(c *cobra.Command, args []string) error {
@@ -80,7 +85,12 @@ See docs/fleet.md for what is built.`,
 		verb("list-unit-files", "List submitted units: hash, desired state, machine", (*fleetCtl).listUnitFiles),
 		verb("list-units", "List placed units and the scheduler's reasons for unplaced ones", (*fleetCtl).listUnits),
 		verb("list-machines", "List the machines (agents) and their metadata", (*fleetCtl).listMachines),
+		newFleetJournalCommand(g, &ssh),
 	)
+	status := verb("status UNIT...", "Show systemctl status of units on their machines (over ssh when elsewhere)",
+		func(f *fleetCtl, ctx context.Context, a []string) error { return f.status(ctx, a, &ssh) })
+	status.Long = fleetStatusLong
+	cmd.AddCommand(status)
 	return cmd
 }
 
@@ -104,7 +114,8 @@ func (o *FleetOptions) connect(g *GlobalOptions) (*fleetCtl, error) {
 	return &fleetCtl{g: g, o: o, cli: cli, keys: k, store: &fleet.Store{KV: cli, Keys: k}}, nil
 }
 
-// names expands brace ranges and checks every name.
+// names expands brace ranges, makes a name without a type a .service
+// (fleetctl's mangling) and checks every name.
 func names(args []string) ([]string, error) {
 	if len(args) == 0 {
 		return nil, usagef("name at least one unit")
@@ -115,7 +126,11 @@ func names(args []string) ([]string, error) {
 		if err != nil {
 			return nil, usagef("%v", err)
 		}
-		for _, n := range ns {
+		for i, n := range ns {
+			if filepath.Ext(n) == "" {
+				n += ".service"
+				ns[i] = n
+			}
 			if _, err := fleet.ParseName(n); err != nil {
 				return nil, usagef("%v", err)
 			}

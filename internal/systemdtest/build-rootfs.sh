@@ -18,10 +18,12 @@ debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,iproute2,procp
 : > "$root/etc/machine-id"
 rm -f "$root/var/lib/dbus/machine-id" "$root/etc/hostname"
 ln -s /etc/machine-id "$root/var/lib/dbus/machine-id"
-# sshd in every container (berth fleet status and journal reach other
-# nodes over ssh). The host keys are generated once here, so every
-# container has the same ones: fine for tests.
-systemctl --root="$root" enable ssh.service >/dev/null
+# sshd is installed (berth fleet status and journal reach other nodes
+# over ssh) but not enabled: containers on the host's network would
+# listen on its port 22. Tests in their own network namespace start
+# ssh.service. The host keys are generated once here, so every container
+# has the same ones: fine for tests.
+systemctl --root="$root" disable ssh.service >/dev/null 2>&1
 # No getty or other noise in the containers.
 rm -f "$root"/etc/systemd/system/getty.target.wants/* || true
 systemctl --root="$root" mask systemd-resolved.service systemd-networkd.service apt-daily.timer apt-daily-upgrade.timer >/dev/null 2>&1 || true

@@ -246,4 +246,9 @@ func TestFleetCluster(t *testing.T) {
 		})
 		record("fleet: partition n2 past the lease, heal", LoadResult{}, time.Since(start))
 	})
+
+	t.Run("7 status and journal of units here and on other machines (ssh)", func(t *testing.T) {
+		c.Use(t)
+		fleetStatusJournal(t, c)
+	})
 }

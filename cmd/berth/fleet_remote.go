@@ -138,7 +138,7 @@ func runOn(ctx context.Context, c machineCmd, ssh *SSHOptions, local string, std
 		return err // exited, but its output could not be copied
 	case code == 0:
 		return nil
-	case code == 255 && c.Machine != local:
+	case code == 255 && c.Machine != local && ctx.Err() == nil: // not ssh ended by berth's own interruption
 		return exitStatus{code, fmt.Sprintf("ssh %s@%s (machine %s) failed with exit status 255: see ssh's message above (--ssh-username, --tunnel, --strict-host-key-checking)",
 			ssh.User, c.Addr, c.Machine)}
 	}

@@ -36,7 +36,8 @@ type SSHOptions struct {
 func (o *SSHOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.User, "ssh-username", envOr("BERTH_SSH_USERNAME", "core"), "user on the machines for status and journal over ssh (env BERTH_SSH_USERNAME)")
 	f.StringVar(&o.Tunnel, "tunnel", os.Getenv("BERTH_TUNNEL"), "reach the machines through this ssh jump host, [USER@]HOST[:PORT] (ssh -J; env BERTH_TUNNEL)")
-	f.BoolVar(&o.StrictHostKeyChecking, "strict-host-key-checking", os.Getenv("BERTH_STRICT_HOST_KEY_CHECKING") != "false",
+	strict, err := strconv.ParseBool(os.Getenv("BERTH_STRICT_HOST_KEY_CHECKING"))
+	f.BoolVar(&o.StrictHostKeyChecking, "strict-host-key-checking", err != nil || strict,
 		"check the machines' ssh host keys; false accepts any key and records none (env BERTH_STRICT_HOST_KEY_CHECKING)")
 	f.StringVar(&o.KnownHostsFile, "known-hosts-file", os.Getenv("BERTH_KNOWN_HOSTS_FILE"), "ssh known hosts file (env BERTH_KNOWN_HOSTS_FILE; default: ssh's own)")
 	f.IntVar(&o.Port, "ssh-port", 22, "ssh port of the machines")

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 // TestSSHArgv: the ssh command line for each of fleetctl's ssh flags.
@@ -112,5 +114,25 @@ func TestJournalArgv(t *testing.T) {
 				t.Fatalf("got %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestSSHOptionsFromEnvironment: the flags' BERTH_ defaults, as
+// bin/tunnel.sh's exports set them.
+func TestSSHOptionsFromEnvironment(t *testing.T) {
+	t.Setenv("BERTH_SSH_USERNAME", "admin")
+	t.Setenv("BERTH_TUNNEL", "core@203.0.113.7")
+	t.Setenv("BERTH_STRICT_HOST_KEY_CHECKING", "false")
+	t.Setenv("BERTH_KNOWN_HOSTS_FILE", "/tmp/kh")
+	var o SSHOptions
+	f := pflag.NewFlagSet("fleet", pflag.ContinueOnError)
+	o.AddFlags(f)
+	if err := f.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(o.argv("10.0.1.5", []string{"true"}, false), " ")
+	want := "ssh -l admin -o ConnectTimeout=10 -o UserKnownHostsFile=/tmp/kh -o StrictHostKeyChecking=no -o LogLevel=ERROR -J core@203.0.113.7 -- 10.0.1.5 true"
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
 	}
 }

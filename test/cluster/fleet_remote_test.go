@@ -47,6 +47,15 @@ func fleetStatusJournal(t *testing.T, c *Cluster) {
 	if out, code := fleet("start", `/tmp/hi\x2dthere@.service`, unit("n1"), unit("n2"), unit("n3")); code != 0 {
 		t.Fatalf("start: exit %d\n%s", code, out)
 	}
+	c.waitFor("each unit's line in its node's journal", 20*time.Second, func() bool {
+		for _, n := range c.Nodes {
+			out, _ := n.Try("journalctl", "--no-pager", "--unit", unit(n.Name))
+			if !strings.Contains(out, "remote test line on "+n.Name) {
+				return false
+			}
+		}
+		return true
+	})
 
 	// Here: systemctl on n1 itself (no ssh flags: as core over ssh it
 	// would fail).

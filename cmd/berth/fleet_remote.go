@@ -19,7 +19,7 @@ import (
 // machine: the system's ssh client, so ~/.ssh/config, the ssh agent and
 // ProxyJump apply. fleetctl's flags, with BERTH_ environment defaults.
 type SSHOptions struct {
-	User string // remote user (default core, env BERTH_SSH_USERNAME)
+	User string // remote user (default core, env BERTH_SSH_USERNAME; empty: ssh's own)
 	// Tunnel is a jump host, [USER@]HOST[:PORT] (ssh -J; env BERTH_TUNNEL);
 	// without USER, User is used there too.
 	Tunnel string
@@ -34,7 +34,7 @@ type SSHOptions struct {
 
 // AddFlags registers the flags.
 func (o *SSHOptions) AddFlags(f *pflag.FlagSet) {
-	f.StringVar(&o.User, "ssh-username", envOr("BERTH_SSH_USERNAME", "core"), "user on the machines for status and journal over ssh (env BERTH_SSH_USERNAME)")
+	f.StringVar(&o.User, "ssh-username", envOr("BERTH_SSH_USERNAME", "core"), "user on the machines for status and journal over ssh; empty: ssh's own (env BERTH_SSH_USERNAME)")
 	f.StringVar(&o.Tunnel, "tunnel", os.Getenv("BERTH_TUNNEL"), "reach the machines through this ssh jump host, [USER@]HOST[:PORT] (ssh -J; env BERTH_TUNNEL)")
 	strict, err := strconv.ParseBool(os.Getenv("BERTH_STRICT_HOST_KEY_CHECKING"))
 	f.BoolVar(&o.StrictHostKeyChecking, "strict-host-key-checking", err != nil || strict,
@@ -48,7 +48,10 @@ func (o *SSHOptions) AddFlags(f *pflag.FlagSet) {
 // arguments, quoted here for the remote shell) as o.User on addr. tty
 // asks for a terminal (-t), for a command that follows until interrupted.
 func (o *SSHOptions) argv(addr string, remote []string, tty bool) []string {
-	a := []string{"ssh", "-l", o.User}
+	a := []string{"ssh"}
+	if o.User != "" {
+		a = append(a, "-l", o.User)
+	}
 	if o.Port != 0 && o.Port != 22 {
 		a = append(a, "-p", strconv.Itoa(o.Port))
 	}
@@ -66,7 +69,7 @@ func (o *SSHOptions) argv(addr string, remote []string, tty bool) []string {
 	}
 	if o.Tunnel != "" {
 		jump := o.Tunnel
-		if !strings.Contains(jump, "@") {
+		if !strings.Contains(jump, "@") && o.User != "" {
 			jump = o.User + "@" + jump
 		}
 		a = append(a, "-J", jump)
@@ -140,8 +143,12 @@ func runOn(ctx context.Context, c machineCmd, ssh *SSHOptions, local string, std
 	case code == 0:
 		return nil
 	case code == 255 && c.Machine != local && ctx.Err() == nil: // not ssh ended by berth's own interruption
-		return exitStatus{code, fmt.Sprintf("ssh %s@%s (machine %s) failed with exit status 255: see ssh's message above (--ssh-username, --tunnel, --strict-host-key-checking)",
-			ssh.User, c.Addr, c.Machine)}
+		dest := c.Addr
+		if ssh.User != "" {
+			dest = ssh.User + "@" + dest
+		}
+		return exitStatus{code, fmt.Sprintf("ssh %s (machine %s) failed with exit status 255: see ssh's message above (--ssh-username, --tunnel, --strict-host-key-checking)",
+			dest, c.Machine)}
 	}
 	return exitStatus{code: code}
 }

@@ -40,6 +40,8 @@ func TestSSHArgv(t *testing.T) {
 			"ssh -l core -o ConnectTimeout=10 -o UserKnownHostsFile=kh -o StrictHostKeyChecking=no -o LogLevel=ERROR -- h true"},
 		{"terminal for a follow", nil, "10.0.1.5", []string{"journalctl", "--unit", "web@1.service", "--no-pager", "-n", "10", "-f"}, true,
 			"ssh -l core -o ConnectTimeout=10 -t -- 10.0.1.5 journalctl --unit web@1.service --no-pager -n 10 -f"},
+		{"no user: ssh's own (~/.ssh/config)", func(o *SSHOptions) { o.User, o.Tunnel = "", "bastion" }, "10.0.1.5", []string{"true"}, false,
+			"ssh -o ConnectTimeout=10 -J bastion -- 10.0.1.5 true"},
 		{"escaped unit name is quoted", nil, "10.0.1.5", []string{"systemctl", "status", `my\x2dapp@a\x20b.service`}, false,
 			`ssh -l core -o ConnectTimeout=10 -- 10.0.1.5 systemctl status 'my\x2dapp@a\x20b.service'`},
 		{"an address that looks like an option stays the host", nil, "-oProxyCommand=x", []string{"true"}, false,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Open an ssh tunnel to a server node's etcd and print the exports for berth,
-# etcdctl and fleetctl.
+# etcdctl and fleetctl (the server is also the ssh jump host of berth fleet
+# status and journal: BERTH_TUNNEL).
 #   eval "$(bin/tunnel.sh -n berth-example-com -r eu-west-1)"
 set -euo pipefail
 
@@ -57,4 +58,5 @@ export BERTH_ETCD_ENDPOINTS=127.0.0.1:$port
 export ETCDCTL_API=3
 export ETCDCTL_ENDPOINTS=127.0.0.1:$port
 export FLEETCTL_TUNNEL=$ip
+export BERTH_TUNNEL=$user@$ip
 EXPORTS

@@ -125,7 +125,7 @@ func TestTunnel(t *testing.T) {
 	}
 	mustContain(t, "ssh call", calls, "ssh -f -N", "-L 127.0.0.1:12379:127.0.0.1:2379", "core@203.0.113.10")
 	mustContain(t, "exports", out, "export BERTH_ETCD_ENDPOINTS=127.0.0.1:12379", "export ETCDCTL_ENDPOINTS=127.0.0.1:12379",
-		"export FLEETCTL_TUNNEL=203.0.113.10")
+		"export FLEETCTL_TUNNEL=203.0.113.10", "export BERTH_TUNNEL=core@203.0.113.10")
 }
 
 func TestDestroyStack(t *testing.T) {

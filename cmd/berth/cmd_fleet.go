@@ -3,16 +3,12 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -45,9 +41,14 @@ func newFleetCommand(g *GlobalOptions) *cobra.Command {
 		Short: "fleetctl's verbs on etcd v3: place unit files on the cluster's machines",
 		Long: `berth fleet keeps unit files and their desired state in etcd; the scheduler (berth
 agent --scheduler) places them on machines by their [X-Fleet] options. Names
-take fleetctl's forms, and web@{1..3}.service expands as a shell would.
-See docs/fleet.md for what is built.`,
+take fleetctl's forms (a name without a type is a .service), and
+web@{1..3}.service expands as a shell would. status and journal run
+systemctl and journalctl on the unit's machine: here when it is this host,
+else through the system's ssh client (so ~/.ssh/config and the ssh agent
+apply), with fleetctl's ssh flags. See docs/fleet.md.`,
 	}
+	var ssh SSHOptions
+	ssh.AddFlags(cmd.PersistentFlags())
 	var opts FleetOptions
 	verb := func(use, short string, run func(*fleetCtl, context.Context, []string) error) *cobra.Command {
 		c := &cobra.Command{Use: use, Short: short, RunE: func(c *cobra.Command, args []string) error {
@@ -80,7 +81,12 @@ See docs/fleet.md for what is built.`,
 		verb("list-unit-files", "List submitted units: hash, desired state, machine", (*fleetCtl).listUnitFiles),
 		verb("list-units", "List placed units and the scheduler's reasons for unplaced ones", (*fleetCtl).listUnits),
 		verb("list-machines", "List the machines (agents) and their metadata", (*fleetCtl).listMachines),
+		newFleetJournalCommand(g, &ssh),
 	)
+	status := verb("status UNIT...", "Show systemctl status of units on their machines (over ssh when elsewhere)",
+		func(f *fleetCtl, ctx context.Context, a []string) error { return f.status(ctx, a, &ssh) })
+	status.Long = fleetStatusLong
+	cmd.AddCommand(status)
 	return cmd
 }
 
@@ -104,7 +110,8 @@ func (o *FleetOptions) connect(g *GlobalOptions) (*fleetCtl, error) {
 	return &fleetCtl{g: g, o: o, cli: cli, keys: k, store: &fleet.Store{KV: cli, Keys: k}}, nil
 }
 
-// names expands brace ranges and checks every name.
+// names expands brace ranges, makes a name without a type a .service
+// (fleetctl's mangling) and checks every name.
 func names(args []string) ([]string, error) {
 	if len(args) == 0 {
 		return nil, usagef("name at least one unit")
@@ -115,7 +122,11 @@ func names(args []string) ([]string, error) {
 		if err != nil {
 			return nil, usagef("%v", err)
 		}
-		for _, n := range ns {
+		for i, n := range ns {
+			if filepath.Ext(n) == "" {
+				n += ".service"
+				ns[i] = n
+			}
 			if _, err := fleet.ParseName(n); err != nil {
 				return nil, usagef("%v", err)
 			}
@@ -281,96 +292,6 @@ func (f *fleetCtl) cat(ctx context.Context, args []string) error {
 	}
 	_, err = f.g.stdout.Write(content)
 	return err
-}
-
-type unitFileRow struct {
-	Unit    string `json:"unit"`
-	Hash    string `json:"hash"`
-	DState  string `json:"dstate"`          // desired: the job's target
-	State   string `json:"state,omitempty"` // current, from the agent's report
-	Machine string `json:"machine,omitempty"`
-}
-
-func (f *fleetCtl) listUnitFiles(ctx context.Context, _ []string) error {
-	v, err := f.view(ctx)
-	if err != nil {
-		return err
-	}
-	var rows []unitFileRow
-	for _, name := range slices.Sorted(maps.Keys(v.jobs)) {
-		j := v.jobs[name]
-		rows = append(rows, unitFileRow{Unit: name, Hash: j.Hash[:7], DState: j.Target, State: currentState(v.states, name),
-			Machine: placement(v.sched[name])})
-	}
-	return printRows(f, rows, "UNIT\tHASH\tDSTATE\tSTATE\tTARGET", func(w io.Writer, r unitFileRow) {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Unit, r.Hash, r.DState, dash(r.State), dash(r.Machine))
-	})
-}
-
-type unitRow struct {
-	Unit    string `json:"unit"`
-	Machine string `json:"machine,omitempty"`
-	Active  string `json:"active,omitempty"` // systemd's ActiveState on the machine
-	Sub     string `json:"sub,omitempty"`
-	Reason  string `json:"reason,omitempty"` // why the unit is not placed
-}
-
-func (f *fleetCtl) listUnits(ctx context.Context, _ []string) error {
-	v, err := f.view(ctx)
-	if err != nil {
-		return err
-	}
-	var rows []unitRow
-	for _, name := range slices.Sorted(maps.Keys(v.sched)) {
-		p := v.sched[name]
-		st := v.states[name]
-		rows = append(rows, unitRow{Unit: name, Machine: placement(p), Active: st.Active, Sub: st.Sub, Reason: p.Reason})
-	}
-	return printRows(f, rows, "UNIT\tMACHINE\tACTIVE\tSUB\tREASON", func(w io.Writer, r unitRow) {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Unit, dash(r.Machine), dash(r.Active), dash(r.Sub), dash(r.Reason))
-	})
-}
-
-type machineRow struct {
-	Machine  string            `json:"machine"`
-	IP       string            `json:"ip"`
-	Metadata map[string]string `json:"metadata,omitempty"`
-}
-
-func (f *fleetCtl) listMachines(ctx context.Context, _ []string) error {
-	rctx, cancel := f.ctx(ctx)
-	defer cancel()
-	resp, err := f.cli.Get(rctx, f.keys.NodesPrefix(), clientv3.WithPrefix())
-	if err != nil {
-		return f.o.Etcd.wrapErr(err)
-	}
-	var rows []machineRow
-	for _, m := range fleet.Machines(f.keys, resp.Kvs) {
-		rows = append(rows, machineRow{Machine: m.ID, IP: m.Addr, Metadata: m.Metadata})
-	}
-	return printRows(f, rows, "MACHINE\tIP\tMETADATA", func(w io.Writer, r machineRow) {
-		var md []string
-		for _, k := range slices.Sorted(maps.Keys(r.Metadata)) {
-			md = append(md, k+"="+r.Metadata[k])
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\n", r.Machine, r.IP, dash(strings.Join(md, ",")))
-	})
-}
-
-// printRows writes rows as a table (header, then each row) or as JSON.
-func printRows[T any](f *fleetCtl, rows []T, header string, row func(io.Writer, T)) error {
-	if f.o.Output == "json" {
-		if rows == nil {
-			rows = []T{}
-		}
-		return json.NewEncoder(f.g.stdout).Encode(rows)
-	}
-	tw := tabwriter.NewWriter(f.g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, header)
-	for _, r := range rows {
-		row(tw, r)
-	}
-	return tw.Flush()
 }
 
 // fleetView is the fleet's records, read at one revision.

@@ -20,7 +20,9 @@ import (
 )
 
 // CachePath is where the root filesystem tarball is kept
-// ($BERTH_CACHE/rootfs-bookworm.tar.zst, default ~/.cache/berth).
+// ($BERTH_CACHE/rootfs-bookworm-2.tar.zst, default ~/.cache/berth). The
+// number changes with what build-rootfs.sh puts in, so that a stale
+// cache is rebuilt.
 func CachePath() string {
 	dir := os.Getenv("BERTH_CACHE")
 	if dir == "" {
@@ -30,7 +32,7 @@ func CachePath() string {
 			dir = "/var/cache/berth"
 		}
 	}
-	return filepath.Join(dir, "rootfs-bookworm.tar.zst")
+	return filepath.Join(dir, "rootfs-bookworm-2.tar.zst")
 }
 
 var (

@@ -275,4 +275,9 @@ func TestFleetCluster(t *testing.T) {
 		c.Use(t)
 		fleetPassivation(t, c, fleetCtl{n1}, n2, n3)
 	})
+
+	t.Run("9 status and journal of units here and on other machines (ssh)", func(t *testing.T) {
+		c.Use(t)
+		fleetStatusJournal(t, c)
+	})
 }

@@ -280,4 +280,9 @@ func TestFleetCluster(t *testing.T) {
 		c.Use(t)
 		fleetStatusJournal(t, c)
 	})
+
+	t.Run("10 deploys through berth fleet under load", func(t *testing.T) {
+		c.Use(t)
+		fleetDeploys(t, c, n1)
+	})
 }

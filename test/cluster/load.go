@@ -8,9 +8,11 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -24,7 +26,10 @@ type LoadResult struct {
 // runLoad sends requests round robin to targets for d with c clients and
 // no client-side retry. It runs in the hub namespace (see TestMain).
 func runLoad(targets []string, host string, d time.Duration, c int) LoadResult {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
+	// SIGTERM (Load.Stop) ends the load early.
+	sctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(sctx, d)
 	defer cancel()
 	var total, failed atomic.Int64
 	var mu sync.Mutex
@@ -98,6 +103,9 @@ func (c *Cluster) StartLoad(d time.Duration, nodes ...*Node) *Load {
 	c.t.Cleanup(func() { l.cmd.Process.Kill() }) // a failed scenario leaves no load running
 	return l
 }
+
+// Stop ends the load now; Wait returns its result.
+func (l *Load) Stop() { l.cmd.Process.Signal(syscall.SIGTERM) }
 
 // Wait returns the load's result.
 func (l *Load) Wait() (LoadResult, error) {

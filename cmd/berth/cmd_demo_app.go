@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -17,11 +18,13 @@ import (
 // DemoAppOptions are the flags of "berth demo-app".
 type DemoAppOptions struct {
 	Listen string
+	Spec   string // print the demo app's spec at this version instead of serving
 }
 
 // AddFlags registers the flags.
 func (o *DemoAppOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Listen, "listen", demoAppListen(os.Getenv("HOST"), os.Getenv("PORT")), "address (default $HOST:$PORT; HOST empty: every interface; PORT empty: 8080)")
+	f.StringVar(&o.Spec, "spec", "", "print the spec of berth up's demo app at this version (for berth deploy) and exit")
 }
 
 // demoAppListen is the default address from HOST and PORT: the exec driver
@@ -54,6 +57,22 @@ func newDemoAppCommand(g *GlobalOptions) *cobra.Command {
 }
 
 func runDemoApp(ctx context.Context, g *GlobalOptions, o DemoAppOptions) error {
+	if o.Spec != "" {
+		a, err := demoSpec(3, 30*time.Second)
+		if err != nil {
+			return err
+		}
+		a.Version = o.Spec
+		if err := a.Validate(); err != nil {
+			return usagef("--spec: %v", err)
+		}
+		b, err := json.MarshalIndent(a, "", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(g.stdout, "%s\n", b)
+		return nil
+	}
 	l, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return err

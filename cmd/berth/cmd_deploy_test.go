@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/berthproject/berth/internal/demoapp"
+	"github.com/berthproject/berth/internal/spec"
 )
 
 // demoLoad sends requests to berth up's router until stopped, over
@@ -197,5 +198,23 @@ func TestUpDeploy(t *testing.T) {
 		if !strings.Contains(hist, want) {
 			t.Errorf("berth history lacks %q:\n%s", want, hist)
 		}
+	}
+}
+
+// TestDemoAppSpec: berth demo-app --spec VERSION prints a spec berth deploy
+// takes (the tutorial's deploy step), at that version.
+func TestDemoAppSpec(t *testing.T) {
+	code, out, errOut := berth(t, "demo-app", "--spec", "2.0.0")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	path := filepath.Join(t.TempDir(), "v2.json")
+	os.WriteFile(path, []byte(out), 0o644)
+	apps, err := spec.ParseFile(path)
+	if err != nil || len(apps) != 1 || apps[0].Version != "2.0.0" || apps[0].Name != "paas-monitor" {
+		t.Fatalf("spec.ParseFile: %v %+v", err, apps)
+	}
+	if code, _, _ := berth(t, "demo-app", "--spec", "two"); code != 2 {
+		t.Errorf("--spec two: exit %d, want 2", code)
 	}
 }

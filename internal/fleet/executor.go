@@ -19,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/berthproject/berth/internal/registry"
+	"github.com/berthproject/berth/units"
 )
 
 // Executor carries out the placements of one machine: it writes the
@@ -28,7 +29,8 @@ import (
 // agent's lease. It is part of berth agent.
 //
 // Passivation is the app's status: a launched instance of an app whose
-// expected state is passivated ("<app>@<i>.service") is held stopped, on
+// expected state is passivated ("<app>@<i>.service", or a later release's
+// "<app>.<gen>@<i>.service") is held stopped, on
 // whatever machine it is placed, until a wake sets it started again.
 type Executor struct {
 	Conn    *sdbus.Conn
@@ -170,7 +172,7 @@ func (e *Executor) Reconcile(ctx context.Context) error {
 		if err != nil {
 			continue
 		}
-		if j.Target == registry.TargetLaunched && n.Instanced && passivated[n.Prefix] {
+		if app, _ := units.AppOfPrefix(n.Prefix); j.Target == registry.TargetLaunched && n.Instanced && passivated[app] {
 			j.Target = registry.TargetLoaded // held stopped until the app is woken
 		}
 		here[name] = mine{job: j}

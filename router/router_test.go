@@ -270,7 +270,7 @@ func TestNoRetryOfSentNonIdempotentRequest(t *testing.T) {
 	for _, u := range e.r.table.Load().apps["web"].upstreams {
 		u.markHealthy()
 	}
-	e.r.table.Load().apps["web"].selector = &RoundRobin{}
+	e.r.table.Load().apps["web"].sides[sideStable].selector = &RoundRobin{}
 	resp, body := e.get("web.x", "/")
 	if resp.StatusCode != 200 || !strings.HasPrefix(body, "good") {
 		t.Fatalf("GET: got %d %q, want a retry on the good backend", resp.StatusCode, body)
@@ -496,7 +496,7 @@ func FuzzLookup(f *testing.F) {
 	for _, s := range []string{"shop.example.com", "A.B.C:80", "[::1]:80", "...", ".", "x.", "*.a.com", ""} {
 		f.Add(s)
 	}
-	tb := newTableBuilder()
+	tb := newTableBuilder(newMetrics())
 	snap := &registry.Snapshot{Domains: map[string]string{"shop.example.com": "shop", "*.a.com": "shop"},
 		Instances: map[string]map[string]*registry.Instance{"shop": {"1": {ID: "1", Addr: "127.0.0.1:1", State: registry.StateUp}}}}
 	table := tb.build(snap)

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/berthproject/berth/internal/registry"
 )
@@ -179,9 +178,11 @@ func TestCanaryDownFailsOverToStable(t *testing.T) {
 	}
 	e.instanceGen("web", "2.1", deadAddr(t), 2)
 	e.rollout("web", registry.Rollout{From: 1, To: 2, Strategy: registry.StrategyRolling, Canary: 50, Phase: registry.PhaseCanary})
+	// The second new client is the canary's: it fails over, and gets the
+	// cookie of the side that answered.
 	for i := range 100 {
 		cookie, method := "", "GET"
-		if i%2 == 1 {
+		if i%2 == 1 && i > 1 {
 			cookie, method = "berth-rollout-web=2", "POST" // nothing reached the canary: a POST fails over too
 		}
 		status, name, set := e.send(method, cookie)
@@ -193,6 +194,11 @@ func TestCanaryDownFailsOverToStable(t *testing.T) {
 		}
 		if cookie != "" && len(set) != 0 {
 			t.Fatalf("request %d: a canary client's cookie was replaced by %q", i, set)
+		}
+	}
+	for _, u := range e.r.Routes()[0].Upstreams {
+		if u.Canary && (u.Available || u.Fails != 1) {
+			t.Errorf("canary upstream: available %v, %d failures; want tried once and out of rotation", u.Available, u.Fails)
 		}
 	}
 }
@@ -214,13 +220,7 @@ func TestGenerationCounters(t *testing.T) {
 	for range 100 {
 		e.send("POST", "") // not idempotent: a 500 does not take the canary out of rotation
 	}
-	log, _ := test.NewNullLogger()
-	owner := registry.NewLeaseOwner(e.cli, e.cli, 5*time.Second, log)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go owner.Run(ctx)
-	go e.r.RunAccess(ctx, e.keys, owner)
-	key, _ := e.keys.Access("web", "r1")
+	key := e.runAccess("web")
 	want := map[int64]registry.GenCounts{1: {Requests: 50}, 2: {Requests: 50, Errors5xx: 50}}
 	e.waitAccess(key, func(a registry.Access) bool { return fmt.Sprint(a.Gens) == fmt.Sprint(want) })
 
@@ -265,25 +265,6 @@ func TestGenerationCounters(t *testing.T) {
 	if m := metricsText(); strings.Contains(m, `gen="1"`) || !strings.Contains(m, `gen="2"`) {
 		t.Errorf("after generation 1 left, /metrics has:\n%s", m)
 	}
-}
-
-// waitAccess waits until the access record at key satisfies ok.
-func (e *env) waitAccess(key string, ok func(registry.Access) bool) {
-	e.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	var last string
-	for time.Now().Before(deadline) {
-		r, err := e.cli.Get(context.Background(), key)
-		if err == nil && len(r.Kvs) == 1 {
-			last = string(r.Kvs[0].Value)
-			var a registry.Access
-			if json.Unmarshal(r.Kvs[0].Value, &a) == nil && ok(a) {
-				return
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	e.t.Fatalf("access record %s: %s", key, last)
 }
 
 func TestPickStaysOnItsSide(t *testing.T) {

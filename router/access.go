@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"time"
 
 	"github.com/berthproject/berth/internal/registry"
@@ -17,6 +18,8 @@ type AccessWriter interface {
 // RunAccess writes each app's last access and open connections to etcd
 // (on the router's lease), at most once per Config.AccessInterval per app
 // and only when they changed, until ctx ends. Passivation reads them.
+// While a rollout of the app runs, the record also counts the responses
+// of each generation (Access.Gens), which the deployer reads.
 func (r *Router) RunAccess(ctx context.Context, keys registry.Keys, w AccessWriter) error {
 	written := map[string]registry.Access{}
 	tick := time.NewTicker(r.cfg.AccessInterval)
@@ -29,8 +32,8 @@ func (r *Router) RunAccess(ctx context.Context, keys registry.Keys, w AccessWrit
 		}
 		t := r.table.Load()
 		for app, rt := range t.apps {
-			cur := registry.Access{LastMS: rt.stats.lastAccess.Load(), Conns: int(rt.stats.active.Load())}
-			if cur.LastMS == 0 || cur == written[app] {
+			cur := rt.access()
+			if prev := written[app]; cur.LastMS == 0 || cur.LastMS == prev.LastMS && cur.Conns == prev.Conns && maps.Equal(cur.Gens, prev.Gens) {
 				continue
 			}
 			key, err := keys.Access(app, r.cfg.ID)
@@ -48,4 +51,16 @@ func (r *Router) RunAccess(ctx context.Context, keys registry.Keys, w AccessWrit
 			written[app] = cur
 		}
 	}
+}
+
+// access is the route's access record now.
+func (rt *route) access() registry.Access {
+	a := registry.Access{LastMS: rt.stats.lastAccess.Load(), Conns: int(rt.stats.active.Load())}
+	if rt.rollout && len(rt.gens) > 0 {
+		a.Gens = make(map[int64]registry.GenCounts, len(rt.gens))
+		for _, g := range rt.gens {
+			a.Gens[g.gen] = g.counts()
+		}
+	}
+	return a
 }

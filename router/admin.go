@@ -37,12 +37,23 @@ type RouteInfo struct {
 	Status    string         `json:"status,omitempty"`
 	Active    int64          `json:"active"`
 	Upstreams []UpstreamInfo `json:"upstreams"`
+	// Canary is the split of a canary rollout (nil: none).
+	Canary *CanaryInfo `json:"canary,omitempty"`
+}
+
+// CanaryInfo is a route's canary split in /routes.
+type CanaryInfo struct {
+	Gen        int64  `json:"gen"`        // the canary's generation
+	Percent    int    `json:"percent"`    // of new clients
+	NewClients uint64 `json:"newClients"` // assigned by this router so far
 }
 
 // UpstreamInfo is one upstream in /routes.
 type UpstreamInfo struct {
 	ID        string `json:"id"`
 	Addr      string `json:"addr"`
+	Gen       int64  `json:"gen"`              // the instance's generation
+	Canary    bool   `json:"canary,omitempty"` // on the canary side
 	Available bool   `json:"available"`
 	Inflight  int64  `json:"inflight"`
 	Fails     int64  `json:"fails"`
@@ -64,9 +75,14 @@ func (r *Router) Routes() []RouteInfo {
 	for app, rt := range t.apps {
 		ri := RouteInfo{App: app, Hosts: hosts[app], Status: rt.status, Active: rt.stats.active.Load(), Upstreams: []UpstreamInfo{}}
 		sort.Strings(ri.Hosts)
-		for _, u := range rt.upstreams {
-			ri.Upstreams = append(ri.Upstreams, UpstreamInfo{ID: u.ID, Addr: u.Addr, Available: u.Available(), Inflight: u.Inflight(), Fails: u.fails.Load(),
-				ProbeFailing: u.probeDown.Load()})
+		if c := rt.canary; c != nil {
+			ri.Canary = &CanaryInfo{Gen: c.gen, Percent: c.percent, NewClients: c.newClients.Load()}
+		}
+		for i, s := range rt.sides {
+			for _, u := range s.upstreams {
+				ri.Upstreams = append(ri.Upstreams, UpstreamInfo{ID: u.ID, Addr: u.Addr, Gen: u.gen.gen, Canary: i == sideCanary,
+					Available: u.Available(), Inflight: u.Inflight(), Fails: u.fails.Load(), ProbeFailing: u.probeDown.Load()})
+			}
 		}
 		out = append(out, ri)
 	}

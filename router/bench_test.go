@@ -104,7 +104,7 @@ func BenchmarkLookup10kDomains(b *testing.B) {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	start := time.Now()
-	builder := newTableBuilder()
+	builder := newTableBuilder(newMetrics())
 	table := builder.build(snap)
 	buildTime := time.Since(start)
 	runtime.GC()

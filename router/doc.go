@@ -9,4 +9,11 @@
 // (passive health). Pages for unknown hosts (404), apps without live
 // instances (503, Retry-After) and upstream errors (502) are HTML for
 // browsers and text or JSON for other clients.
+//
+// While an app's rollout runs, its upstreams follow the rollout's phase
+// (registry.Snapshot.Serving): during a canary a route has a stable and a
+// canary side, new clients are split between them by an exact weighted
+// round robin and kept on their side by the cookie berth-rollout-<app>
+// (rollout.go), and responses are counted per generation for the
+// deployer (metrics and the access records).
 package router

@@ -204,9 +204,9 @@ type pending struct {
 func (lc *laneConn) serve(h *http1.RequestHead) bool {
 	r := lc.r
 	rt := lc.route(h.Host)
-	if rt == nil || rt.httpsRedirect || rt.h2c || len(rt.upstreams) == 0 ||
+	if rt == nil || rt.httpsRedirect || rt.h2c || len(rt.upstreams) == 0 || rt.canary != nil ||
 		rt.maxConns > 0 && rt.stats.active.Load() >= rt.maxConns {
-		return false // pages, redirects, wakes and limits are net/http's
+		return false // pages, redirects, wakes, limits and canaries' cookies are net/http's
 	}
 	r.metrics.laneRequests.Inc()
 	start := time.Now()
@@ -236,7 +236,7 @@ func (lc *laneConn) serve(h *http1.RequestHead) bool {
 	var up *Upstream
 	res := http1.Result{Err: errNoUpstream}
 	for len(tried) < r.cfg.MaxAttempts {
-		if up = pick(rt, tried, start.UnixNano()); up == nil {
+		if up = pick(rt, sideStable, tried, start.UnixNano()); up == nil {
 			break
 		}
 		tried = append(tried, up)
@@ -266,6 +266,9 @@ func (lc *laneConn) serve(h *http1.RequestHead) bool {
 	}
 	lc.lastEnd = time.Now()
 	rt.stats.observe(r.metrics, rt.app, status, lc.lastEnd.Sub(start))
+	if len(tried) > 0 {
+		r.observeGen(tried[len(tried)-1], status)
+	}
 	if r.logRequests {
 		lc.logRequest(rt, &p, status, up, len(tried), start)
 	}

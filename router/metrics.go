@@ -4,6 +4,7 @@ import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
 	requests         *prometheus.CounterVec
+	genRequests      *prometheus.CounterVec
 	duration         *prometheus.HistogramVec
 	retries          *prometheus.CounterVec
 	upstreamFailures *prometheus.CounterVec
@@ -18,6 +19,9 @@ func newMetrics() *metrics {
 	return &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_router_requests_total",
 			Help: "Requests by app (\"-\" for unknown hosts) and status code class."}, []string{"app", "code"}),
+		genRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_router_generation_requests_total",
+			Help: "Requests by app, generation of the instance that answered (the last one tried), and status code class; a generation's series go when it has no live instance left."},
+			[]string{"app", "gen", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "berth_router_request_duration_seconds",
 			Help: "Time to the end of the response, by app.", Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12)}, []string{"app"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_router_retries_total",
@@ -36,5 +40,5 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.duration, m.retries, m.upstreamFailures, m.rebuilds, m.routes, m.laneRequests, m.handoffs, m.healthChecks}
+	return []prometheus.Collector{m.requests, m.genRequests, m.duration, m.retries, m.upstreamFailures, m.rebuilds, m.routes, m.laneRequests, m.handoffs, m.healthChecks}
 }

@@ -65,7 +65,8 @@ func New(cfg Config, src Source, log logrus.FieldLogger) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Router{cfg: cfg, log: log.WithField("component", "router"), src: src, builder: newTableBuilder(), pages: pg, metrics: newMetrics()}
+	m := newMetrics()
+	r := &Router{cfg: cfg, log: log.WithField("component", "router"), src: src, builder: newTableBuilder(m), pages: pg, metrics: m}
 	r.table.Store(r.builder.build(src.Snapshot()))
 	ch := make(chan struct{})
 	r.changed.Store(&ch)
@@ -205,8 +206,10 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	rt.stats.active.Add(1)
 	defer rt.stats.active.Add(-1)
 	info := &requestInfo{route: rt, body: rec.body}
+	info.side, info.newClient = rt.assign(req, start.UnixNano())
 	r.proxy.ServeHTTP(w, req.WithContext(withInfo(req.Context(), info)))
 	rt.stats.observe(r.metrics, rt.app, rec.status, time.Since(start))
+	r.observeGen(info.upstream, rec.status)
 	if !r.logRequests {
 		return
 	}

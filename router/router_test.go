@@ -270,7 +270,7 @@ func TestNoRetryOfSentNonIdempotentRequest(t *testing.T) {
 	for _, u := range e.r.table.Load().apps["web"].upstreams {
 		u.markHealthy()
 	}
-	e.r.table.Load().apps["web"].selector = &RoundRobin{}
+	e.r.table.Load().apps["web"].sides[sideStable].selector = &RoundRobin{}
 	resp, body := e.get("web.x", "/")
 	if resp.StatusCode != 200 || !strings.HasPrefix(body, "good") {
 		t.Fatalf("GET: got %d %q, want a retry on the good backend", resp.StatusCode, body)
@@ -440,24 +440,7 @@ func TestAdminAndAccessRecords(t *testing.T) {
 	s, _ := backend(t, "b")
 	e.instance("web", "1", addr(s))
 	e.get("web.x", "/")
-	log, _ := test.NewNullLogger()
-	owner := registry.NewLeaseOwner(e.cli, e.cli, 5*time.Second, log)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go owner.Run(ctx)
-	go e.r.RunAccess(ctx, e.keys, owner)
-	key, _ := e.keys.Access("web", "r1")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		r, _ := e.cli.Get(context.Background(), key)
-		if len(r.Kvs) == 1 && r.Kvs[0].Lease != 0 && strings.Contains(string(r.Kvs[0].Value), `"last":`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no access record on a lease")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	e.waitAccess(e.runAccess("web"), func(a registry.Access) bool { return a.LastMS != 0 })
 	admin := httptest.NewServer(e.r.AdminHandler(prometheus.NewRegistry(), false))
 	defer admin.Close()
 	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/routes": `"app":"web"`} {
@@ -475,6 +458,40 @@ func TestAdminAndAccessRecords(t *testing.T) {
 	if resp, _ := e.get("web.x", "/routes"); !strings.HasPrefix(fmt.Sprint(resp.StatusCode), "2") {
 		t.Logf("public /routes is proxied to the app, as it should be")
 	}
+}
+
+// runAccess writes the router's access records on a lease until the test
+// ends and returns the key of app's.
+func (e *env) runAccess(app string) string {
+	e.t.Helper()
+	log, _ := test.NewNullLogger()
+	owner := registry.NewLeaseOwner(e.cli, e.cli, 5*time.Second, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	e.t.Cleanup(cancel)
+	go owner.Run(ctx)
+	go e.r.RunAccess(ctx, e.keys, owner)
+	key, _ := e.keys.Access(app, e.r.cfg.ID)
+	return key
+}
+
+// waitAccess waits until the access record at key is on a lease and
+// satisfies ok.
+func (e *env) waitAccess(key string, ok func(registry.Access) bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		r, err := e.cli.Get(context.Background(), key)
+		if err == nil && len(r.Kvs) == 1 && r.Kvs[0].Lease != 0 {
+			last = string(r.Kvs[0].Value)
+			var a registry.Access
+			if json.Unmarshal(r.Kvs[0].Value, &a) == nil && ok(a) {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.t.Fatalf("access record %s: %s", key, last)
 }
 
 func TestSelectors(t *testing.T) {
@@ -496,7 +513,7 @@ func FuzzLookup(f *testing.F) {
 	for _, s := range []string{"shop.example.com", "A.B.C:80", "[::1]:80", "...", ".", "x.", "*.a.com", ""} {
 		f.Add(s)
 	}
-	tb := newTableBuilder()
+	tb := newTableBuilder(newMetrics())
 	snap := &registry.Snapshot{Domains: map[string]string{"shop.example.com": "shop", "*.a.com": "shop"},
 		Instances: map[string]map[string]*registry.Instance{"shop": {"1": {ID: "1", Addr: "127.0.0.1:1", State: registry.StateUp}}}}
 	table := tb.build(snap)

@@ -3,7 +3,7 @@ package router
 import (
 	"cmp"
 	"reflect"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,9 +18,14 @@ import (
 
 // route is what the router knows of one app in one table.
 type route struct {
-	app           string
-	upstreams     []*Upstream // instances in state up, sorted by id
-	selector      Selector
+	app string
+	// upstreams are the instances that take the app's requests
+	// (registry.Snapshot.Serving): the stable side's, then the canary's.
+	upstreams     []*Upstream
+	sides         [2]side      // sideStable, sideCanary (empty without a canary)
+	canary        *canarySplit // the split during a canary (nil: none)
+	rollout       bool         // a rollout of the app runs: access records carry gens
+	gens          []*genStats  // per generation, sorted
 	maxConns      int64
 	status        string // status.current ("" if unknown)
 	expected      string // status.expected
@@ -48,15 +53,11 @@ type appStats struct {
 func (s *appStats) observe(m *metrics, app string, status int, d time.Duration) {
 	s.once.Do(func() {
 		for i := 1; i <= 5; i++ {
-			s.codes[i] = m.requests.WithLabelValues(app, strconv.Itoa(i)+"xx")
+			s.codes[i] = m.requests.WithLabelValues(app, classLabel(i))
 		}
 		s.duration = m.duration.WithLabelValues(app)
 	})
-	class := status / 100
-	if status == 0 {
-		class = 2
-	}
-	if class >= 1 && class <= 5 {
+	if class := statusClass(status); class >= 1 && class <= 5 {
 		s.codes[class].Inc()
 	}
 	s.duration.Observe(d.Seconds())
@@ -71,24 +72,28 @@ type Table struct {
 }
 
 // tableBuilder keeps the state that outlives a table: each app's route,
-// reused as long as its instances, spec and status are the same maps and
-// records in the snapshot (the watch cache copies only what changes), so
-// a change rebuilds only the apps it touched; upstream counters survive.
+// reused as long as its instances, spec, status and rollout are the same
+// maps and records in the snapshot (the watch cache copies only what
+// changes), so a change rebuilds only the apps it touched; upstream and
+// generation counters survive.
 type tableBuilder struct {
-	mu     sync.Mutex
-	routes map[string]builtRoute
+	mu      sync.Mutex
+	routes  map[string]builtRoute
+	metrics *metrics // whose per-generation series go with their generation
 }
 
 type builtRoute struct {
-	r         *route
-	instances uintptr // identity of the snapshot's instance map of the app
-	spec      *spec.App
-	status    *registry.Status
-	upstreams map[string]*Upstream // id/addr → upstream
+	r          *route
+	instances  uintptr // identity of the snapshot's instance map of the app
+	spec       *spec.App
+	status     *registry.Status
+	rollout    *registry.Rollout
+	upstreams  map[string]*Upstream // id/addr → upstream
+	newClients *atomic.Uint64       // the canary split's count (nil: no canary)
 }
 
-func newTableBuilder() *tableBuilder {
-	return &tableBuilder{routes: map[string]builtRoute{}}
+func newTableBuilder(m *metrics) *tableBuilder {
+	return &tableBuilder{routes: map[string]builtRoute{}, metrics: m}
 }
 
 func mapIdentity(m map[string]*registry.Instance) uintptr {
@@ -130,8 +135,11 @@ func (b *tableBuilder) build(s *registry.Snapshot) *Table {
 			t.exact[host] = t.apps[app]
 		}
 	}
-	for app := range b.routes {
+	for app, br := range b.routes {
 		if !seen[app] {
+			for _, g := range br.r.gens {
+				g.forget(b.metrics)
+			}
 			delete(b.routes, app)
 		}
 	}
@@ -142,8 +150,8 @@ func (b *tableBuilder) build(s *registry.Snapshot) *Table {
 // is made of changed.
 func (b *tableBuilder) route(s *registry.Snapshot, app string) *route {
 	prev, ok := b.routes[app]
-	id, sp, st := mapIdentity(s.Instances[app]), s.Apps[app], s.Status[app]
-	if ok && prev.instances == id && prev.spec == sp && prev.status == st {
+	id, sp, st, ro := mapIdentity(s.Instances[app]), s.Apps[app], s.Status[app], s.Rollouts[app]
+	if ok && prev.instances == id && prev.spec == sp && prev.status == st && prev.rollout == ro {
 		return prev.r
 	}
 	r := &route{app: app}
@@ -158,10 +166,12 @@ func (b *tableBuilder) route(s *registry.Snapshot, app string) *route {
 				timeout: cmp.Or(h.Timeout.D(), spec.DefaultHealthWait)}
 		}
 	}
-	if ok && (prev.spec == nil) == (sp == nil) && (sp == nil || prev.spec.Routing.Policy == policy) {
-		r.selector = prev.r.selector // keep round-robin position and the like
-	} else {
-		r.selector = newSelector(policy)
+	for i := range r.sides {
+		if ok && (prev.spec == nil) == (sp == nil) && (sp == nil || prev.spec.Routing.Policy == policy) {
+			r.sides[i].selector = prev.r.sides[i].selector // keep round-robin position and the like
+		} else {
+			r.sides[i].selector = newSelector(policy)
+		}
 	}
 	if ok {
 		r.stats = prev.r.stats
@@ -174,21 +184,72 @@ func (b *tableBuilder) route(s *registry.Snapshot, app string) *route {
 	if sp != nil {
 		r.instances = sp.Instances
 	}
+	r.rollout = ro != nil && ro.Active()
+	sv := s.Serving(app)
 	ups := map[string]*Upstream{}
-	for _, in := range s.Live(app) {
-		key := in.ID + "/" + in.Addr
-		u := prev.upstreams[key]
-		if u == nil {
-			u = &Upstream{ID: in.ID, Addr: in.Addr}
+	for i, ins := range [2][]*registry.Instance{sv.Stable, sv.Canary} {
+		for _, in := range ins {
+			gen := r.gen(app, in.Generation(), prev.r)
+			key := in.ID + "/" + in.Addr
+			u := prev.upstreams[key]
+			if u == nil || u.gen != gen {
+				u = &Upstream{ID: in.ID, Addr: in.Addr, gen: gen}
+			}
+			if r.health == nil {
+				u.probeDown.Store(false) // checks turned off: no stale verdict
+			}
+			ups[key] = u
+			r.sides[i].upstreams = append(r.sides[i].upstreams, u)
+			r.upstreams = append(r.upstreams, u)
 		}
-		if r.health == nil {
-			u.probeDown.Store(false) // checks turned off: no stale verdict
-		}
-		ups[key] = u
-		r.upstreams = append(r.upstreams, u)
 	}
-	b.routes[app] = builtRoute{r: r, instances: id, spec: sp, status: st, upstreams: ups}
+	var newClients *atomic.Uint64
+	if len(sv.Canary) > 0 {
+		newClients = new(atomic.Uint64)
+		if ok && prev.r.canary != nil && prev.r.canary.gen == sv.Gen {
+			newClients = prev.newClients // the same canary: the round robin goes on
+		}
+		r.canary = newCanarySplit(app, sv, ro.From, newClients)
+	}
+	if ok {
+		for _, g := range prev.r.gens {
+			switch {
+			case slices.Contains(r.gens, g):
+			case r.rollout && (g.gen == ro.From || g.gen == ro.To):
+				r.gens = append(r.gens, g) // named by the rollout: a canary whose instances restart goes on counting
+			default:
+				g.forget(b.metrics)
+			}
+		}
+	}
+	slices.SortFunc(r.gens, func(a, b *genStats) int { return cmp.Compare(a.gen, b.gen) })
+	b.routes[app] = builtRoute{r: r, instances: id, spec: sp, status: st, rollout: ro, upstreams: ups, newClients: newClients}
 	return r
+}
+
+// gen returns the route's counters of generation gen: those of the route
+// it replaces, else new ones.
+func (r *route) gen(app string, gen int64, prev *route) *genStats {
+	find := func(gens []*genStats) *genStats {
+		for _, g := range gens {
+			if g.gen == gen {
+				return g
+			}
+		}
+		return nil
+	}
+	if g := find(r.gens); g != nil {
+		return g
+	}
+	var g *genStats
+	if prev != nil {
+		g = find(prev.gens)
+	}
+	if g == nil {
+		g = newGenStats(app, gen)
+	}
+	r.gens = append(r.gens, g)
+	return g
 }
 
 // normalizeHost lowercases host and strips a port and a trailing dot.

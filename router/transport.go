@@ -20,10 +20,12 @@ type ctxKey struct{}
 
 // requestInfo travels with a request from the handler to the transport.
 type requestInfo struct {
-	route    *route
-	attempts int // upstreams tried
-	upstream *Upstream
-	body     *clientBody // the request body, if any
+	route     *route
+	side      int  // the side the request was assigned (sideStable, sideCanary)
+	newClient bool // a new client of a canary: the response sets the rollout cookie
+	attempts  int  // upstreams tried
+	upstream  *Upstream
+	body      *clientBody // the request body, if any
 }
 
 func withInfo(ctx context.Context, info *requestInfo) context.Context {
@@ -68,34 +70,36 @@ func isDialError(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-// pick chooses among available upstreams not yet tried; if every untried
-// upstream is marked down, it tries them anyway (the mark is a hint).
-func pick(r *route, tried []*Upstream, now int64) *Upstream {
-	if len(tried) == 0 {
-		all := true
-		for _, u := range r.upstreams {
-			all = all && u.availableAt(now)
+// pick chooses among available upstreams not yet tried of the side sd
+// the request was assigned, then of the other side (a canary without an
+// upstream in rotation fails over to stable, and stable to the canary);
+// if every untried upstream is marked down, it tries them anyway, its
+// own side's first (the mark is a hint).
+func pick(r *route, sd int, tried []*Upstream, now int64) *Upstream {
+	own, other := &r.sides[sd], &r.sides[1-sd]
+	if len(tried) == 0 && own.allAvailable(now) {
+		return own.selector.Select(own.upstreams) // the common case, without copies
+	}
+	var down [2][]*Upstream
+	for i, s := range [2]*side{own, other} {
+		var avail []*Upstream
+		for _, u := range s.upstreams {
+			switch {
+			case slices.Contains(tried, u):
+			case u.availableAt(now):
+				avail = append(avail, u)
+			default:
+				down[i] = append(down[i], u)
+			}
 		}
-		if all && len(r.upstreams) > 0 {
-			return r.selector.Select(r.upstreams) // the common case, without copies
+		if len(avail) > 0 {
+			return s.selector.Select(avail)
 		}
 	}
-	var avail, down []*Upstream
-	for _, u := range r.upstreams {
-		if slices.Contains(tried, u) {
-			continue
+	for i, s := range [2]*side{own, other} {
+		if len(down[i]) > 0 {
+			return s.selector.Select(down[i])
 		}
-		if u.availableAt(now) {
-			avail = append(avail, u)
-		} else {
-			down = append(down, u)
-		}
-	}
-	if len(avail) > 0 {
-		return r.selector.Select(avail)
-	}
-	if len(down) > 0 {
-		return r.selector.Select(down)
 	}
 	return nil
 }
@@ -113,7 +117,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	var tried []*Upstream
 	var lastErr error = errNoUpstream
 	for info.attempts < t.r.cfg.MaxAttempts {
-		up := pick(info.route, tried, time.Now().UnixNano())
+		up := pick(info.route, info.side, tried, time.Now().UnixNano())
 		if up == nil {
 			break
 		}
@@ -133,6 +137,9 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err == nil {
 			t.observe(req, up, resp)
 			resp.Body = countBody(resp.Body, up)
+			if info.newClient {
+				resp.Header.Add("Set-Cookie", info.route.canary.setCookie(up))
+			}
 			return resp, nil
 		}
 		up.inflight.Add(-1)

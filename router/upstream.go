@@ -12,6 +12,8 @@ type Upstream struct {
 	ID   string // instance id
 	Addr string // host:port
 
+	gen *genStats // the counters of the instance's generation
+
 	inflight  atomic.Int64 // requests and upgraded connections open now
 	failUntil atomic.Int64 // unix ns until which the upstream is out of rotation
 	fails     atomic.Int64 // failures seen (metrics, /routes)

@@ -163,6 +163,17 @@ type Status struct {
 type Access struct {
 	LastMS int64 `json:"last"`            // unix ms of the last request
 	Conns  int   `json:"conns,omitempty"` // open connections now
+	// Gens counts the router's responses by generation of the instance
+	// that answered, while a rollout of the app runs (nil otherwise, and in
+	// records of routers older than rollouts): every generation with a live
+	// instance, cumulative since the router first routed to it.
+	Gens map[int64]GenCounts `json:"gens,omitempty"`
+}
+
+// GenCounts are one router's responses from one generation of an app.
+type GenCounts struct {
+	Requests  int64 `json:"requests"`  // responses, every status
+	Errors5xx int64 `json:"errors5xx"` // of which 5xx (the router's 502/504 after the last attempt included)
 }
 
 // Node is /berth/v1/nodes/<node>, written on the agent's lease.

@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"encoding/json"
+	"reflect"
 	"slices"
 	"testing"
 )
@@ -69,5 +71,46 @@ func TestReleaseKeys(t *testing.T) {
 	rk, _ := k.RolloutKey("web")
 	if pk := k.Parse(rk); pk.Kind != KindRollout || pk.App != "web" {
 		t.Errorf("Parse(%q) = %+v", rk, pk)
+	}
+}
+
+// An access record with per-generation counts decodes, one without them
+// (a router older than rollouts) too, and an older reader's view of the
+// new record (its fields only) is what it was.
+func TestAccessGens(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		value string
+		want  *Access
+	}{
+		{"without gens", `{"last":1700000000000,"conns":2}`, &Access{LastMS: 1700000000000, Conns: 2}},
+		{"with gens", `{"last":5,"gens":{"3":{"requests":10,"errors5xx":1},"4":{"requests":2,"errors5xx":0}}}`,
+			&Access{LastMS: 5, Gens: map[int64]GenCounts{3: {Requests: 10, Errors5xx: 1}, 4: {Requests: 2}}}},
+		{"unknown fields are ignored", `{"last":5,"gens":{"4":{"requests":2,"errors5xx":0,"p99":3}},"later":true}`,
+			&Access{LastMS: 5, Gens: map[int64]GenCounts{4: {Requests: 2}}}},
+		{"a malformed generation makes the record malformed", `{"last":5,"gens":{"x":{"requests":2}}}`, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newApplier(keys(t), emptySnapshot())
+			err := a.apply("/berth/v1/access/web/r1", []byte(tc.value), false)
+			got := a.s.Access["web"]["r1"]
+			if tc.want == nil {
+				if err == nil || got != nil {
+					t.Fatalf("got %+v, %v; want a decode error and no record", got, err)
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+	var old struct {
+		LastMS int64 `json:"last"`
+		Conns  int   `json:"conns,omitempty"`
+	}
+	b, _ := json.Marshal(Access{LastMS: 7, Conns: 1, Gens: map[int64]GenCounts{2: {Requests: 1}}})
+	if err := json.Unmarshal(b, &old); err != nil || old.LastMS != 7 || old.Conns != 1 {
+		t.Errorf("an older reader of %s: %+v, %v", b, old, err)
 	}
 }

@@ -117,8 +117,8 @@ restart: {delay: 1s}
 // TestUpDeploy drives berth deploy against berth up under continuous load:
 // a rolling deploy, a blue-green one, a version that never becomes
 // healthy (rolled back by itself), a rollback, and a second deploy while
-// one runs; no request fails, and the answering version switches as
-// each deploy promises.
+// one runs, a canary promoted; no request fails, and the answering
+// version switches as each deploy promises.
 func TestUpDeploy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs berth up")
@@ -177,14 +177,52 @@ func TestUpDeploy(t *testing.T) {
 	if code, _, errOut := deploy(writeDemoSpec(t, "1.5.0", "/health")); code != 1 || !strings.Contains(errOut, "running") {
 		t.Errorf("a second deploy while one runs: exit %d %q", code, errOut)
 	}
-	until(t, "1.4.0 everywhere", 60*time.Second, func() bool { return demoVersions(t, p, 6)["1.4.0"] == 6 })
+	until(t, "1.4.0 deployed", 60*time.Second, func() bool {
+		_, out, _ := berth(t, append([]string{"history", "paas-monitor", "-o", "json"}, etcd...)...)
+		var h struct{ Rollout struct{ Phase string } }
+		return json.Unmarshal([]byte(out), &h) == nil && h.Rollout.Phase == "done"
+	})
+	if v := demoVersions(t, p, 6); v["1.4.0"] != 6 {
+		t.Fatalf("after 1.4.0, versions %v", v)
+	}
+
+	// Canary: half of the new clients get 1.5.0, each stays where it went
+	// (cookie), then the promotion moves everyone.
+	if code, out, errOut := deploy(writeDemoSpec(t, "1.5.0", "/health"), "--canary", "50", "--wait"); code != 0 || !strings.Contains(out, "canary running") {
+		t.Fatalf("canary deploy: exit %d\n%s%s", code, out, errOut)
+	}
+	if v := demoVersions(t, p, 200); v["1.5.0"] < 70 || v["1.4.0"] < 70 {
+		t.Errorf("canary 50%%: 200 new clients got %v", v)
+	}
+	for range 5 {
+		_, hdr, body := p.get(t, "/status")
+		cookie := hdr.Get("Set-Cookie")
+		var first demoapp.Status
+		json.Unmarshal(body, &first)
+		if !strings.HasPrefix(cookie, "berth-rollout-paas-monitor=") {
+			t.Fatalf("no rollout cookie: %q", cookie)
+		}
+		for range 10 {
+			_, _, body := p.get(t, "/status", "Cookie", strings.Split(cookie, ";")[0])
+			var s demoapp.Status
+			if json.Unmarshal(body, &s); s.Version != first.Version {
+				t.Fatalf("a client with cookie %q got %s after %s", cookie, s.Version, first.Version)
+			}
+		}
+	}
+	if code, out, errOut := deploy("--promote", "paas-monitor", "--wait"); code != 0 {
+		t.Fatalf("promote: exit %d\n%s%s", code, out, errOut)
+	}
+	if v := demoVersions(t, p, 9); v["1.5.0"] != 9 {
+		t.Errorf("after the promotion, versions %v; want 1.5.0 only", v)
+	}
 
 	total, failed, versions, errs := load.end()
 	t.Logf("%d requests during the deploys, %d failed; versions answering: %v", total, failed, versions)
 	if failed > 0 {
 		t.Errorf("%d of %d requests failed during the deploys: %v", failed, total, errs)
 	}
-	for _, v := range []string{"1.0.0", "1.1.0", "1.2.0", "1.4.0"} {
+	for _, v := range []string{"1.0.0", "1.1.0", "1.2.0", "1.4.0", "1.5.0"} {
 		if versions[v] == 0 {
 			t.Errorf("version %s never answered under load (%v)", v, versions)
 		}

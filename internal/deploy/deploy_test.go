@@ -2,11 +2,13 @@ package deploy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -268,5 +270,46 @@ func TestCanaryPromoteAndAbort(t *testing.T) {
 	}
 	if err := Promote(ctx, e.cli, e.keys, "web"); !errors.Is(err, ErrNoRollout) {
 		t.Errorf("promote with no deploy running: %v", err)
+	}
+}
+
+// TestCanaryErrorRateRollsBack: the routers' counts of the canary's
+// responses (their access records) show more 5xx than --max-error-rate:
+// the deployer rolls the canary back by itself, with the rate as reason.
+func TestCanaryErrorRateRollsBack(t *testing.T) {
+	e := newEnv(t)
+	stop := e.deployer()
+	defer stop()
+	e.first()
+	ctx := context.Background()
+	if _, err := Publish(ctx, e.cli, e.keys, app("2.0.0", 0), Options{Canary: 20, MaxErrorRate: 0.1}); err != nil {
+		t.Fatal(err)
+	}
+	for e.rollout().Healthy < 1 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	put := func(router string, requests, errs int64) {
+		key, _ := e.keys.Access("web", router)
+		b, _ := json.Marshal(registry.Access{LastMS: time.Now().UnixMilli(), Gens: map[int64]registry.GenCounts{
+			1: {Requests: 500}, 2: {Requests: requests, Errors5xx: errs}}})
+		if _, err := e.cli.Put(ctx, key, string(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 2 of 40 (5%): within the limit; too few to judge on one router alone.
+	put("r1", 10, 1)
+	put("r2", 30, 1)
+	time.Sleep(500 * time.Millisecond)
+	if r := e.rollout(); r.Phase != registry.PhaseCanary {
+		t.Fatalf("a canary within its error rate: %s (%s)", r.Phase, r.Message)
+	}
+	put("r2", 30, 6) // 7 of 40: 17.5%
+	r := e.waitPhase(registry.PhaseRolledBack)
+	if !strings.Contains(r.Message, "7 of 40") {
+		t.Errorf("rollback reason %q", r.Message)
+	}
+	rels, _, _ := History(ctx, e.cli, e.keys, "web")
+	if last := rels[len(rels)-1]; last.Outcome != registry.OutcomeRolledBack || last.Reason != r.Message {
+		t.Errorf("release 2: %s %q", last.Outcome, last.Reason)
 	}
 }

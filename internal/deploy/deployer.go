@@ -142,6 +142,12 @@ func (d *Deployer) Step(ctx context.Context, app string, snap *registry.Snapshot
 		_, err := save(ctx, d.KV, d.Keys, r.Rollout, r.rev)
 		return err
 	}
+	if reason := canaryFailing(r, snap); reason != "" {
+		r.Phase, r.Message = registry.PhaseRollingBack, reason
+		log.Warn("deploy: " + reason)
+		_, err := save(ctx, d.KV, d.Keys, r.Rollout, r.rev)
+		return err
+	}
 	switch r.Phase {
 	case registry.PhaseRolling:
 		return d.rolling(ctx, r, now)
@@ -325,4 +331,28 @@ func (d *Deployer) finish(ctx context.Context, r *rollout, now int64) error {
 	d.Log.WithFields(logrus.Fields{"app": r.App, "version": r.to.Version}).Info("deploy done")
 	_, err = save(ctx, d.KV, d.Keys, r.Rollout, r.rev, ops...)
 	return err
+}
+
+// minCanaryRequests is how many responses of the canary the routers must
+// have counted before its error rate is judged.
+const minCanaryRequests = 20
+
+// canaryFailing returns why a canary is rolled back: the share of 5xx
+// among its responses, summed over every router's access record, above
+// MaxErrorRate ("" while it is not, or not judged yet).
+func canaryFailing(r *rollout, snap *registry.Snapshot) string {
+	if r.Phase != registry.PhaseCanary || r.MaxErrorRate <= 0 {
+		return ""
+	}
+	var requests, errs int64
+	for _, a := range snap.Access[r.App] {
+		c := a.Gens[r.To]
+		requests += c.Requests
+		errs += c.Errors5xx
+	}
+	if requests < minCanaryRequests || float64(errs) <= r.MaxErrorRate*float64(requests) {
+		return ""
+	}
+	return fmt.Sprintf("canary %s answered %d of %d requests with 5xx (%.1f%%, more than --max-error-rate %.1f%%): rolled back",
+		r.to.Version, errs, requests, 100*float64(errs)/float64(requests), 100*r.MaxErrorRate)
 }

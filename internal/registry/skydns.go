@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -18,11 +19,8 @@ const SkyDNSPrefix = "/skydns"
 // /skydns/<zone labels reversed>/service/<app>/<id>, value
 // {"host":"10.0.1.5","port":49153}. It is written on the instance's lease.
 func SkyDNSKV(zone string, in *Instance) (string, string, error) {
-	zone = strings.Trim(strings.ToLower(zone), ".")
-	if zone == "" || !reHost.MatchString(zone) || strings.HasPrefix(zone, "*") {
-		return "", "", fmt.Errorf("%w: zone %q", ErrBadName, zone)
-	}
-	if err := checkApp(in.App); err != nil {
+	prefix, err := SkyDNSAppPrefix(zone, in.App)
+	if err != nil {
 		return "", "", err
 	}
 	host, port, err := net.SplitHostPort(in.Addr)
@@ -33,11 +31,21 @@ func SkyDNSKV(zone string, in *Instance) (string, string, error) {
 	if err != nil {
 		return "", "", err
 	}
-	labels := strings.Split(zone, ".")
-	for i, j := 0, len(labels)-1; i < j; i, j = i+1, j-1 {
-		labels[i], labels[j] = labels[j], labels[i]
-	}
-	key := SkyDNSPrefix + "/" + strings.Join(labels, "/") + "/service/" + in.App + "/" + url.PathEscape(in.ID)
 	val, err := json.Marshal(map[string]any{"host": host, "port": p})
-	return key, string(val), err
+	return prefix + url.PathEscape(in.ID), string(val), err
+}
+
+// SkyDNSAppPrefix is the prefix of an app's SkyDNS mirror records in zone:
+// /skydns/<zone labels reversed>/service/<app>/.
+func SkyDNSAppPrefix(zone, app string) (string, error) {
+	zone = strings.Trim(strings.ToLower(zone), ".")
+	if zone == "" || !reHost.MatchString(zone) || strings.HasPrefix(zone, "*") {
+		return "", fmt.Errorf("%w: zone %q", ErrBadName, zone)
+	}
+	if err := checkApp(app); err != nil {
+		return "", err
+	}
+	labels := strings.Split(zone, ".")
+	slices.Reverse(labels)
+	return SkyDNSPrefix + "/" + strings.Join(labels, "/") + "/service/" + app + "/", nil
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -15,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/berthproject/berth/internal/control"
 	"github.com/berthproject/berth/internal/registry"
 )
 
@@ -133,13 +135,12 @@ func (s *Systemd) reconcileApp(ctx context.Context, app string, units []sdbus.Un
 	// 1. Expected state.
 	switch expected {
 	case registry.StatusPassivated:
-		for name := range active {
-			log.WithField("unit", name).Info("stopping unit of passivated app")
-			if _, err := s.Conn.StopUnitContext(ctx, name, "replace", nil); err != nil {
-				return fmt.Errorf("stop %s: %w", name, err)
-			}
+		if len(active) == 0 {
+			return nil
 		}
-		return nil // the recorded units are kept for the wake
+		names := slices.Sorted(maps.Keys(active))
+		log.WithField("units", names).Info("stopping units of passivated app")
+		return control.StopUnits(ctx, s.Conn, names, false) // the recorded units are kept for the wake
 	case registry.StatusStarted:
 		if current != registry.StatusStarted && current != registry.StatusFailed {
 			for _, name := range recorded {

@@ -46,31 +46,6 @@ func (r *AppRecords) Found() bool {
 	return r.specRev != 0 || r.statusRev != 0 || len(r.Domains) > 0 || r.InstanceKeys > 0 || r.AccessKeys > 0
 }
 
-// Units are the instance units the records know of: one per instance the
-// spec asks for (<app>@1.service ...), those in the status and those of
-// the instance records, sorted.
-func (r *AppRecords) Units() []string {
-	set := map[string]bool{}
-	if r.Spec != nil {
-		for i := 1; i <= r.Spec.Instances; i++ {
-			set[fmt.Sprintf("%s@%d.service", r.App, i)] = true
-		}
-	}
-	if r.Status != nil {
-		for _, us := range r.Status.Units {
-			for _, u := range us {
-				set[u] = true
-			}
-		}
-	}
-	for _, in := range r.Instances {
-		if in.Unit != "" {
-			set[in.Unit] = true
-		}
-	}
-	return sortedKeys(set)
-}
-
 // ReadApp reads every record of an app in one transaction: spec, status,
 // the domains naming it, its instances and access records.
 func ReadApp(ctx context.Context, kv clientv3.KV, k Keys, app string) (*AppRecords, error) {

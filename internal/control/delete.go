@@ -97,12 +97,12 @@ func (d *Deleter) Delete(ctx context.Context, app string) (*Deleted, error) {
 		return nil, err
 	}
 	out := &Deleted{App: app, Spec: r.Spec != nil, Domains: r.Domains}
-	log.WithField("domains", r.Domains).Info("marked deleted")
+	log.WithField("domains", r.Domains).Debug("marked deleted")
 	out.Units, err = d.Remover.Remove(ctx, app, instanceUnits(r))
 	if err != nil {
 		return out, fmt.Errorf("remove the units of %s: %w (it stays marked deleted; delete it again to retry)", app, err)
 	}
-	log.WithField("units", out.Units).Info("units removed")
+	log.WithField("units", out.Units).Debug("units removed")
 	start := time.Now()
 	err = d.waitDeregistered(ctx, app)
 	out.Waited = time.Since(start).Round(time.Millisecond).String()
@@ -115,7 +115,7 @@ func (d *Deleter) Delete(ctx context.Context, app string) (*Deleted, error) {
 	if err != nil {
 		return out, err
 	}
-	log.Info("deleted")
+	log.Debug("deleted")
 	return out, nil
 }
 

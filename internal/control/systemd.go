@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
 )
@@ -73,6 +74,7 @@ func (s *Systemd) Remove(ctx context.Context, app string, _ []string) ([]string,
 			running = append(running, u.Name)
 		}
 	}
+	slices.Sort(running)
 	if err := StopUnits(ctx, s.Conn, running, true); err != nil {
 		return nil, err
 	}
@@ -82,18 +84,24 @@ func (s *Systemd) Remove(ctx context.Context, app string, _ []string) ([]string,
 	for _, u := range loaded {
 		s.Conn.ResetFailedUnitContext(ctx, u.Name) // not failed: nothing to do
 	}
-	files, err := s.Conn.ListUnitFilesByPatternsContext(ctx, nil, []string{pattern})
-	if err != nil {
-		return out, fmt.Errorf("list unit files %s: %w", pattern, err)
-	}
-	if len(files) == 0 {
-		return out, nil
-	}
-	var names []string
-	for _, f := range files {
-		names = append(names, filepath.Base(f.Path))
+	// Persistent links first (/etc), then runtime ones (/run), each time
+	// what is still there: disabling a file that is gone is an error.
+	list := func() ([]sdbus.UnitFile, error) {
+		files, err := s.Conn.ListUnitFilesByPatternsContext(ctx, nil, []string{pattern})
+		if err != nil {
+			return nil, fmt.Errorf("list unit files %s: %w", pattern, err)
+		}
+		return files, nil
 	}
 	for _, runtime := range []bool{false, true} {
+		files, err := list()
+		if err != nil || len(files) == 0 {
+			return out, err
+		}
+		var names []string
+		for _, f := range files {
+			names = append(names, filepath.Base(f.Path))
+		}
 		changes, err := s.Conn.DisableUnitFilesContext(ctx, names, runtime)
 		if err != nil {
 			return out, fmt.Errorf("disable %v: %w", names, err)
@@ -101,13 +109,13 @@ func (s *Systemd) Remove(ctx context.Context, app string, _ []string) ([]string,
 		for _, c := range changes {
 			out = append(out, c.Type+" "+c.Filename)
 		}
+		if err := s.Conn.ReloadContext(ctx); err != nil {
+			return out, fmt.Errorf("daemon-reload: %w", err)
+		}
 	}
-	if err := s.Conn.ReloadContext(ctx); err != nil {
-		return out, fmt.Errorf("daemon-reload: %w", err)
-	}
-	left, err := s.Conn.ListUnitFilesByPatternsContext(ctx, nil, []string{pattern})
+	left, err := list()
 	if err != nil {
-		return out, fmt.Errorf("list unit files %s: %w", pattern, err)
+		return out, err
 	}
 	for _, f := range left {
 		out = append(out, "kept "+f.Path+" (not a link: remove it and run systemctl daemon-reload)")

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -46,22 +48,35 @@ func (r *AppRecords) Found() bool {
 	return r.specRev != 0 || r.statusRev != 0 || len(r.Domains) > 0 || r.InstanceKeys > 0 || r.AccessKeys > 0
 }
 
+// appKeys are the keys and prefixes of one app's records.
+type appKeys struct {
+	spec, status, instances, access string
+}
+
+func (k Keys) appKeys(app string) (appKeys, error) {
+	spec, err := k.App(app)
+	if err != nil {
+		return appKeys{}, err
+	}
+	status, _ := k.Status(app)
+	instances, _ := k.InstancesOf(app)
+	access, _ := k.AccessOf(app)
+	return appKeys{spec: spec, status: status, instances: instances, access: access}, nil
+}
+
 // ReadApp reads every record of an app in one transaction: spec, status,
 // the domains naming it, its instances and access records.
 func ReadApp(ctx context.Context, kv clientv3.KV, k Keys, app string) (*AppRecords, error) {
-	appKey, err := k.App(app)
+	ak, err := k.appKeys(app)
 	if err != nil {
 		return nil, err
 	}
-	statusKey, _ := k.Status(app)
-	instances, _ := k.InstancesOf(app)
-	access, _ := k.AccessOf(app)
 	resp, err := kv.Txn(ctx).Then(
-		clientv3.OpGet(appKey),
-		clientv3.OpGet(statusKey),
+		clientv3.OpGet(ak.spec),
+		clientv3.OpGet(ak.status),
 		clientv3.OpGet(k.domainsPrefix(), clientv3.WithPrefix()),
-		clientv3.OpGet(instances, clientv3.WithPrefix()),
-		clientv3.OpGet(access, clientv3.WithPrefix(), clientv3.WithCountOnly()),
+		clientv3.OpGet(ak.instances, clientv3.WithPrefix()),
+		clientv3.OpGet(ak.access, clientv3.WithPrefix(), clientv3.WithCountOnly()),
 	).Commit()
 	if err != nil {
 		return nil, fmt.Errorf("read app %s: %w", app, err)
@@ -110,11 +125,10 @@ func ReadApp(ctx context.Context, kv clientv3.KV, k Keys, app string) (*AppRecor
 // ErrNotFound (wrapped) when the app has none. Marking an app marked
 // before (an interrupted delete) marks it again.
 func MarkDeleted(ctx context.Context, kv clientv3.KV, k Keys, app string) (*AppRecords, error) {
-	appKey, err := k.App(app)
+	ak, err := k.appKeys(app)
 	if err != nil {
 		return nil, err
 	}
-	statusKey, _ := k.Status(app)
 	for range maxApplyTries {
 		r, err := ReadApp(ctx, kv, k, app)
 		if err != nil {
@@ -132,10 +146,10 @@ func MarkDeleted(ctx context.Context, kv clientv3.KV, k Keys, app string) (*AppR
 		}
 		val, _ := json.Marshal(mark)
 		cmps := []clientv3.Cmp{
-			clientv3.Compare(clientv3.ModRevision(appKey), "=", r.specRev),
-			clientv3.Compare(clientv3.ModRevision(statusKey), "=", r.statusRev),
+			clientv3.Compare(clientv3.ModRevision(ak.spec), "=", r.specRev),
+			clientv3.Compare(clientv3.ModRevision(ak.status), "=", r.statusRev),
 		}
-		ops := []clientv3.Op{clientv3.OpDelete(appKey), clientv3.OpPut(statusKey, string(val))}
+		ops := []clientv3.Op{clientv3.OpDelete(ak.spec), clientv3.OpPut(ak.status, string(val))}
 		c, o := r.domainOps()
 		tx, err := kv.Txn(ctx).If(append(cmps, c...)...).Then(append(ops, o...)...).Commit()
 		if err != nil {
@@ -152,7 +166,7 @@ func MarkDeleted(ctx context.Context, kv clientv3.KV, k Keys, app string) (*AppR
 func (r *AppRecords) domainOps() ([]clientv3.Cmp, []clientv3.Op) {
 	var cmps []clientv3.Cmp
 	var ops []clientv3.Op
-	for _, dk := range sortedKeys(r.domainRevs) {
+	for _, dk := range slices.Sorted(maps.Keys(r.domainRevs)) {
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(dk), "=", r.domainRevs[dk]))
 		ops = append(ops, clientv3.OpDelete(dk))
 	}
@@ -176,13 +190,10 @@ type Purged struct {
 // the spec is back (applied again meanwhile) nothing is deleted and the
 // error wraps ErrReapplied.
 func PurgeApp(ctx context.Context, kv clientv3.KV, k Keys, app, skydnsZone string) (*Purged, error) {
-	appKey, err := k.App(app)
+	ak, err := k.appKeys(app)
 	if err != nil {
 		return nil, err
 	}
-	statusKey, _ := k.Status(app)
-	instances, _ := k.InstancesOf(app)
-	access, _ := k.AccessOf(app)
 	sky := ""
 	if skydnsZone != "" {
 		if sky, err = SkyDNSAppPrefix(skydnsZone, app); err != nil {
@@ -195,13 +206,13 @@ func PurgeApp(ctx context.Context, kv clientv3.KV, k Keys, app, skydnsZone strin
 			return nil, err
 		}
 		cmps, ops := r.domainOps()
-		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(appKey), "=", 0))
-		ops = append(ops, clientv3.OpDelete(statusKey), clientv3.OpDelete(instances, clientv3.WithPrefix()),
-			clientv3.OpDelete(access, clientv3.WithPrefix()))
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(ak.spec), "=", 0))
+		ops = append(ops, clientv3.OpDelete(ak.status), clientv3.OpDelete(ak.instances, clientv3.WithPrefix()),
+			clientv3.OpDelete(ak.access, clientv3.WithPrefix()))
 		if sky != "" {
 			ops = append(ops, clientv3.OpDelete(sky, clientv3.WithPrefix()))
 		}
-		tx, err := kv.Txn(ctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(appKey, clientv3.WithCountOnly())).Commit()
+		tx, err := kv.Txn(ctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(ak.spec, clientv3.WithCountOnly())).Commit()
 		if err != nil {
 			return nil, fmt.Errorf("purge %s: %w", app, err)
 		}

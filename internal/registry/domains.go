@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -116,7 +117,7 @@ func Apply(ctx context.Context, kv clientv3.KV, k Keys, app *spec.App, opts Appl
 		res := &Applied{}
 		var cmps []clientv3.Cmp
 		ops := []clientv3.Op{clientv3.OpPut(key, string(val))}
-		for _, dk := range sortedKeys(want) {
+		for _, dk := range slices.Sorted(maps.Keys(want)) {
 			cur, ok := have[dk]
 			if ok && cur.owner == app.Name {
 				continue
@@ -135,7 +136,7 @@ func Apply(ctx context.Context, kv clientv3.KV, k Keys, app *spec.App, opts Appl
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(dk), "=", cur.rev)) // 0: still absent
 			ops = append(ops, clientv3.OpPut(dk, string(dom)))
 		}
-		for _, dk := range sortedKeys(have) {
+		for _, dk := range slices.Sorted(maps.Keys(have)) {
 			if cur := have[dk]; cur.owner == app.Name && want[dk] == "" {
 				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(dk), "=", cur.rev))
 				ops = append(ops, clientv3.OpDelete(dk))
@@ -157,13 +158,4 @@ func Apply(ctx context.Context, kv clientv3.KV, k Keys, app *spec.App, opts Appl
 		}
 	}
 	return nil, fmt.Errorf("apply %s: its domains were changed by other writers %d times in a row; try again", app.Name, maxApplyTries)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

@@ -168,8 +168,8 @@ func (s *Systemd) reconcileApp(ctx context.Context, app string, units []sdbus.Un
 		_, err := registry.Update(ctx, s.KV, s.Keys, app, func(cur *registry.Status) (registry.Status, bool) {
 			next := registry.Status{Current: registry.StatusFailed, Expected: expected, Message: msg}
 			if cur != nil {
-				if cur.Current == registry.StatusFailed {
-					return *cur, false
+				if cur.Current == registry.StatusFailed || cur.Expected == registry.StatusDeleted {
+					return *cur, false // reported already, or being deleted (berth delete's mark stays)
 				}
 				next.Units = cur.Units
 			}

@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -13,11 +16,15 @@ import (
 
 // ApplyOptions are the flags of "berth apply".
 type ApplyOptions struct {
-	Etcd EtcdOptions
+	Etcd     EtcdOptions
+	TakeOver bool
 }
 
 // AddFlags registers the flags.
-func (o *ApplyOptions) AddFlags(f *pflag.FlagSet) { o.Etcd.AddFlags(f) }
+func (o *ApplyOptions) AddFlags(f *pflag.FlagSet) {
+	o.Etcd.AddFlags(f)
+	f.BoolVar(&o.TakeOver, "take-over", false, "move domains that another app owns to this app (default: refuse them)")
+}
 
 func newApplyCommand(g *GlobalOptions) *cobra.Command {
 	var opts ApplyOptions
@@ -27,8 +34,14 @@ func newApplyCommand(g *GlobalOptions) *cobra.Command {
 		Long: `Apply records each app's spec under /berth/v1/apps/<app> and its domains under
 /berth/v1/domains/<host>, so that routers know the app (its domains, policy,
 idle timeout) before any instance runs. Every spec is parsed before anything is
-written.`,
-		Example: "  berth apply examples/paas-monitor.yaml",
+written.
+
+The app's domains become those of its spec, in one etcd transaction with the
+spec: a domain new to the spec is added, a domain that left it is removed
+(routers stop serving it at once). A domain another app owns is refused,
+naming that app; --take-over moves it to this one. Two applies racing for one
+domain cannot both get it.`,
+		Example: "  berth apply examples/paas-monitor.yaml\n  berth apply shop.yaml --take-over   # shop.example.com moves from the old app",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runApply(cmd.Context(), g, opts, args)
 		},
@@ -56,12 +69,26 @@ func runApply(ctx context.Context, g *GlobalOptions, opts ApplyOptions, paths []
 	defer cli.Close()
 	for _, a := range apps {
 		rctx, cancel := context.WithTimeout(ctx, opts.Etcd.RequestTimeout)
-		err := registry.PublishApp(rctx, cli, k, a)
+		res, err := registry.Apply(rctx, cli, k, a, registry.ApplyOptions{TakeOver: opts.TakeOver})
 		cancel()
+		var taken *registry.DomainTakenError
+		if errors.As(err, &taken) {
+			return fmt.Errorf("apply %s: %w: drop it from the spec of %s and apply that first, or apply with --take-over to move it to %s",
+				a.Name, err, taken.Owner, a.Name)
+		}
 		if err != nil {
 			return opts.Etcd.wrapErr(err)
 		}
 		fmt.Fprintf(g.stdout, "applied %s (version %s, %d domain(s))\n", a.Name, a.Version, len(a.Domains))
+		for _, d := range res.Added {
+			fmt.Fprintf(g.stdout, "  added domain %s\n", d)
+		}
+		for _, d := range slices.Sorted(maps.Keys(res.Taken)) {
+			fmt.Fprintf(g.stdout, "  took domain %s over from %s\n", d, res.Taken[d])
+		}
+		for _, d := range res.Removed {
+			fmt.Fprintf(g.stdout, "  removed domain %s (no longer in the spec)\n", d)
+		}
 	}
 	return nil
 }

@@ -24,10 +24,28 @@ type PassivateOptions struct {
 	Loop      time.Duration
 	MinUptime time.Duration
 	Driver    string
-	Fleetctl  string
-	FleetEnd  string
-	Tunnel    string
+	Fleetctl  FleetctlOptions
 	Output    string
+}
+
+// FleetctlOptions are the flags of the fleet driver (fleetctl), shared by
+// the commands that take --driver fleet.
+type FleetctlOptions struct {
+	Fleetctl string // binary (default "fleetctl")
+	Endpoint string // fleet's etcd (default $FLEETCTL_ENDPOINT)
+	Tunnel   string // ssh tunnel host (default $FLEETCTL_TUNNEL)
+}
+
+// AddFlags registers the flags.
+func (o *FleetctlOptions) AddFlags(f *pflag.FlagSet) {
+	f.StringVar(&o.Fleetctl, "fleetctl", "fleetctl", "fleetctl binary for --driver fleet (FLEETCTL_ENDPOINT / FLEETCTL_TUNNEL apply)")
+	f.StringVar(&o.Endpoint, "fleet-endpoint", os.Getenv("FLEETCTL_ENDPOINT"), "fleet's etcd endpoint for --driver fleet (env FLEETCTL_ENDPOINT)")
+	f.StringVar(&o.Tunnel, "fleet-tunnel", os.Getenv("FLEETCTL_TUNNEL"), "ssh tunnel host for --driver fleet (env FLEETCTL_TUNNEL)")
+}
+
+// Driver is the fleet driver these options configure.
+func (o *FleetctlOptions) Driver() *control.Fleet {
+	return &control.Fleet{Fleetctl: o.Fleetctl, Endpoint: o.Endpoint, Tunnel: o.Tunnel}
 }
 
 // AddFlags registers the flags.
@@ -37,9 +55,7 @@ func (o *PassivateOptions) AddFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.Loop, "loop", 0, "run a pass every interval instead of once")
 	f.DurationVar(&o.MinUptime, "min-uptime", time.Minute, "never passivate an app started less than this long ago")
 	f.StringVar(&o.Driver, "driver", envOr("BERTH_DRIVER", "systemd"), "how units are stopped: systemd (node agents carry out the expected state), fleet (fleetctl stop) or berth (berth fleet's executors hold the app's units stopped wherever they are placed)")
-	f.StringVar(&o.Fleetctl, "fleetctl", "fleetctl", "fleetctl binary for --driver fleet (FLEETCTL_ENDPOINT / FLEETCTL_TUNNEL apply)")
-	f.StringVar(&o.FleetEnd, "fleet-endpoint", os.Getenv("FLEETCTL_ENDPOINT"), "fleet's etcd endpoint for --driver fleet (env FLEETCTL_ENDPOINT)")
-	f.StringVar(&o.Tunnel, "fleet-tunnel", os.Getenv("FLEETCTL_TUNNEL"), "ssh tunnel host for --driver fleet (env FLEETCTL_TUNNEL)")
+	o.Fleetctl.AddFlags(f)
 	f.StringVarP(&o.Output, "output", "o", "table", "output: table or json")
 }
 
@@ -68,7 +84,7 @@ func runPassivate(ctx context.Context, g *GlobalOptions, o PassivateOptions) err
 		// The status transition is all: node agents (systemd) and berth
 		// fleet's executors (berth) carry out the expected state.
 	case "fleet":
-		driver = &control.Fleet{Fleetctl: o.Fleetctl, Endpoint: o.FleetEnd, Tunnel: o.Tunnel}
+		driver = o.Fleetctl.Driver()
 	default:
 		return usagef("--driver must be systemd, fleet or berth, got %q", o.Driver)
 	}

@@ -6,12 +6,21 @@ import (
 	"strconv"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/berthproject/berth/internal/registry"
 )
 
+// ScaleOptions are the flags of "berth scale".
+type ScaleOptions struct {
+	Etcd EtcdOptions
+}
+
+// AddFlags registers the flags.
+func (o *ScaleOptions) AddFlags(f *pflag.FlagSet) { o.Etcd.AddFlags(f) }
+
 func newScaleCommand(g *GlobalOptions) *cobra.Command {
-	var opts ApplyOptions
+	var opts ScaleOptions
 	cmd := &cobra.Command{
 		Use:   "scale APP N",
 		Short: "Change the number of instances of an applied app (berth up starts or stops them)",
@@ -34,7 +43,7 @@ units themselves (fleetctl start app@{4..10}.service).`,
 	return cmd
 }
 
-func runScale(ctx context.Context, g *GlobalOptions, o ApplyOptions, app string, n int) error {
+func runScale(ctx context.Context, g *GlobalOptions, o ScaleOptions, app string, n int) error {
 	cli, k, err := o.Etcd.Connect()
 	if err != nil {
 		return err

@@ -301,3 +301,54 @@ func TestUpDemoPageInBrowser(t *testing.T) {
 	p.cmd.Process.Signal(syscall.SIGINT)
 	p.cmd.Wait()
 }
+
+// TestUpDeleteDemo: "berth delete --driver local" on a running berth up:
+// berth up stops the demo's processes once its spec is gone, the delete
+// waits for them to deregister and purges the rest; the router answers
+// the unknown-host page, dnsd NXDOMAIN, and a second delete says not found.
+func TestUpDeleteDemo(t *testing.T) {
+	p := startUp(t, t.TempDir())
+	if code, _, body := p.get(t, "/status"); code != 200 {
+		t.Fatalf("GET /status before the delete: %d %q", code, body)
+	}
+	pid := p.cmd.Process.Pid
+	if kids := children(pid); len(kids) != 3 {
+		t.Fatalf("instance processes %v, want 3", kids)
+	}
+
+	code, out, errOut := berth(t, "delete", "paas-monitor", "--driver", "local", "--etcd-endpoints", p.etcd)
+	if code != 0 || !strings.Contains(out, "removed spec, domain paas-monitor.localhost") ||
+		!strings.Contains(out, "removed status, ") || !strings.Contains(out, "deleted paas-monitor") {
+		t.Fatalf("delete: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	until(t, "the demo's processes to exit", 15*time.Second, func() bool { return len(children(pid)) == 0 })
+
+	code, hdr, body := p.get(t, "/status", "Accept", "text/html")
+	if code != 404 || hdr.Get("X-Berth-Page") != "404" || !strings.Contains(string(body), "No app here") {
+		t.Errorf("GET after the delete: %d %v %q, want the unknown-host page", code, hdr, body)
+	}
+	for _, qt := range []uint16{dns.TypeA, dns.TypeSRV} {
+		m := new(dns.Msg)
+		m.SetQuestion("paas-monitor.service.berth.", qt)
+		r, err := dns.Exchange(m, p.dns)
+		if err != nil || r.Rcode != dns.RcodeNameError {
+			t.Errorf("%s after the delete: %v %v, want NXDOMAIN", dns.TypeToString[qt], r, err)
+		}
+	}
+	if code, out, _ := berth(t, "status", "-o", "json", "--etcd-endpoints", p.etcd); code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Errorf("status after the delete: %d %q, want no app", code, out)
+	}
+	if code, _, errOut := berth(t, "delete", "paas-monitor", "--driver", "local", "--etcd-endpoints", p.etcd); code != exitFailure ||
+		!strings.Contains(errOut, "app paas-monitor not found") {
+		t.Errorf("second delete: exit %d, stderr %q", code, errOut)
+	}
+	// Nothing brings it back while berth up runs on.
+	time.Sleep(time.Second)
+	if kids := children(pid); len(kids) != 0 {
+		t.Errorf("processes %v after the delete", kids)
+	}
+	p.cmd.Process.Signal(syscall.SIGINT)
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("berth up exit: %v\n%s", err, p.out)
+	}
+}

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -15,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/berthproject/berth/internal/control"
 	"github.com/berthproject/berth/internal/registry"
 	"github.com/berthproject/berth/units"
 )
@@ -143,14 +145,15 @@ func (s *Systemd) reconcileApp(ctx context.Context, app string, units []sdbus.Un
 	case registry.StatusPassivated:
 		for name := range active {
 			if placed(name) {
-				continue
-			}
-			log.WithField("unit", name).Info("stopping unit of passivated app")
-			if _, err := s.Conn.StopUnitContext(ctx, name, "replace", nil); err != nil {
-				return fmt.Errorf("stop %s: %w", name, err)
+				delete(active, name) // the fleet executor's to stop
 			}
 		}
-		return nil // the recorded units are kept for the wake
+		if len(active) == 0 {
+			return nil
+		}
+		names := slices.Sorted(maps.Keys(active))
+		log.WithField("units", names).Info("stopping units of passivated app")
+		return control.StopUnits(ctx, s.Conn, names, false) // the recorded units are kept for the wake
 	case registry.StatusStarted:
 		if current != registry.StatusStarted && current != registry.StatusFailed {
 			for _, name := range recorded {
@@ -178,8 +181,8 @@ func (s *Systemd) reconcileApp(ctx context.Context, app string, units []sdbus.Un
 		_, err := registry.Update(ctx, s.KV, s.Keys, app, func(cur *registry.Status) (registry.Status, bool) {
 			next := registry.Status{Current: registry.StatusFailed, Expected: expected, Message: msg}
 			if cur != nil {
-				if cur.Current == registry.StatusFailed {
-					return *cur, false
+				if cur.Current == registry.StatusFailed || cur.Expected == registry.StatusDeleted {
+					return *cur, false // reported already, or being deleted (berth delete's mark stays)
 				}
 				next.Units = cur.Units
 			}

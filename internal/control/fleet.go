@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 
 	"github.com/berthproject/berth/internal/spec"
@@ -19,33 +20,56 @@ type Fleet struct {
 	Tunnel   string // --tunnel (ssh host), if set
 }
 
-func (f *Fleet) run(ctx context.Context, verb string, app *spec.App) error {
+// run runs fleetctl with its connection flags, then args.
+func (f *Fleet) run(ctx context.Context, args ...string) error {
 	bin := f.Fleetctl
 	if bin == "" {
 		bin = "fleetctl"
 	}
-	var args []string
+	var argv []string
 	if f.Endpoint != "" {
-		args = append(args, "--endpoint", f.Endpoint)
+		argv = append(argv, "--endpoint", f.Endpoint)
 	}
 	if f.Tunnel != "" {
-		args = append(args, "--tunnel", f.Tunnel)
+		argv = append(argv, "--tunnel", f.Tunnel)
 	}
-	args = append(args, verb, "--no-block")
-	for i := 1; i <= app.Instances; i++ {
-		args = append(args, units.InstanceName(app.Name, fmt.Sprint(i)))
-	}
-	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	argv = append(argv, args...)
+	out, err := exec.CommandContext(ctx, bin, argv...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("fleetctl %s %s: %w: %s", verb, app.Name, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("fleetctl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
 
+// instances runs verb on the app's instance units (1..Instances).
+func (f *Fleet) instances(ctx context.Context, verb string, app *spec.App) error {
+	args := []string{verb, "--no-block"}
+	for i := 1; i <= app.Instances; i++ {
+		args = append(args, units.InstanceName(app.Name, fmt.Sprint(i)))
+	}
+	return f.run(ctx, args...)
+}
+
 // Start implements Driver.
-func (f *Fleet) Start(ctx context.Context, app *spec.App) error { return f.run(ctx, "start", app) }
+func (f *Fleet) Start(ctx context.Context, app *spec.App) error {
+	return f.instances(ctx, "start", app)
+}
 
 // Stop implements Driver.
-func (f *Fleet) Stop(ctx context.Context, app *spec.App) error { return f.run(ctx, "stop", app) }
+func (f *Fleet) Stop(ctx context.Context, app *spec.App) error { return f.instances(ctx, "stop", app) }
 
-var _ Driver = (*Fleet)(nil)
+// Remove implements Remover: "fleetctl destroy" of the instance units
+// and the template <app>@.service (fleet stops and unloads them first;
+// fleetctl skips units it does not know).
+func (f *Fleet) Remove(ctx context.Context, app string, instances []string) ([]string, error) {
+	names := append(slices.Clone(instances), units.TemplateName(app))
+	if err := f.run(ctx, append([]string{"destroy"}, names...)...); err != nil {
+		return nil, err
+	}
+	return names, nil
+}
+
+var (
+	_ Driver  = (*Fleet)(nil)
+	_ Remover = (*Fleet)(nil)
+)

@@ -15,7 +15,8 @@ type Source = registry.Source
 // Reconciler carries out each app's expected state (status.expected) with a
 // driver: started (or no status yet) → Start, passivated → Stop. It acts
 // when the expected state or the instance count of an app changes, and
-// once for every app at start.
+// once for every app at start. An app whose spec is deleted (berth
+// delete) is stopped.
 type Reconciler struct {
 	Src    Source
 	Driver Driver
@@ -39,8 +40,22 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		instances int
 	}
 	last := map[string]state{}
+	acted := map[string]*spec.App{} // the spec last acted on, by app
 	for {
 		s := r.Src.Snapshot()
+		for name, app := range acted {
+			if s.Apps[name] != nil {
+				continue
+			}
+			log := r.Log.WithField("app", name)
+			log.Info("stopping deleted app")
+			if err := r.Driver.Stop(ctx, app); err != nil {
+				log.WithError(err).Error("stop deleted app")
+				continue // try again at the next change
+			}
+			delete(acted, name)
+			delete(last, name)
+		}
 		for name, app := range s.Apps {
 			if r.Manages != nil && !r.Manages(app) {
 				continue
@@ -54,6 +69,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 				continue
 			}
 			last[name] = cur
+			acted[name] = app
 			log := r.Log.WithFields(logrus.Fields{"app": name, "expected": want})
 			var err error
 			if want == registry.StatusPassivated {

@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/berthproject/berth/internal/registry"
+	"github.com/berthproject/berth/units"
 )
 
 // ErrNoUnit says a unit was never submitted (nor its template).
@@ -129,6 +131,43 @@ func (s *Store) Destroy(ctx context.Context, name string) error {
 	uk, _ := s.Keys.FleetUnit(job.Hash)
 	_, err = s.KV.Delete(ctx, uk)
 	return err
+}
+
+// DestroyApp destroys every job of an app's template units, its later
+// releases' (<app>.<gen>@) included: the instances first, then the
+// templates, so a file goes with its last job. The scheduler then drops their
+// placements and the executors stop and remove the units wherever they
+// ran. It returns the units destroyed, sorted (none: the app had no job).
+func (s *Store) DestroyApp(ctx context.Context, app string) ([]string, error) {
+	jobs, err := s.Jobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var instances, templates []string
+	for name := range jobs {
+		n, err := ParseName(name)
+		if err != nil {
+			continue
+		}
+		if a, gen := units.AppOfPrefix(n.Prefix); a != app || gen == 0 {
+			continue // another app's
+		}
+		switch {
+		case n.Instanced:
+			instances = append(instances, name)
+		case n.Template:
+			templates = append(templates, name)
+		}
+	}
+	slices.Sort(instances)
+	slices.Sort(templates)
+	names := append(instances, templates...)
+	for i, name := range names {
+		if err := s.Destroy(ctx, name); err != nil && !errors.Is(err, ErrNoUnit) {
+			return names[:i], err
+		}
+	}
+	return names, nil
 }
 
 // Jobs lists every job, by unit name.

@@ -60,7 +60,8 @@ type Hooks struct {
 }
 
 // PreStart clears a stale record of the instance (a crash before its lease
-// expired) and marks the app starting unless it is already started.
+// expired) and marks the app starting unless it is already started, or
+// being deleted (berth delete's mark stays).
 func (h *Hooks) PreStart(ctx context.Context, in *Instance) error {
 	if err := registry.EnsureSchema(ctx, h.KV, h.Keys); err != nil {
 		return err
@@ -73,7 +74,7 @@ func (h *Hooks) PreStart(ctx context.Context, in *Instance) error {
 		return fmt.Errorf("clear stale record %s: %w", key, err)
 	}
 	_, err = registry.Update(ctx, h.KV, h.Keys, in.App, func(cur *registry.Status) (registry.Status, bool) {
-		if cur != nil && cur.Current == registry.StatusStarted {
+		if cur != nil && (cur.Current == registry.StatusStarted || cur.Expected == registry.StatusDeleted) {
 			return *cur, false
 		}
 		next := registry.Status{Current: registry.StatusStarting, Expected: registry.StatusStarted}
@@ -174,10 +175,11 @@ func (in *Instance) Record(addr string, others []registry.NamedPort) *registry.I
 	return rec
 }
 
-// MarkStarted records the app as started once an instance is up.
+// MarkStarted records the app as started once an instance is up, unless
+// it is being deleted.
 func (h *Hooks) MarkStarted(ctx context.Context, app string) error {
 	_, err := registry.Update(ctx, h.KV, h.Keys, app, func(cur *registry.Status) (registry.Status, bool) {
-		if cur != nil && cur.Current == registry.StatusStarted {
+		if cur != nil && (cur.Current == registry.StatusStarted || cur.Expected == registry.StatusDeleted) {
 			return *cur, false
 		}
 		next := registry.Status{Current: registry.StatusStarted, Expected: registry.StatusStarted}

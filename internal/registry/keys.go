@@ -121,6 +121,14 @@ func (k Keys) Access(app, router string) (string, error) {
 	return k.accessPrefix() + app + "/" + url.PathEscape(router), nil
 }
 
+// AccessOf is the prefix of an app's access records.
+func (k Keys) AccessOf(app string) (string, error) {
+	if err := checkApp(app); err != nil {
+		return "", err
+	}
+	return k.accessPrefix() + app + "/", nil
+}
+
 // Node is the key of a node's record (its agent's lease and address).
 func (k Keys) Node(node string) (string, error) {
 	if node == "" {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -35,18 +36,10 @@ type skyDNSService struct {
 // the primary keys for <app>.service.<zone>. They are written on the
 // instance record's lease.
 func SkyDNSKVs(zone string, in *Instance) (map[string]string, error) {
-	zone = strings.Trim(strings.ToLower(zone), ".")
-	if zone == "" || !reHost.MatchString(zone) || strings.HasPrefix(zone, "*") {
-		return nil, fmt.Errorf("%w: zone %q", ErrBadName, zone)
-	}
-	if err := checkApp(in.App); err != nil {
+	base, err := SkyDNSAppPrefix(zone, in.App)
+	if err != nil {
 		return nil, err
 	}
-	labels := strings.Split(zone, ".")
-	for i, j := 0, len(labels)-1; i < j; i, j = i+1, j-1 {
-		labels[i], labels[j] = labels[j], labels[i]
-	}
-	base := SkyDNSPrefix + "/" + strings.Join(labels, "/") + "/service/" + in.App + "/"
 	id := url.PathEscape(in.ID)
 	out := map[string]string{}
 	add := func(key, addr, group string) error {
@@ -74,4 +67,19 @@ func SkyDNSKVs(zone string, in *Instance) (map[string]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// SkyDNSAppPrefix is the prefix of an app's SkyDNS mirror records in zone:
+// /skydns/<zone labels reversed>/service/<app>/.
+func SkyDNSAppPrefix(zone, app string) (string, error) {
+	zone = strings.Trim(strings.ToLower(zone), ".")
+	if zone == "" || !reHost.MatchString(zone) || strings.HasPrefix(zone, "*") {
+		return "", fmt.Errorf("%w: zone %q", ErrBadName, zone)
+	}
+	if err := checkApp(app); err != nil {
+		return "", err
+	}
+	labels := strings.Split(zone, ".")
+	slices.Reverse(labels)
+	return SkyDNSPrefix + "/" + strings.Join(labels, "/") + "/service/" + app + "/", nil
 }

@@ -149,6 +149,7 @@ func (r *appRenderer) render() error {
 	r.u.add("Unit", "StartLimitBurst", strconv.Itoa(a.Restart.Burst))
 
 	r.env("BERTH_APP", a.Name)
+	r.env("BERTH_VERSION", a.Version)
 	r.u.add("Service", "Environment", "BERTH_INSTANCE="+r.id())
 	switch a.Runtime {
 	case spec.RuntimeExec:

@@ -158,7 +158,7 @@ func (a *Agent) runSystemd(ctx context.Context, cfg Config, owner *registry.Leas
 		ex := &fleet.Executor{Conn: conn, Client: a.Cli, Keys: a.Keys, Machine: cfg.Node, Dir: cfg.FleetDir,
 			Lease: owner.ID, Leaving: leaving, Log: log.WithField("part", "fleet")}
 		a.executor.Store(ex)
-		s := &Systemd{Conn: conn, KV: a.Cli, Keys: a.Keys, Node: cfg.Node, Log: log, Placed: ex.IsJob}
+		s := &Systemd{Conn: conn, KV: a.Cli, Keys: a.Keys, Node: cfg.Node, Log: log, Fleet: ex}
 		sctx, stop := context.WithCancel(ctx)
 		exDone := make(chan error, 1)
 		go func() { exDone <- ex.Run(sctx) }()

@@ -56,11 +56,15 @@ type Systemd struct {
 	Node     string
 	Log      logrus.FieldLogger
 	Interval time.Duration // default 1s
-	// Placed reports the units berth fleet places (nil: none). Their
-	// stop on passivation and their start on a wake are the fleet
-	// executor's, on whatever machine they are placed now: a unit that
-	// ran here before it moved is not started here again.
-	Placed func(unit string) bool
+	// Fleet reports berth fleet's view (nil: no berth fleet). The stop on
+	// passivation and the start on a wake of an app that has jobs are its
+	// executors', on whatever machine each unit is placed now: a unit that
+	// ran here before it moved, or whose job is gone (a deploy replaced
+	// it), is not started here again, and its failure is not the app's.
+	Fleet interface {
+		IsJob(unit string) bool
+		HasJobs(app string) bool
+	}
 }
 
 // unitApp returns the app of an instance unit "<app>@<id>.service".
@@ -138,26 +142,26 @@ func (s *Systemd) reconcileApp(ctx context.Context, app string, units []sdbus.Un
 			failed = append(failed, u.Name)
 		}
 	}
-	placed := func(name string) bool { return s.Placed != nil && s.Placed(name) }
+	fleetApp := s.Fleet != nil && s.Fleet.HasJobs(app)
+	if fleetApp {
+		failed = slices.DeleteFunc(failed, func(name string) bool { return !s.Fleet.IsJob(name) })
+	}
 
 	// 1. Expected state.
-	switch expected {
-	case registry.StatusPassivated:
-		for name := range active {
-			if placed(name) {
-				delete(active, name) // the fleet executor's to stop
-			}
-		}
+	switch {
+	case fleetApp:
+		// The fleet executors carry the expected state out.
+	case expected == registry.StatusPassivated:
 		if len(active) == 0 {
 			return nil
 		}
 		names := slices.Sorted(maps.Keys(active))
 		log.WithField("units", names).Info("stopping units of passivated app")
 		return control.StopUnits(ctx, s.Conn, names, false) // the recorded units are kept for the wake
-	case registry.StatusStarted:
+	case expected == registry.StatusStarted:
 		if current != registry.StatusStarted && current != registry.StatusFailed {
 			for _, name := range recorded {
-				if active[name] || placed(name) {
+				if active[name] {
 					continue
 				}
 				if slices.Contains(failed, name) {

@@ -178,9 +178,37 @@ func TestAgentWithRealSystemd(t *testing.T) {
 	})
 	waitFor("no live instance", func() bool { return len(live()) == 0 })
 
-	// Meanwhile berth fleet placed demo@3 on another machine (as its
-	// scheduler would after this node's lease expired): the wake is that
-	// machine's executor's to carry out, not this node's.
+	wake := func() {
+		t.Helper()
+		if _, err := registry.Update(ctx, cli, k, "demo", func(cur *registry.Status) (registry.Status, bool) {
+			n := *cur
+			n.Current, n.Expected = registry.StatusStarting, registry.StatusStarted
+			return n, true
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A wake (what the router's transaction does): the agent starts the
+	// units that ran on this node.
+	wake()
+	waitFor("instances back after the wake", func() bool { return len(live()) == 2 })
+	if _, ok := live()["2"]; ok {
+		t.Error("the wake started demo@2, which the operator had stopped")
+	}
+
+	// The app becomes berth fleet's (demo@3 placed on another machine, as
+	// the scheduler would after this node's lease expired): its passivation
+	// and wake are the executors' to carry out, wherever its units are
+	// placed; this node has none placed, so the wake starts nothing here.
+	waitFor("the app started", func() bool {
+		st := a.Cache.Snapshot().Status["demo"]
+		return st != nil && st.Current == registry.StatusStarted
+	})
+	snap, _ = registry.NewCache(cli, cli, registry.CacheConfig{Keys: k}, log).Load(ctx)
+	if ds, err := p.Pass(ctx, snap); err != nil || len(ds) != 1 || !ds[0].Passivate {
+		t.Fatalf("second passivation pass: %+v %v", ds, err)
+	}
+	waitFor("no live instance", func() bool { return len(live()) == 0 })
 	store := &fleet.Store{KV: cli, Keys: k}
 	tmpl, _ := os.ReadFile(filepath.Join(unitDir, files[0].Name))
 	if err := store.Submit(ctx, "demo@.service", tmpl); err != nil {
@@ -192,29 +220,18 @@ func TestAgentWithRealSystemd(t *testing.T) {
 	if _, err := cli.Put(ctx, k.FleetSchedule("demo@3.service"), `{"machine":"n2"}`); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("the executor to see the job", func() bool { return a.fleetJob("demo@3.service") })
-
-	// A wake (what the router's transaction does): the agent starts the
-	// units that ran on this node and are not placed by berth fleet.
-	if _, err := registry.Update(ctx, cli, k, "demo", func(cur *registry.Status) (registry.Status, bool) {
-		n := *cur
-		n.Current, n.Expected = registry.StatusStarting, registry.StatusStarted
-		return n, true
-	}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor("demo@1 back after the wake", func() bool { return len(live()) == 1 })
+	waitFor("the executor to see the job", func() bool { return a.fleetApp("demo") })
+	wake()
 	time.Sleep(2 * time.Second) // the reconciler's passes, each second
-	if _, ok := live()["2"]; ok {
-		t.Error("the wake started demo@2, which the operator had stopped")
-	}
-	if out, _ := c.Exec("systemctl", "is-active", "demo@3.service"); strings.TrimSpace(out) != "inactive" {
-		t.Errorf("demo@3, placed by berth fleet on n2, is %q here after the wake, want inactive", strings.TrimSpace(out))
+	for _, unit := range []string{"demo@1.service", "demo@3.service"} {
+		if out, _ := c.Exec("systemctl", "is-active", unit); strings.TrimSpace(out) != "inactive" {
+			t.Errorf("%s is %q here after the wake of an app berth fleet places (nothing here), want inactive", unit, strings.TrimSpace(out))
+		}
 	}
 }
 
-// fleetJob reports whether the agent's fleet executor knows unit as a job.
-func (a *Agent) fleetJob(unit string) bool {
+// fleetApp reports whether the agent's fleet executor knows jobs of app.
+func (a *Agent) fleetApp(app string) bool {
 	ex := a.executor.Load()
-	return ex != nil && ex.IsJob(unit)
+	return ex != nil && ex.HasJobs(app)
 }

@@ -58,6 +58,40 @@ type Executor struct {
 	jobs     atomic.Pointer[map[string]registry.FleetJob]
 }
 
+// HasJobs reports whether an app has berth fleet jobs (units of its
+// releases, <app>@ and <app>.<gen>@), as of the executor's last pass.
+func (e *Executor) HasJobs(app string) bool {
+	jobs := e.jobs.Load()
+	return jobs != nil && appHasJobs(*jobs, app)
+}
+
+func appHasJobs(jobs map[string]registry.FleetJob, app string) bool {
+	for name := range jobs {
+		if appOf(name) == app {
+			return true
+		}
+	}
+	return false
+}
+
+// hasJobsOf reports whether the app of an instance unit has jobs.
+func hasJobsOf(jobs map[string]registry.FleetJob, unit string) bool {
+	app := appOf(unit)
+	return app != "" && appHasJobs(jobs, app)
+}
+
+// appOf is the app of a berth unit name ("" for another unit).
+func appOf(unit string) string {
+	n, err := ParseName(unit)
+	if err != nil {
+		return ""
+	}
+	if a, gen := units.AppOfPrefix(n.Prefix); gen > 0 {
+		return a
+	}
+	return ""
+}
+
 // IsJob reports whether a unit is one of berth fleet's jobs, as of the
 // executor's last pass (false before the first): such a unit is started
 // and stopped by the executor of the machine it is placed on, and by
@@ -237,6 +271,15 @@ func (e *Executor) Reconcile(ctx context.Context) error {
 			e.Log.WithField("unit", u.Name).Info("fleet executor: stopping a unit no longer placed here")
 			if _, err := e.Conn.StopUnitContext(ctx, u.Name, "replace", nil); err != nil {
 				e.Log.WithError(err).WithField("unit", u.Name).Warn("fleet executor: stop")
+			}
+		}
+	}
+	// A unit that failed after it left (its job destroyed by a deploy's
+	// rollback, its file gone) is forgotten, not reported as the app's.
+	if failed, err := e.Conn.ListUnitsByPatternsContext(ctx, []string{"failed"}, []string{"*@*.service"}); err == nil {
+		for _, u := range failed {
+			if _, ok := here[u.Name]; !ok && hasJobsOf(jobs, u.Name) {
+				e.Conn.ResetFailedUnitContext(ctx, u.Name)
 			}
 		}
 	}

@@ -128,8 +128,9 @@ func TestExecutorWithRealSystemd(t *testing.T) {
 	}
 	place("slow.service", "m1", registry.TargetLaunched)
 	eventually(t, "slow.service running", func() bool { return active("slow.service") == "active" })
-	if e.IsJob("sleeper@2.service") != true || e.IsJob("other.service") {
-		t.Errorf("IsJob: sleeper@2 %v, other %v; want true, false", e.IsJob("sleeper@2.service"), e.IsJob("other.service"))
+	if !e.IsJob("sleeper@2.service") || e.IsJob("other.service") || !e.HasJobs("sleeper") || e.HasJobs("other") {
+		t.Errorf("IsJob: sleeper@2 %v, other %v; HasJobs: sleeper %v, other %v; want true, false, true, false",
+			e.IsJob("sleeper@2.service"), e.IsJob("other.service"), e.HasJobs("sleeper"), e.HasJobs("other"))
 	}
 	select {
 	case <-leaving:

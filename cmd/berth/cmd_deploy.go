@@ -35,16 +35,21 @@ type DeployOptions struct {
 
 // AddFlags registers the flags.
 func (o *DeployOptions) AddFlags(f *pflag.FlagSet) {
-	o.Etcd.AddFlags(f)
-	f.StringVar(&o.Strategy, "strategy", registry.StrategyRolling, "rolling (start one, wait healthy, drain an old one, repeat) or blue-green (the whole new set healthy, then one switch)")
+	o.addRolloutFlags(f)
 	f.IntVar(&o.Canary, "canary", 0, "send this percentage of clients (sticky by cookie) to the new version until berth deploy --promote APP")
-	f.IntVar(&o.MaxSurge, "max-surge", 1, "rolling: new instances starting at once")
-	f.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "roll back when the new version goes this long without a new healthy instance")
 	f.Float64Var(&o.MaxErrorRate, "max-error-rate", 0, "canary: roll back when this share of the canary's responses are 5xx (0: off)")
 	f.BoolVar(&o.Force, "force", false, "deploy a version not newer than the live one")
-	f.BoolVar(&o.Wait, "wait", false, "wait until the deploy is done or rolled back (exit 1 if rolled back)")
 	f.BoolVar(&o.Promote, "promote", false, "promote APP's canary: the deploy goes on with its strategy")
 	f.BoolVar(&o.Abort, "abort", false, "roll APP's running deploy back")
+}
+
+// addRolloutFlags registers the flags deploy and rollback share.
+func (o *DeployOptions) addRolloutFlags(f *pflag.FlagSet) {
+	o.Etcd.AddFlags(f)
+	f.StringVar(&o.Strategy, "strategy", registry.StrategyRolling, "rolling (start one, wait healthy, drain an old one, repeat) or blue-green (the whole new set healthy, then one switch)")
+	f.IntVar(&o.MaxSurge, "max-surge", 1, "rolling: new instances starting at once")
+	f.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "roll back when the new version goes this long without a new healthy instance")
+	f.BoolVar(&o.Wait, "wait", false, "wait until the deploy is done or rolled back (exit 1 if rolled back)")
 }
 
 func (o *DeployOptions) options() deploy.Options {
@@ -261,13 +266,8 @@ the release the live one replaced.`,
 			return runRollback(cmd.Context(), g, opts, args[0])
 		},
 	}
-	f := cmd.Flags()
-	opts.Etcd.AddFlags(f)
-	f.StringVar(&opts.To, "to", "", "the version to roll back to (default: the previous release)")
-	f.StringVar(&opts.Strategy, "strategy", registry.StrategyRolling, "rolling or blue-green")
-	f.IntVar(&opts.MaxSurge, "max-surge", 1, "rolling: new instances starting at once")
-	f.DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "give up (keep the live version) when no new instance becomes healthy for this long")
-	f.BoolVar(&opts.Wait, "wait", false, "wait until the rollback is done")
+	opts.addRolloutFlags(cmd.Flags())
+	cmd.Flags().StringVar(&opts.To, "to", "", "the version to roll back to (default: the previous release)")
 	return cmd
 }
 

@@ -30,6 +30,7 @@ type AgentOptions struct {
 	Metadata     map[string]string
 	Scheduler    bool
 	FleetDir     string
+	Deployer     string
 }
 
 // AddFlags registers the flags.
@@ -47,6 +48,7 @@ func (o *AgentOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringToStringVar(&o.Metadata, "metadata", envMap("BERTH_METADATA"), "this machine's metadata for [X-Fleet] MachineMetadata, e.g. role=worker,az=a (env BERTH_METADATA)")
 	f.BoolVar(&o.Scheduler, "scheduler", os.Getenv("BERTH_SCHEDULER") == "true", "be a candidate for berth fleet's scheduler (one leads at a time; env BERTH_SCHEDULER=true)")
 	f.StringVar(&o.FleetDir, "fleet-dir", "/run/berth/units", "where unit files berth fleet places on this machine are written")
+	f.StringVar(&o.Deployer, "deployer", os.Getenv("BERTH_DEPLOYER"), "carry deploys out (one agent at a time): berth (through berth fleet; the default with --scheduler), systemd (on this node's systemd, a node without berth fleet) or none (env BERTH_DEPLOYER)")
 }
 
 // envMap parses "k=v,k2=v2" from an environment variable.
@@ -75,6 +77,9 @@ func newAgentCommand(g *GlobalOptions) *cobra.Command {
 }
 
 func runAgent(ctx context.Context, g *GlobalOptions, o AgentOptions) error {
+	if err := agent.CheckDeployer(o.Deployer); err != nil {
+		return usageError{err}
+	}
 	log, err := g.Logger()
 	if err != nil {
 		return err
@@ -93,7 +98,7 @@ func runAgent(ctx context.Context, g *GlobalOptions, o AgentOptions) error {
 	a := &agent.Agent{Cli: fl.cli, Keys: fl.keys, Log: log, Cache: fl.cache,
 		Cfg: agent.Config{Node: o.Node, IP: o.AdvertiseIP, Socket: o.Socket, StateDir: o.StateDir, DockerSocket: o.DockerSocket,
 			Internal: o.Internal, Resync: o.Resync, DBusAddress: o.DBusAddress, LeaseTTL: o.LeaseTTL,
-			Metadata: o.Metadata, Scheduler: o.Scheduler, FleetDir: o.FleetDir}}
+			Metadata: o.Metadata, Scheduler: o.Scheduler, FleetDir: o.FleetDir, Deployer: o.Deployer}}
 	go func() {
 		select {
 		case <-a.Ready():

@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/berthproject/berth/internal/agent"
 	"github.com/berthproject/berth/internal/control"
 	"github.com/berthproject/berth/internal/fleet"
 	"github.com/berthproject/berth/internal/registry"
@@ -100,7 +99,7 @@ func runDelete(ctx context.Context, g *GlobalOptions, o DeleteOptions, apps []st
 	d := &control.Deleter{Keys: k, Wait: o.Wait, RequestTimeout: o.Etcd.RequestTimeout, SkyDNSZone: o.SkyDNSZone, Log: log}
 	switch o.Driver {
 	case "systemd":
-		conn, err := agent.DialSystemd(ctx, o.DBusAddress)
+		conn, err := control.DialSystemd(ctx, o.DBusAddress)
 		if err != nil {
 			return fmt.Errorf("--driver systemd: connect to systemd: %w", err)
 		}

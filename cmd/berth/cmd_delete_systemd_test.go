@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/berthproject/berth/internal/agent"
+	"github.com/berthproject/berth/internal/control"
 	"github.com/berthproject/berth/internal/etcdtest"
 	"github.com/berthproject/berth/internal/systemdtest"
 )
@@ -28,7 +28,7 @@ func TestDeleteSystemdDriver(t *testing.T) {
 	}
 	c := systemdtest.Boot(t, "berth-delete-test", systemdtest.Bind{Host: unitDir, Container: "/run/berth-units", ReadOnly: true})
 	ctx := context.Background()
-	conn, err := agent.DialSystemd(ctx, c.BusAddress())
+	conn, err := control.DialSystemd(ctx, c.BusAddress())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -143,3 +143,12 @@ func TestRenderIgnition(t *testing.T) {
 		t.Fatalf("unknown role: exit %d", code)
 	}
 }
+
+// TestAgentDeployerFlag: a deployer berth agent does not know is a usage
+// error before the agent starts.
+func TestAgentDeployerFlag(t *testing.T) {
+	code, _, errOut := berth(t, "agent", "--deployer", "bogus")
+	if code != exitUsage || !strings.Contains(errOut, "--deployer must be berth, systemd or none") {
+		t.Errorf("exit %d %q", code, errOut)
+	}
+}

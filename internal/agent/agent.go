@@ -10,10 +10,9 @@ import (
 	"github.com/sirupsen/logrus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/berthproject/berth/internal/deploy"
+	"github.com/berthproject/berth/internal/control"
 	"github.com/berthproject/berth/internal/dockerapi"
 	"github.com/berthproject/berth/internal/fleet"
-	"github.com/berthproject/berth/internal/leader"
 	"github.com/berthproject/berth/internal/registry"
 )
 
@@ -32,6 +31,11 @@ type Config struct {
 	Metadata map[string]string
 	// Scheduler makes this agent a candidate for berth fleet's scheduler.
 	Scheduler bool
+	// Deployer is how this agent, as a candidate for the cluster's
+	// deployer, carries deploys out: "berth" (through berth fleet),
+	// "systemd" (on this node's systemd, for a node without berth fleet)
+	// or "none"; default berth with Scheduler, else none.
+	Deployer string
 	// FleetDir is where the fleet executor writes unit files placed here
 	// (default /run/berth/units).
 	FleetDir string
@@ -113,13 +117,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if cfg.Scheduler {
 		s := &fleet.Scheduler{Client: a.Cli, Keys: a.Keys, ID: cfg.Node, Log: log.WithField("part", "scheduler")}
 		run(s.Run)
-		// The cluster's deploys: one deployer at a time, through berth fleet.
-		d := &deploy.Deployer{KV: a.Cli, Keys: a.Keys, Driver: &deploy.Fleet{Store: &fleet.Store{KV: a.Cli, Keys: a.Keys}},
-			Log: log.WithField("part", "deployer")}
-		run(func(ctx context.Context) error {
-			return d.RunElected(ctx, leader.Config{Client: a.Cli, Prefix: a.Keys.DeployLeader(), ID: cfg.Node,
-				Role: "deployer", Log: log.WithField("part", "deployer")}, a.Cache)
-		})
+	}
+	if d := cfg.deployer(); d != "none" {
+		run(func(ctx context.Context) error { return a.runDeployer(ctx, cfg, d, log.WithField("part", "deployer")) })
 	}
 	select {
 	case <-a.Cache.Synced():
@@ -146,7 +146,7 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) runSystemd(ctx context.Context, cfg Config, owner *registry.LeaseOwner, leaving func(context.Context), log logrus.FieldLogger) error {
 	log = log.WithField("part", "systemd")
 	for ctx.Err() == nil {
-		conn, err := DialSystemd(ctx, cfg.DBusAddress)
+		conn, err := control.DialSystemd(ctx, cfg.DBusAddress)
 		if err != nil {
 			log.WithError(err).Warn("systemd bus unavailable; retrying in 5s")
 			select {

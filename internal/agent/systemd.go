@@ -4,15 +4,12 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
-	godbus "github.com/godbus/dbus/v5"
 	"github.com/sirupsen/logrus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -20,30 +17,6 @@ import (
 	"github.com/berthproject/berth/internal/registry"
 	"github.com/berthproject/berth/units"
 )
-
-// DialSystemd connects to a systemd over its system bus. An empty address
-// is the machine's own system bus; "unix:path=/run/dbus/system_bus_socket"
-// style addresses reach another one (a container's, in the tests).
-func DialSystemd(ctx context.Context, address string) (*sdbus.Conn, error) {
-	if address == "" {
-		return sdbus.NewSystemConnectionContext(ctx)
-	}
-	return sdbus.NewConnection(func() (*godbus.Conn, error) {
-		conn, err := godbus.Dial(address)
-		if err != nil {
-			return nil, err
-		}
-		if err := conn.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
-			conn.Close()
-			return nil, err
-		}
-		if err := conn.Hello(); err != nil {
-			conn.Close()
-			return nil, err
-		}
-		return conn, nil
-	})
-}
 
 // Systemd reconciles this node's berth units with the registry: it reports
 // failed units into the app status, records which units of an app run on

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/berthproject/berth/internal/control"
 	"github.com/berthproject/berth/internal/etcdtest"
 	"github.com/berthproject/berth/internal/fleet"
 	"github.com/berthproject/berth/internal/passivate"
@@ -21,24 +21,12 @@ import (
 	"github.com/berthproject/berth/units"
 )
 
-// buildBerth compiles the berth binary the container's units run.
-func buildBerth(t *testing.T) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "berth")
-	cmd := exec.Command("go", "build", "-o", out, "../../cmd/berth")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build berth: %v\n%s", err, b)
-	}
-	return out
-}
-
 // TestAgentWithRealSystemd boots systemd in a container, links the units
 // berth render writes for an exec-runtime app, starts them over D-Bus, and
 // checks that the node agent registers them (announced by the hooks),
 // deregisters on stop and on a crash, and carries out passivation and wake.
 func TestAgentWithRealSystemd(t *testing.T) {
-	berthBin := buildBerth(t)
+	berthBin := systemdtest.BuildBerth(t)
 	srv, cli := etcdtest.New(t)
 	k, _ := registry.NewKeys("")
 	runDir, etcDir, unitDir := t.TempDir(), t.TempDir(), t.TempDir()
@@ -79,7 +67,7 @@ func TestAgentWithRealSystemd(t *testing.T) {
 	defer func() { cancel(); <-agentDone }()
 	<-a.Ready()
 
-	conn, err := DialSystemd(ctx, c.BusAddress())
+	conn, err := control.DialSystemd(ctx, c.BusAddress())
 	if err != nil {
 		t.Fatalf("dial the container's systemd: %v", err)
 	}

@@ -22,3 +22,21 @@ func TestUnitApp(t *testing.T) {
 		}
 	}
 }
+
+// TestDeployerDefault: scheduler agents carry deploys out through berth
+// fleet unless told otherwise; other agents run none.
+func TestDeployerDefault(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{}, "none"},
+		{Config{Scheduler: true}, "berth"},
+		{Config{Scheduler: true, Deployer: "none"}, "none"},
+		{Config{Deployer: "systemd"}, "systemd"},
+	} {
+		if got := tc.cfg.deployer(); got != tc.want {
+			t.Errorf("%+v: deployer %q, want %q", tc.cfg, got, tc.want)
+		}
+	}
+}

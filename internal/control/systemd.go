@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
+	godbus "github.com/godbus/dbus/v5"
 )
 
 // StopUnits asks systemd to stop units (mode "replace"), all at once.
@@ -125,3 +128,27 @@ func (s *Systemd) Remove(ctx context.Context, app string, _ []string) ([]string,
 }
 
 var _ Remover = (*Systemd)(nil)
+
+// DialSystemd connects to a systemd over its system bus. An empty address
+// is the machine's own system bus; "unix:path=/run/dbus/system_bus_socket"
+// style addresses reach another one (a container's, in the tests).
+func DialSystemd(ctx context.Context, address string) (*sdbus.Conn, error) {
+	if address == "" {
+		return sdbus.NewSystemConnectionContext(ctx)
+	}
+	return sdbus.NewConnection(func() (*godbus.Conn, error) {
+		conn, err := godbus.Dial(address)
+		if err != nil {
+			return nil, err
+		}
+		if err := conn.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		if err := conn.Hello(); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return conn, nil
+	})
+}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/berthproject/berth/internal/agent"
+	"github.com/berthproject/berth/internal/control"
 	"github.com/berthproject/berth/internal/etcdtest"
 	"github.com/berthproject/berth/internal/fleet"
 	"github.com/berthproject/berth/internal/registry"
@@ -32,7 +32,7 @@ func TestExecutorWithRealSystemd(t *testing.T) {
 	defer cancel()
 	unitDir := t.TempDir()
 	c := systemdtest.Boot(t, "berth-fleet-test", systemdtest.Bind{Host: unitDir, Container: "/run/berth-units", ReadOnly: true})
-	conn, err := agent.DialSystemd(ctx, c.BusAddress())
+	conn, err := control.DialSystemd(ctx, c.BusAddress())
 	if err != nil {
 		t.Fatalf("dial the container's systemd: %v", err)
 	}

@@ -204,3 +204,17 @@ func removeCgroup(dir string) {
 	}
 	os.Remove(dir)
 }
+
+// BuildBerth compiles the berth binary that a container's units run
+// (static, so it runs on the container's root).
+func BuildBerth(t testing.TB) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	out := filepath.Join(t.TempDir(), "berth")
+	cmd := exec.Command("go", "build", "-o", out, filepath.Join(filepath.Dir(file), "../../cmd/berth"))
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build berth: %v\n%s", err, b)
+	}
+	return out
+}

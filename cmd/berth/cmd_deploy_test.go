@@ -90,8 +90,8 @@ func demoVersions(t *testing.T, p *upProcess, n int) map[string]int {
 }
 
 // writeDemoSpec writes the demo app's spec (as berth up --demo runs it) at
-// another version, with a health path.
-func writeDemoSpec(t *testing.T, version, health string) string {
+// another version, with a health path (and more spec lines).
+func writeDemoSpec(t *testing.T, version, health string, extra ...string) string {
 	t.Helper()
 	self, _ := os.Executable()
 	doc := fmt.Sprintf(`apiVersion: berth/v1
@@ -106,7 +106,7 @@ health: {http: %s, interval: 200ms}
 idleTimeout: 1m
 placement: {allowColocation: true}
 restart: {delay: 1s}
-`, version, self, health)
+%s`, version, self, health, strings.Join(extra, "\n"))
 	path := filepath.Join(t.TempDir(), "paas-monitor-"+version+".yaml")
 	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
 		t.Fatal(err)
@@ -254,5 +254,39 @@ func TestDemoAppSpec(t *testing.T) {
 	}
 	if code, _, _ := berth(t, "demo-app", "--spec", "two"); code != 2 {
 		t.Errorf("--spec two: exit %d, want 2", code)
+	}
+}
+
+// TestUpCanaryErrorRateRollsBack: a canary whose /status answers 500
+// (BERTH_DEMO_STATUS) is rolled back by itself once the router's counts
+// of its responses pass --max-error-rate; the old version serves on.
+func TestUpCanaryErrorRateRollsBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs berth up")
+	}
+	p := startUp(t, t.TempDir(), "--demo-idle-timeout", "10m")
+	etcd := []string{"--etcd-endpoints", p.etcd}
+	spec := writeDemoSpec(t, "1.1.0", "/health", "env: {BERTH_DEMO_STATUS: \"500\"}")
+	if code, out, errOut := berth(t, append([]string{"deploy", spec, "--canary", "50", "--max-error-rate", "0.2", "--wait"}, etcd...)...); code != 0 {
+		t.Fatalf("canary deploy: exit %d\n%s%s", code, out, errOut)
+	}
+	reason := ""
+	// A failing canary leaves the router's rotation for its fail window
+	// (10s) after each 5xx, so its responses come slowly.
+	until(t, "the canary rolled back", 90*time.Second, func() bool {
+		for range 10 {
+			p.get(t, "/status") // new clients: half of them meet the canary
+		}
+		_, out, _ := berth(t, append([]string{"history", "paas-monitor", "-o", "json"}, etcd...)...)
+		var h struct{ Rollout struct{ Phase, Message string } }
+		json.Unmarshal([]byte(out), &h)
+		reason = h.Rollout.Message
+		return h.Rollout.Phase == "rolled-back"
+	})
+	if !strings.Contains(reason, "5xx") {
+		t.Errorf("rollback reason %q", reason)
+	}
+	if v := demoVersions(t, p, 9); v["1.0.0"] != 9 {
+		t.Errorf("after the rollback, versions %v; want 1.0.0 only", v)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"time"
 )
@@ -39,9 +40,16 @@ func Handler(exit func(code int)) http.Handler {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Write(indexHTML)
 	})
+	// BERTH_DEMO_STATUS makes /status answer with another status code (a
+	// broken version, for trying canaries and their automatic rollback).
+	code, _ := strconv.Atoi(os.Getenv("BERTH_DEMO_STATUS"))
+	if code < 200 || code > 599 {
+		code = http.StatusOK
+	}
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(code)
 		json.NewEncoder(w).Encode(Status{App: os.Getenv("BERTH_APP"), Instance: os.Getenv("BERTH_INSTANCE"), Host: host,
 			Port: os.Getenv("PORT"), Version: os.Getenv("BERTH_VERSION"), PID: os.Getpid(), Started: started, Served: served.Add(1)})
 	})

@@ -296,14 +296,14 @@ func TestCanaryErrorRateRollsBack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// 2 of 40 (5%): within the limit; too few to judge on one router alone.
-	put("r1", 10, 1)
-	put("r2", 30, 1)
+	// 2 of 40 (5%): within the limit (and 1 of 8 on r1: too few to judge alone).
+	put("r1", 8, 1)
+	put("r2", 32, 1)
 	time.Sleep(500 * time.Millisecond)
 	if r := e.rollout(); r.Phase != registry.PhaseCanary {
 		t.Fatalf("a canary within its error rate: %s (%s)", r.Phase, r.Message)
 	}
-	put("r2", 30, 6) // 7 of 40: 17.5%
+	put("r2", 32, 6) // 7 of 40: 17.5%
 	r := e.waitPhase(registry.PhaseRolledBack)
 	if !strings.Contains(r.Message, "7 of 40") {
 		t.Errorf("rollback reason %q", r.Message)

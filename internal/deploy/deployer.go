@@ -334,8 +334,11 @@ func (d *Deployer) finish(ctx context.Context, r *rollout, now int64) error {
 }
 
 // minCanaryRequests is how many responses of the canary the routers must
-// have counted before its error rate is judged.
-const minCanaryRequests = 20
+// have counted before its error rate is judged. A canary that keeps
+// failing is soon out of the routers' rotation (passive health: one
+// request per instance per fail window), so it gathers few responses: the
+// bar is low.
+const minCanaryRequests = 10
 
 // canaryFailing returns why a canary is rolled back: the share of 5xx
 // among its responses, summed over every router's access record, above

@@ -486,7 +486,9 @@ func TestReviewEarlyAnswerReachesClientWhole(t *testing.T) {
 			t.Parallel()
 			release := make(chan struct{})
 			defer close(release)
-			e, up := hostileWeb(t, Config{BodyTimeout: 300 * time.Millisecond}, func(c *hostileConn, req *http.Request) bool {
+			// The client's 300ms pause below stays well inside the body
+			// timeout: what is tested is the close, not the write deadline.
+			e, up := hostileWeb(t, Config{BodyTimeout: 1500 * time.Millisecond}, func(c *hostileConn, req *http.Request) bool {
 				io.ReadFull(req.Body, make([]byte, 1000))
 				hostileReply(c, "413 Payload Too Large", strings.Repeat("z", answer))
 				c.Conn.(*net.TCPConn).CloseWrite()

@@ -278,7 +278,9 @@ func TestUpCanaryErrorRateRollsBack(t *testing.T) {
 			p.get(t, "/status") // new clients: half of them meet the canary
 		}
 		_, out, _ := berth(t, append([]string{"history", "paas-monitor", "-o", "json"}, etcd...)...)
-		var h struct{ Rollout struct{ Phase, Message string } }
+		var h struct {
+			Rollout struct{ Phase, Message string }
+		}
 		json.Unmarshal([]byte(out), &h)
 		reason = h.Rollout.Message
 		return h.Rollout.Phase == "rolled-back"

@@ -332,6 +332,14 @@ func TestCreateStackFailures(t *testing.T) {
 		t.Errorf("without a zone: exit %d %q", code, errOut)
 	}
 
+	// No image of the channel in the region.
+	d := newAccount(t)
+	os.WriteFile(filepath.Join(d.state, "images.json"), []byte("[]"), 0o644)
+	code, _, errOut, calls = d.run("", "create-stack.sh", threeFlags...)
+	if code != 1 || !strings.Contains(errOut, "no Flatcar stable AMI (x86_64) in eu-west-1: pass -i AMI") || strings.Contains(calls, "cloudformation") {
+		t.Errorf("without an image: exit %d %q", code, errOut)
+	}
+
 	// A bucket name another account owns.
 	c := newAccount(t)
 	taken := filepath.Join(c.state, "buckets", bucketName, "bucket.json")

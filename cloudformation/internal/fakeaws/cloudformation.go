@@ -103,7 +103,7 @@ func describeStack(c *call, st Stack) any {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var params []any
+	params := []any{}
 	for _, k := range keys {
 		params = append(params, map[string]any{"ParameterKey": k, "ParameterValue": st.Parameters[k]})
 	}

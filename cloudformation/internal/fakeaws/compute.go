@@ -43,7 +43,7 @@ func ec2(c *call) (any, error) {
 		}
 		return describeImages(c, images)
 	case "describe-instances":
-		var reservations []any
+		reservations := []any{}
 		for _, id := range c.opts["instance-ids"] {
 			in, ok := instances[id]
 			if !ok {
@@ -83,7 +83,7 @@ func describeImages(c *call, images []Image) (any, error) {
 		}
 		return "", false
 	}
-	var out []Image
+	out := []Image{}
 	for _, im := range images {
 		if len(owners) > 0 && !owners[im.OwnerId] {
 			continue
@@ -121,7 +121,7 @@ var instances = map[string]instance{
 // describeGroups answers for the stack's groups: the servers (the first
 // one still Pending) and one worker.
 func describeGroups(c *call) any {
-	var groups []any
+	groups := []any{}
 	for _, name := range c.opts["auto-scaling-group-names"] {
 		var ins []any
 		switch {
@@ -157,7 +157,7 @@ func hostedZones(c *call) any {
 	}
 	sort.Slice(zones, func(i, j int) bool { return rev(zones[i]["Name"].(string)) < rev(zones[j]["Name"].(string)) })
 	from := rev(c.opt("dns-name"))
-	var out []any
+	out := []any{}
 	for _, z := range zones {
 		if rev(z["Name"].(string)) >= from {
 			out = append(out, z)

@@ -1,19 +1,34 @@
 #!/usr/bin/env bash
-# Create or update a berth cluster on AWS from cloudformation/berth.yaml, with
-# change sets, wait for it, print the failure events if it fails, then list
-# each group's instances with their public and private addresses.
-# Safe to run twice: an unchanged stack is reported and left alone.
+# Create or update a berth cluster on AWS from cloudformation/berth.yaml.
+#
+# With -d, -r and -k it does the rest: it picks the newest Flatcar AMI of the
+# channel in the region (Flatcar's public images, owner 075585003325), builds
+# this checkout's berth for linux/amd64, uploads it to the stack's S3 bucket
+# (public access blocked, encrypted; the nodes fetch it with their instance
+# role and Ignition checks its sha512), then creates or updates the stack
+# through a change set, waits, prints the failure events if it fails, and
+# lists each group's instances with their public and private addresses.
+# Safe to run twice: the bucket and an unchanged binary are left as they are,
+# and an unchanged stack is reported and left alone.
 set -euo pipefail
+
+# Flatcar publishes its AMIs from this account as Flatcar-<channel>-<version>-hvm.
+flatcar_owner=075585003325
 
 usage() {
   cat <<USAGE
-usage: $(basename "$0") -d DOMAIN -r REGION -k KEY -i AMI -u BERTH_URL [-n NAME] [-z ZONE_ID] [-s SSH_CIDR] [-p Param=Value]...
+usage: $(basename "$0") -d DOMAIN -r REGION -k KEY [-i AMI] [-f FILE | -u URL -c HASH] [-b BUCKET]
+                        [-n NAME] [-z ZONE_ID] [-s SSH_CIDR] [-p Param=Value]...
 
-  -d DOMAIN     domain the apps are served under (Route53 zone must exist)
+  -d DOMAIN     domain the apps are served under (its Route53 zone must exist)
   -r REGION     AWS region, e.g. eu-west-1
   -k KEY        EC2 key pair name for ssh
-  -i AMI        Flatcar Container Linux AMI id of that region (docs/cloud.md)
-  -u BERTH_URL  https URL of the berth binary the nodes install
+  -i AMI        Flatcar AMI id (default: the newest Flatcar AMI of the channel
+                in REGION, x86_64; the channel is stable unless -p FlatcarChannel=beta)
+  -f FILE       berth binary (linux/amd64) to upload (default: go build of this checkout)
+  -u URL        https URL the nodes install berth from instead of the stack's bucket
+  -c HASH       sha512-<hex> of the binary at URL (required with -u; Ignition checks it)
+  -b BUCKET     S3 bucket for the binary (default: NAME-ACCOUNT-REGION, made if missing)
   -n NAME       stack name (default: berth-<domain with dots as dashes>)
   -z ZONE_ID    Route53 hosted zone id (default: looked up from DOMAIN)
   -s SSH_CIDR   CIDR allowed to ssh to the nodes (default: 0.0.0.0/0 -- narrow it)
@@ -24,16 +39,20 @@ USAGE
 
 present() { [ -n "$1" ] && [ "$1" != "None" ]; }
 die() { echo "create-stack: $*" >&2; exit 1; }
+bad_usage() { usage >&2; echo "create-stack: $*" >&2; exit 2; }
 
-domain="" region="" key="" ami="" url="" name="" zone="" ssh_cidr="0.0.0.0/0"
+domain="" region="" key="" ami="" url="" hash="" file="" bucket="" name="" zone="" ssh_cidr="0.0.0.0/0"
 extra=()
-while getopts "d:r:k:i:u:n:z:s:p:h" opt; do
+while getopts "d:r:k:i:f:u:c:b:n:z:s:p:h" opt; do
   case $opt in
     d) domain=$OPTARG ;;
     r) region=$OPTARG ;;
     k) key=$OPTARG ;;
     i) ami=$OPTARG ;;
+    f) file=$OPTARG ;;
     u) url=$OPTARG ;;
+    c) hash=$OPTARG ;;
+    b) bucket=$OPTARG ;;
     n) name=$OPTARG ;;
     z) zone=$OPTARG ;;
     s) ssh_cidr=$OPTARG ;;
@@ -42,19 +61,31 @@ while getopts "d:r:k:i:u:n:z:s:p:h" opt; do
     *) usage >&2; exit 2 ;;
   esac
 done
+shift $((OPTIND - 1))
+[ $# -eq 0 ] || bad_usage "unexpected arguments: $*"
 missing=()
 [ -n "$domain" ] || missing+=(-d DOMAIN)
 [ -n "$region" ] || missing+=(-r REGION)
 [ -n "$key" ] || missing+=(-k KEY)
-[ -n "$ami" ] || missing+=(-i AMI)
-[ -n "$url" ] || missing+=(-u BERTH_URL)
-if [ ${#missing[@]} -gt 0 ]; then
-  usage >&2
-  die "missing ${missing[*]}"
+[ ${#missing[@]} -eq 0 ] || bad_usage "missing ${missing[*]}"
+[[ $region =~ ^[a-z]{2}(-[a-z]+)+-[0-9]+$ ]] || bad_usage "-r $region is not a region (eu-west-1, ...)"
+[ -z "$ami" ] || [[ $ami =~ ^ami-[0-9a-f]{8,17}$ ]] || bad_usage "-i $ami is not an AMI id (ami-0123...)"
+if [ -n "$url" ] || [ -n "$hash" ]; then
+  if [ -z "$url" ] || [ -z "$hash" ]; then bad_usage "-u URL and -c HASH go together"; fi
+  [ -z "$file" ] || bad_usage "-f FILE and -u URL exclude each other"
+  [[ $url == https://?* ]] || bad_usage "-u $url is not an https URL"
+  [[ $hash =~ ^sha512-[0-9a-f]{128}$ ]] || bad_usage "-c takes sha512-<128 hex digits> (sha512sum of the binary), got $hash"
 fi
+[ -z "$file" ] || [ -f "$file" ] || bad_usage "-f $file is not a file"
+channel=stable
+for p in "${extra[@]}"; do
+  [[ $p == ?*=* ]] || bad_usage "-p takes Param=Value, got $p"
+  if [[ $p == FlatcarChannel=* ]]; then channel=${p#*=}; fi
+done
 command -v aws >/dev/null || die "the aws CLI is not installed (https://aws.amazon.com/cli/)"
 [ -n "$name" ] || name="berth-${domain//./-}"
-template="$(cd "$(dirname "$0")/.." && pwd)/cloudformation/berth.yaml"
+root=$(cd "$(dirname "$0")/.." && pwd)
+template=$root/cloudformation/berth.yaml
 [ -f "$template" ] || die "template not found: $template"
 export AWS_DEFAULT_REGION=$region
 
@@ -65,24 +96,86 @@ if [ -z "$zone" ]; then
   zone=${zone#/hostedzone/}
 fi
 
+if [ -z "$ami" ]; then
+  found=$(aws ec2 describe-images --owners "$flatcar_owner" \
+    --filters "Name=name,Values=Flatcar-$channel-*-hvm" Name=architecture,Values=x86_64 \
+    Name=virtualization-type,Values=hvm Name=state,Values=available \
+    --query 'sort_by(Images, &CreationDate)[-1].[ImageId,Name]' --output text)
+  ami=${found%%$'\t'*}
+  present "$ami" || die "no Flatcar $channel AMI (x86_64) in $region: pass -i AMI"
+  echo "create-stack: Flatcar AMI $ami (${found#*$'\t'})"
+fi
+
+status=$(aws cloudformation describe-stacks --stack-name "$name" --query 'Stacks[0].StackStatus' --output text 2>/dev/null) ||
+  status=NONE
+case $status in
+  NONE | REVIEW_IN_PROGRESS) type=CREATE ;; # REVIEW_IN_PROGRESS: an earlier create's change set failed
+  ROLLBACK_COMPLETE | ROLLBACK_FAILED | CREATE_FAILED | DELETE_FAILED)
+    die "stack $name is $status and cannot be updated: delete it (bin/destroy-stack.sh -n $name -r $region), then run this again" ;;
+  *_IN_PROGRESS) die "stack $name is $status: run this again when it is done" ;;
+  *) type=UPDATE ;;
+esac
+
 params=(
   "ParameterKey=DomainName,ParameterValue=$domain"
   "ParameterKey=HostedZoneId,ParameterValue=$zone"
   "ParameterKey=KeyName,ParameterValue=$key"
   "ParameterKey=ImageId,ParameterValue=$ami"
-  "ParameterKey=BerthURL,ParameterValue=$url"
   "ParameterKey=SSHLocation,ParameterValue=$ssh_cidr"
 )
+
+if [ -n "$url" ]; then
+  echo "create-stack: the nodes install berth from $url"
+  params+=("ParameterKey=BerthURL,ParameterValue=$url" "ParameterKey=BerthHash,ParameterValue=$hash")
+else
+  if [ -z "$file" ]; then
+    command -v go >/dev/null || die "go is needed to build berth (or pass -f FILE, or -u URL -c HASH)"
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    file=$work/berth
+    echo "create-stack: building berth (linux/amd64) from $root"
+    (cd "$root" && CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -o "$file" ./cmd/berth) ||
+      die "go build failed"
+  fi
+  sha=$(sha512sum "$file" | cut -d' ' -f1)
+  account=$(aws sts get-caller-identity --query Account --output text)
+  [ -n "$bucket" ] || bucket=$(echo "$name-$account-$region" | tr '[:upper:]' '[:lower:]')
+  [[ $bucket =~ ^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$ ]] || die "$bucket is not a valid bucket name (3-63 characters): pass -b BUCKET"
+  owner=(--bucket "$bucket" --expected-bucket-owner "$account")
+  if aws s3api head-bucket "${owner[@]}" >/dev/null 2>&1; then
+    echo "create-stack: bucket $bucket exists"
+  else
+    location=()
+    [ "$region" = us-east-1 ] || location=(--create-bucket-configuration "LocationConstraint=$region")
+    aws s3api create-bucket --bucket "$bucket" --object-ownership BucketOwnerEnforced "${location[@]}" >/dev/null ||
+      die "cannot create bucket $bucket (is the name taken by another account? pass -b BUCKET)"
+    echo "create-stack: created bucket $bucket"
+  fi
+  # Every run, so that a bucket made by hand gets them too.
+  aws s3api put-public-access-block "${owner[@]}" \
+    --public-access-block-configuration BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true
+  aws s3api put-bucket-encryption "${owner[@]}" \
+    --server-side-encryption-configuration '{"Rules":[{"ApplyServerSideEncryptionByDefault":{"SSEAlgorithm":"AES256"}}]}'
+  aws s3api put-bucket-tagging "${owner[@]}" --tagging "TagSet=[{Key=berth:stack,Value=$name}]"
+  # One key per binary: nodes launched from an older launch template keep
+  # finding the binary their Ignition config names.
+  object=berth/linux-amd64/${sha:0:32}
+  stored=$(aws s3api head-object "${owner[@]}" --key "$object" --query Metadata.sha512 --output text 2>/dev/null) ||
+    stored=""
+  if [ "$stored" = "$sha" ]; then
+    echo "create-stack: s3://$bucket/$object is in place"
+  else
+    aws s3api put-object "${owner[@]}" --key "$object" --body "$file" --server-side-encryption AES256 \
+      --metadata "sha512=$sha" >/dev/null
+    echo "create-stack: uploaded berth to s3://$bucket/$object"
+  fi
+  params+=("ParameterKey=BerthBucket,ParameterValue=$bucket" "ParameterKey=BerthKey,ParameterValue=$object"
+    "ParameterKey=BerthHash,ParameterValue=sha512-$sha")
+fi
 for p in "${extra[@]}"; do
-  [[ $p == *=* ]] || die "-p takes Param=Value, got $p"
   params+=("ParameterKey=${p%%=*},ParameterValue=${p#*=}")
 done
 
-if aws cloudformation describe-stacks --stack-name "$name" >/dev/null 2>&1; then
-  type=UPDATE
-else
-  type=CREATE
-fi
 changeset="berth-$(date +%Y%m%d%H%M%S)"
 echo "create-stack: $type $name in $region (change set $changeset)"
 aws cloudformation create-change-set --stack-name "$name" --change-set-name "$changeset" \
@@ -122,7 +215,7 @@ for group in ServerGroupName WorkerGroupName; do
   echo "$group: $asg"
   ids=$(aws autoscaling describe-auto-scaling-groups --auto-scaling-group-names "$asg" \
     --query 'AutoScalingGroups[0].Instances[].InstanceId' --output text)
-  if [ -z "$ids" ] || [ "$ids" = "None" ]; then
+  if ! present "$ids"; then
     echo "  (no instances yet)"
     continue
   fi
@@ -131,4 +224,4 @@ for group in ServerGroupName WorkerGroupName; do
     --query 'Reservations[].Instances[].[InstanceId,PublicIpAddress,PrivateIpAddress]' --output text |
     while read -r id public private; do printf '  %s  public %s  private %s\n' "$id" "$public" "$private"; done
 done
-echo "next: bin/tunnel.sh -n $name -r $region"
+echo "next: eval \"\$(bin/tunnel.sh -n $name -r $region)\"  (docs/cloud.md)"

@@ -32,17 +32,17 @@ while getopts "n:r:l:i:u:h" opt; do
     *) usage >&2; exit 2 ;;
   esac
 done
-if [ -z "$name" ] || [ -z "$region" ]; then usage >&2; die "missing -n NAME or -r REGION"; fi
+if [ -z "$name" ] || [ -z "$region" ]; then usage >&2; echo "tunnel: missing -n NAME or -r REGION" >&2; exit 2; fi
 command -v aws >/dev/null || die "the aws CLI is not installed"
 command -v ssh >/dev/null || die "ssh is not installed"
 export AWS_DEFAULT_REGION=$region
 
 asg=$(aws cloudformation describe-stacks --stack-name "$name" \
-  --query "Stacks[0].Outputs[?OutputKey=='ServerGroupName'].OutputValue | [0]" --output text)
+  --query "Stacks[0].Outputs[?OutputKey=='ServerGroupName'].OutputValue | [0]" --output text) ||
+  die "no stack $name in $region (bin/create-stack.sh makes it)"
 present "$asg" || die "stack $name has no ServerGroupName output"
-# shellcheck disable=SC2016 # the backticks are JMESPath literals
 id=$(aws autoscaling describe-auto-scaling-groups --auto-scaling-group-names "$asg" \
-  --query 'AutoScalingGroups[0].Instances[?LifecycleState==`InService`].InstanceId | [0]' --output text)
+  --query "AutoScalingGroups[0].Instances[?LifecycleState=='InService'].InstanceId | [0]" --output text)
 present "$id" || die "no server in service in $asg"
 ip=$(aws ec2 describe-instances --instance-ids "$id" \
   --query 'Reservations[0].Instances[0].PublicIpAddress' --output text)

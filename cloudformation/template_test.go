@@ -2,6 +2,7 @@ package cloudformation
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net/url"
@@ -24,12 +25,13 @@ const templatePath = "berth.yaml"
 
 // placeholders are what CloudFormation's Fn::Sub fills in the user data.
 func ignitionOptions() units.IgnitionOptions {
-	return units.IgnitionOptions{BerthURL: "${BerthURL}", EtcdEndpoints: "${EtcdEndpoints}", Stack: "${AWS::StackName}",
+	return units.IgnitionOptions{BerthURL: "${BerthSource}", BerthHash: "${BerthHash}", EtcdEndpoints: "${EtcdEndpoints}", Stack: "${AWS::StackName}",
 		Region: "${AWS::Region}", EtcdCluster: "${EtcdCluster}", RouterAdmin: "0.0.0.0:9080"}
 }
 
 // concrete are example values of the placeholders, for validation.
-var concrete = strings.NewReplacer("${BerthURL}", "https://example.com/berth", "${EtcdEndpoints}", "http://10.0.1.11:2379,http://10.0.2.11:2379",
+var concrete = strings.NewReplacer("${BerthSource}", "s3://berth-example-com-123456789012-eu-west-1/berth-linux-amd64-0123456789abcdef",
+	"${BerthHash}", "sha512-"+strings.Repeat("0123456789abcdef", 8), "${EtcdEndpoints}", "http://10.0.1.11:2379,http://10.0.2.11:2379",
 	"${AWS::StackName}", "berth-test", "${AWS::Region}", "eu-west-1", "${EtcdCluster}", "etcd1=http://10.0.1.11:2380,etcd2=http://10.0.2.11:2380")
 
 var reBlock = regexp.MustCompile(`(?s)( *)# BEGIN ignition (\w+)[^\n]*\n.*?# END ignition (\w+)\n`)
@@ -121,6 +123,12 @@ func TestIgnitionValidates(t *testing.T) {
 			env := ""
 			for _, f := range cfg.Storage.Files {
 				files[f.Path] = true
+				if f.Path == "/opt/bin/berth" {
+					if f.Contents.Source == nil || !strings.HasPrefix(*f.Contents.Source, "s3://") ||
+						f.Contents.Verification.Hash == nil || !strings.HasPrefix(*f.Contents.Verification.Hash, "sha512-") {
+						t.Errorf("/opt/bin/berth must come from the stack's bucket, verified: %+v", f.Contents)
+					}
+				}
 				if f.Path == "/etc/berth/berth.env" && f.Contents.Source != nil {
 					env, _ = url.PathUnescape(strings.TrimPrefix(*f.Contents.Source, "data:,"))
 				}
@@ -150,6 +158,33 @@ func TestTemplateParsesWithGoformation(t *testing.T) {
 	}
 	if sg, err := tmpl.GetAutoScalingAutoScalingGroupWithName("ServerGroup"); err != nil || sg.LaunchTemplate == nil {
 		t.Errorf("ServerGroup: %v", err)
+	}
+	// Both roles fetch the binary from the stack's bucket with their
+	// instance role, which may read that one object and nothing else.
+	for _, name := range []string{"ServerLaunchTemplate", "WorkerLaunchTemplate"} {
+		lt, err := tmpl.GetEC2LaunchTemplateWithName(name)
+		if err != nil || lt.LaunchTemplateData == nil || lt.LaunchTemplateData.IamInstanceProfile == nil {
+			t.Errorf("%s has no instance profile: %v", name, err)
+		}
+	}
+	// (goformation's typed roles drop the Fn::If that holds the policy:
+	// read the YAML.)
+	src, _ := os.ReadFile(templatePath)
+	var doc struct {
+		Resources map[string]any `yaml:"Resources"`
+	}
+	if err := yaml.Unmarshal(src, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"ServerRole", "WorkerRole"} {
+		raw, err := json.Marshal(doc.Resources[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(raw), `"s3:GetObject"`) || !strings.Contains(string(raw), `arn:${AWS::Partition}:s3:::${BerthBucket}/${BerthKey}`) ||
+			strings.Contains(string(raw), `s3:*`) {
+			t.Errorf("%s must read the berth object only: %s", name, raw)
+		}
 	}
 	for _, out := range []string{"LoadBalancerDNSName", "ServerGroupName", "WorkerGroupName"} {
 		if _, ok := tmpl.Outputs[out]; !ok {

@@ -21,7 +21,8 @@ const (
 // written verbatim (never base64-encoded) so that the template fills them.
 type IgnitionOptions struct {
 	Options
-	BerthURL      string // where nodes download the berth binary (required)
+	BerthURL      string // where nodes download the berth binary: https://, s3:// (the instance role's credentials) or data: (required)
+	BerthHash     string // Ignition's verification of the binary, "sha512-<hex>" or "sha256-<hex>"; empty: not verified
 	EtcdEndpoints string // BERTH_ETCD_ENDPOINTS for the platform units
 	Stack         string // stack name (servers: member interface tags)
 	Region        string // AWS region (servers)
@@ -30,7 +31,8 @@ type IgnitionOptions struct {
 }
 
 // Ignition renders the Ignition config (spec 3.4, as Flatcar reads it) of a
-// node: the berth binary from BerthURL, /etc/berth/berth.env, the platform
+// node: the berth binary from BerthURL (checked against BerthHash when
+// set), /etc/berth/berth.env, the platform
 // units enabled (router and dnsd sockets, agent, passivation timer) and, for
 // servers, the etcd member with stable membership (berth-etcd-join).
 func Ignition(role string, o IgnitionOptions) ([]byte, error) {
@@ -47,14 +49,18 @@ func Ignition(role string, o IgnitionOptions) ([]byte, error) {
 	cfg := ign.Config{Ignition: ign.Ignition{Version: "3.4.0"}}
 	exe := 0o755
 	conf := 0o644
-	addFile := func(path string, mode int, source string) {
+	addFile := func(path string, mode int, source string) *ign.File {
 		src := source
 		cfg.Storage.Files = append(cfg.Storage.Files, ign.File{
 			Node:          ign.Node{Path: path, Overwrite: boolPtr(true)},
 			FileEmbedded1: ign.FileEmbedded1{Mode: &mode, Contents: ign.Resource{Source: &src}},
 		})
+		return &cfg.Storage.Files[len(cfg.Storage.Files)-1]
 	}
-	addFile(o.Berth, exe, o.BerthURL)
+	if berth := addFile(o.Berth, exe, o.BerthURL); o.BerthHash != "" {
+		hash := o.BerthHash
+		berth.Contents.Verification.Hash = &hash
+	}
 	env := []string{"BERTH_ETCD_ENDPOINTS=" + o.EtcdEndpoints, "BERTH_ROUTER_ADMIN=" + o.RouterAdmin, "BERTH_DRIVER=systemd",
 		"BERTH_METADATA=role=" + string(role)}
 	if role == RoleServer {

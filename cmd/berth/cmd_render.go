@@ -41,6 +41,7 @@ func (o *RenderOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.PassivateDriver, "passivate-driver", "systemd", "with --platform: how the passivation timer's service stops idle apps: systemd (node agents), fleet (fleetctl stop, for units fleet schedules) or berth (units berth fleet places)")
 	f.StringVar(&o.Ignition, "ignition", "", "render the Ignition config of a node instead: server or worker (Flatcar, spec 3.4)")
 	f.StringVar(&o.Ign.BerthURL, "berth-url", "", "with --ignition: URL nodes download the berth binary from")
+	f.StringVar(&o.Ign.BerthHash, "berth-hash", "", "with --ignition: sha512-<hex> (or sha256-<hex>) of the binary at --berth-url, verified by Ignition")
 	f.StringVar(&o.Ign.EtcdEndpoints, "node-etcd-endpoints", "http://127.0.0.1:2379", "with --ignition: BERTH_ETCD_ENDPOINTS of the node")
 	f.StringVar(&o.Ign.Stack, "stack", "", "with --ignition server: stack name tagging the etcd member interfaces")
 	f.StringVar(&o.Ign.Region, "region", "", "with --ignition server: AWS region")

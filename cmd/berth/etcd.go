@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/berthproject/berth/internal/pki"
 	"github.com/berthproject/berth/internal/registry"
 )
 
@@ -71,24 +70,10 @@ func (o *EtcdOptions) Client() (*clientv3.Client, error) {
 		Endpoints: o.Endpoints, DialTimeout: o.DialTimeout, Username: o.User, Password: o.Password,
 		Logger: zap.NewNop(), DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second,
 	}
-	if o.CACert != "" || o.Cert != "" {
-		t := &tls.Config{MinVersion: tls.VersionTLS12}
-		if o.CACert != "" {
-			pem, err := os.ReadFile(o.CACert)
-			if err != nil {
-				return nil, fmt.Errorf("--etcd-cacert: %w", err)
-			}
-			t.RootCAs = x509.NewCertPool()
-			if !t.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("--etcd-cacert %s: no PEM certificate in it", o.CACert)
-			}
-		}
-		if o.Cert != "" || o.Key != "" {
-			pair, err := tls.LoadX509KeyPair(o.Cert, o.Key)
-			if err != nil {
-				return nil, fmt.Errorf("--etcd-cert/--etcd-key: %w", err)
-			}
-			t.Certificates = []tls.Certificate{pair}
+	if o.CACert != "" || o.Cert != "" || o.Key != "" {
+		t, err := pki.ClientTLS(o.CACert, o.Cert, o.Key)
+		if err != nil {
+			return nil, fmt.Errorf("--etcd-cacert/--etcd-cert/--etcd-key: %w", err)
 		}
 		cfg.TLS = t
 	}

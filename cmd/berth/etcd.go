@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -86,6 +88,13 @@ func (o *EtcdOptions) Client() (*clientv3.Client, error) {
 
 // wrapErr names the endpoints in connection errors.
 func (o *EtcdOptions) wrapErr(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) && o.CACert != "" && o.Cert == "" {
+		return fmt.Errorf("etcd at %s: no answer within %s, and no client certificate given: an etcd with client certificate auth (berth up --secure, docs/security.md) refuses clients without one; set --etcd-cert and --etcd-key (env BERTH_ETCD_CERT, BERTH_ETCD_KEY)", strings.Join(o.Endpoints, ","), o.RequestTimeout)
+	}
+	if errors.Is(err, rpctypes.ErrPermissionDenied) {
+		user := cmp.Or(o.User, "the CN of --etcd-cert")
+		return fmt.Errorf("etcd at %s: %w: etcd user %s lacks the permission (roles and their grants: docs/security.md)", strings.Join(o.Endpoints, ","), err, user)
+	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("etcd at %s unreachable (no answer within %s): check --etcd-endpoints, the ssh tunnel (bin/tunnel.sh) or TLS options", strings.Join(o.Endpoints, ","), o.RequestTimeout)
 	}

@@ -49,7 +49,7 @@ func TestUpSecure(t *testing.T) {
 	t.Setenv("BERTH_ETCD_CERT", filepath.Join(dir, "pki", etcdauth.Reader+".pem"))
 	t.Setenv("BERTH_ETCD_KEY", filepath.Join(dir, "pki", etcdauth.Reader+"-key.pem"))
 	code, _, errOut = berth(t, "scale", "paas-monitor", "1")
-	if code == 0 || !strings.Contains(errOut, "permission denied") || !strings.Contains(errOut, "docs/security.md") {
+	if code == 0 || !strings.Contains(errOut, `permission denied: etcd user "berth-reader"`) || !strings.Contains(errOut, "docs/security.md") {
 		t.Errorf("berth scale as berth-reader: exit %d, %q; want permission denied", code, errOut)
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -92,13 +91,25 @@ func (o *EtcdOptions) wrapErr(err error) error {
 		return fmt.Errorf("etcd at %s: no answer within %s, and no client certificate given: an etcd with client certificate auth (berth up --secure, docs/security.md) refuses clients without one; set --etcd-cert and --etcd-key (env BERTH_ETCD_CERT, BERTH_ETCD_KEY)", strings.Join(o.Endpoints, ","), o.RequestTimeout)
 	}
 	if errors.Is(err, rpctypes.ErrPermissionDenied) {
-		user := cmp.Or(o.User, "the CN of --etcd-cert")
-		return fmt.Errorf("etcd at %s: %w: etcd user %s lacks the permission (roles and their grants: docs/security.md)", strings.Join(o.Endpoints, ","), err, user)
+		return fmt.Errorf("etcd at %s: %w: etcd user %q lacks the permission (roles and their grants: docs/security.md)", strings.Join(o.Endpoints, ","), err, o.userName())
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("etcd at %s unreachable (no answer within %s): check --etcd-endpoints, the ssh tunnel (bin/tunnel.sh) or TLS options", strings.Join(o.Endpoints, ","), o.RequestTimeout)
 	}
 	return fmt.Errorf("etcd at %s: %w", strings.Join(o.Endpoints, ","), err)
+}
+
+// userName is the etcd user the client acts as: --etcd-user, else the CN
+// of --etcd-cert (client certificate auth).
+func (o *EtcdOptions) userName() string {
+	if o.User != "" || o.Cert == "" {
+		return o.User
+	}
+	cn, err := pki.CommonName(o.Cert)
+	if err != nil {
+		return "?"
+	}
+	return cn
 }
 
 // follower is what every daemon that follows the registry starts with: an

@@ -179,9 +179,29 @@ func (ca *CA) Issue(r Request) (Issued, error) {
 	return out, writePEM(out.Cert, "CERTIFICATE", der, 0o644)
 }
 
+// CommonName returns the CN of the first certificate in the PEM file path.
+func CommonName(path string) (string, error) {
+	cert, err := readCert(path)
+	if err != nil {
+		return "", err
+	}
+	return cert.Subject.CommonName, nil
+}
+
 // Verify checks that the PEM certificate in path was issued by the CA for
 // usage, and returns it.
 func (ca *CA) Verify(path string, usage x509.ExtKeyUsage) (*x509.Certificate, error) {
+	cert, err := readCert(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	_, err = cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{usage}})
+	return cert, err
+}
+
+func readCert(path string) (*x509.Certificate, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -190,14 +210,7 @@ func (ca *CA) Verify(path string, usage x509.ExtKeyUsage) (*x509.Certificate, er
 	if blk == nil {
 		return nil, fmt.Errorf("%s: no PEM block", path)
 	}
-	cert, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.Cert)
-	_, err = cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{usage}})
-	return cert, err
+	return x509.ParseCertificate(blk.Bytes)
 }
 
 func newSerial() (*big.Int, error) {

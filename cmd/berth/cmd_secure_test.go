@@ -54,6 +54,19 @@ func TestUpSecure(t *testing.T) {
 	}
 }
 
+// TestUpSecureDataDirStaysSecure: a data directory started with --secure
+// has auth on in its etcd; starting it without --secure says so at once.
+func TestUpSecureDataDirStaysSecure(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := pki.Init(filepath.Join(dir, "pki"), "berth up CA"); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := berth(t, "up", "--data-dir", dir, "--etcd-port", "1")
+	if code == 0 || !strings.Contains(errOut, "started with --secure") {
+		t.Errorf("berth up without --secure on a secure data dir: exit %d, %q", code, errOut)
+	}
+}
+
 // TestPKICommands: berth pki init and issue write a CA and certificates
 // that verify against it, with the name as CN; bad requests are usage
 // errors.

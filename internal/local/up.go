@@ -24,6 +24,7 @@ import (
 	"github.com/berthproject/berth/internal/deploy"
 	"github.com/berthproject/berth/internal/etcdserver"
 	"github.com/berthproject/berth/internal/passivate"
+	"github.com/berthproject/berth/internal/pki"
 	"github.com/berthproject/berth/internal/registry"
 	"github.com/berthproject/berth/internal/spec"
 	"github.com/berthproject/berth/router"
@@ -96,6 +97,9 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 		return errors.New("--secure secures the embedded etcd: for another etcd, give its TLS options and user (docs/security.md)")
 	}
 	var secure *etcdserver.PKI // with cfg.Secure: the users' certificates
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, "pki", pki.CAKeyFile)); err == nil && !cfg.Secure && len(endpoints) == 0 {
+		return fmt.Errorf("%s was started with --secure (its etcd has auth on): start it with --secure, or use another --data-dir", cfg.DataDir)
+	}
 	if len(endpoints) == 0 {
 		start := time.Now()
 		dir := filepath.Join(cfg.DataDir, "etcd")

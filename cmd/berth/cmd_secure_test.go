@@ -16,8 +16,9 @@ import (
 
 // TestUpSecure: berth up --secure serves the demo through a router that
 // follows etcd as berth-reader over TLS; berth status works with the
-// environment it prints, fails clearly without the client certificate,
-// and a reader's certificate cannot scale an app.
+// environment it prints, passivation and the wake work with their roles,
+// berth status fails clearly without the client certificate, and a
+// reader's certificate cannot scale an app.
 func TestUpSecure(t *testing.T) {
 	dir := t.TempDir()
 	p := startUp(t, dir, "--secure")
@@ -33,15 +34,26 @@ func TestUpSecure(t *testing.T) {
 	}
 	until(t, "the demo app routed", 10*time.Second, func() bool { code, _, _ := p.get(t, "/health"); return code == 200 })
 
-	code, out, errOut := berth(t, "status", "-o", "json")
-	var rows []statusRow
-	if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 1 || rows[0].App != "paas-monitor" {
-		t.Fatalf("berth status with the printed environment: %d %q %q", code, out, errOut)
+	status := func() statusRow {
+		t.Helper()
+		code, out, errOut := berth(t, "status", "-o", "json")
+		var rows []statusRow
+		if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 1 || rows[0].App != "paas-monitor" {
+			t.Fatalf("berth status with the printed environment: %d %q %q", code, out, errOut)
+		}
+		return rows[0]
+	}
+	status()
+	// Passivation (as berth-agent) puts the idle app to sleep; a request
+	// wakes it (the router's wake, as berth-reader).
+	until(t, "passivation", 30*time.Second, func() bool { return status().Current == "passivated" })
+	if code, hdr, body := p.get(t, "/status"); code != 200 || hdr.Get("X-Berth-Cold-Start") == "" {
+		t.Fatalf("wake: %d %v %q", code, hdr, body)
 	}
 
 	t.Setenv("BERTH_ETCD_CERT", "")
 	t.Setenv("BERTH_ETCD_KEY", "")
-	code, _, errOut = berth(t, "status", "--etcd-request-timeout", "1s")
+	code, _, errOut := berth(t, "status", "--etcd-request-timeout", "1s")
 	if code == 0 || !strings.Contains(errOut, "no client certificate given") {
 		t.Errorf("berth status without the client certificate: exit %d, %q; want a failure naming the missing certificate", code, errOut)
 	}

@@ -33,9 +33,16 @@ type env struct {
 func newEnv(t *testing.T, cfg Config) *env {
 	t.Helper()
 	_, cli := etcdtest.New(t)
+	return newEnvOn(t, cfg, cli, cli)
+}
+
+// newEnvOn is newEnv with the test writing through cli and dnsd's cache
+// reading through rcli.
+func newEnvOn(t *testing.T, cfg Config, cli, rcli *clientv3.Client) *env {
+	t.Helper()
 	k, _ := registry.NewKeys("")
 	log, _ := test.NewNullLogger()
-	cache := registry.NewCache(cli, cli, registry.CacheConfig{Keys: k, Progress: 100 * time.Millisecond}, log)
+	cache := registry.NewCache(rcli, rcli, registry.CacheConfig{Keys: k, Progress: 100 * time.Millisecond}, log)
 	s, err := New(cfg, cache, log)
 	if err != nil {
 		t.Fatal(err)

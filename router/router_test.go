@@ -30,7 +30,8 @@ import (
 // env is a router on a real etcd, fed by the real watch cache.
 type env struct {
 	t     testing.TB
-	cli   *clientv3.Client
+	cli   *clientv3.Client // the test's writes
+	rcli  *clientv3.Client // the router's: its cache and access records
 	keys  registry.Keys
 	cache *registry.Cache
 	r     *Router
@@ -60,9 +61,16 @@ func (f *front) Close() { f.s.Close() }
 func newEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
 	_, cli := etcdtest.New(t)
+	return newEnvOn(t, cfg, cli, cli)
+}
+
+// newEnvOn is newEnv with the test writing through cli and the router
+// reading and writing its access records through rcli.
+func newEnvOn(t testing.TB, cfg Config, cli, rcli *clientv3.Client) *env {
+	t.Helper()
 	k, _ := registry.NewKeys("")
 	log, _ := test.NewNullLogger()
-	cache := registry.NewCache(cli, cli, registry.CacheConfig{Keys: k}, log)
+	cache := registry.NewCache(rcli, rcli, registry.CacheConfig{Keys: k}, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -74,7 +82,7 @@ func newEnv(t testing.TB, cfg Config) *env {
 	go func() { defer wg.Done(); r.Run(ctx) }()
 	srv := serveFront(t, r)
 	t.Cleanup(func() { srv.Close(); cancel(); wg.Wait() })
-	e := &env{t: t, cli: cli, keys: k, cache: cache, r: r, srv: srv}
+	e := &env{t: t, cli: cli, rcli: rcli, keys: k, cache: cache, r: r, srv: srv}
 	e.waitRev(0)
 	return e
 }
@@ -465,7 +473,7 @@ func TestAdminAndAccessRecords(t *testing.T) {
 func (e *env) runAccess(app string) string {
 	e.t.Helper()
 	log, _ := test.NewNullLogger()
-	owner := registry.NewLeaseOwner(e.cli, e.cli, 5*time.Second, log)
+	owner := registry.NewLeaseOwner(e.rcli, e.rcli, 5*time.Second, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	e.t.Cleanup(cancel)
 	go owner.Run(ctx)

@@ -18,6 +18,7 @@ type UpOptions struct {
 	DataDir        string
 	EtcdPort       int
 	Endpoints      []string
+	Secure         bool
 	Listen         string
 	DNSListen      string
 	Admin          string
@@ -35,6 +36,7 @@ func (o *UpOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.DataDir, "data-dir", local.DefaultDataDir(), "where the embedded etcd keeps its data")
 	f.IntVar(&o.EtcdPort, "etcd-port", 2379, "client port of the embedded etcd (127.0.0.1)")
 	f.StringSliceVar(&o.Endpoints, "etcd-endpoints", nil, "use this etcd cluster instead of an embedded one")
+	f.BoolVar(&o.Secure, "secure", false, "the embedded etcd serves TLS, wants client certificates and has auth on (a CA and certificates in DATA-DIR/pki); prints the environment for the CLI")
 	f.StringVar(&o.Listen, "listen", "127.0.0.1:8080", "router address")
 	f.StringVar(&o.DNSListen, "dns-listen", "127.0.0.1:8053", "dnsd address (UDP and TCP)")
 	f.StringVar(&o.Admin, "admin", "127.0.0.1:9080", "router admin address (/routes, /metrics); empty disables")
@@ -55,8 +57,10 @@ func newUpCommand(g *GlobalOptions) *cobra.Command {
 		Long: `Up runs everything in one process: an embedded etcd (or --etcd-endpoints), the
 router on 127.0.0.1:8080, dnsd on 127.0.0.1:8053, the apps of the given specs
 (runtime exec) as local processes, and the passivation loop. --demo adds the
-demo app. Ctrl-C stops everything cleanly; the next start finds its data again.`,
-		Example: "  berth up --demo\n  berth up examples/demo-exec.yaml",
+demo app. Ctrl-C stops everything cleanly; the next start finds its data again.
+--secure runs the embedded etcd as a cluster safe to expose does: TLS, client
+certificates and etcd auth, each component acting as its role's user.`,
+		Example: "  berth up --demo\n  berth up --secure --demo\n  berth up examples/demo-exec.yaml",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runUp(cmd.Context(), g, opts, args)
 		},
@@ -88,7 +92,7 @@ func runUp(ctx context.Context, g *GlobalOptions, o UpOptions, specs []string) e
 	if err != nil {
 		return err
 	}
-	cfg := local.Config{DataDir: o.DataDir, EtcdPort: o.EtcdPort, Endpoints: o.Endpoints, Listen: o.Listen,
+	cfg := local.Config{DataDir: o.DataDir, EtcdPort: o.EtcdPort, Endpoints: o.Endpoints, Secure: o.Secure, Listen: o.Listen,
 		DNSListen: o.DNSListen, Admin: o.Admin, PassivateEvery: o.PassivateEvery, MinUptime: o.MinUptime}
 	o.Limits.apply(&cfg.Router)
 	if !o.Quiet {

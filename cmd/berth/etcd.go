@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -14,9 +12,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/berthproject/berth/internal/pki"
 	"github.com/berthproject/berth/internal/registry"
 )
 
@@ -71,24 +71,10 @@ func (o *EtcdOptions) Client() (*clientv3.Client, error) {
 		Endpoints: o.Endpoints, DialTimeout: o.DialTimeout, Username: o.User, Password: o.Password,
 		Logger: zap.NewNop(), DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second,
 	}
-	if o.CACert != "" || o.Cert != "" {
-		t := &tls.Config{MinVersion: tls.VersionTLS12}
-		if o.CACert != "" {
-			pem, err := os.ReadFile(o.CACert)
-			if err != nil {
-				return nil, fmt.Errorf("--etcd-cacert: %w", err)
-			}
-			t.RootCAs = x509.NewCertPool()
-			if !t.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("--etcd-cacert %s: no PEM certificate in it", o.CACert)
-			}
-		}
-		if o.Cert != "" || o.Key != "" {
-			pair, err := tls.LoadX509KeyPair(o.Cert, o.Key)
-			if err != nil {
-				return nil, fmt.Errorf("--etcd-cert/--etcd-key: %w", err)
-			}
-			t.Certificates = []tls.Certificate{pair}
+	if o.CACert != "" || o.Cert != "" || o.Key != "" {
+		t, err := pki.ClientTLS(o.CACert, o.Cert, o.Key)
+		if err != nil {
+			return nil, fmt.Errorf("--etcd-cacert/--etcd-cert/--etcd-key: %w", err)
 		}
 		cfg.TLS = t
 	}
@@ -101,10 +87,29 @@ func (o *EtcdOptions) Client() (*clientv3.Client, error) {
 
 // wrapErr names the endpoints in connection errors.
 func (o *EtcdOptions) wrapErr(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) && o.CACert != "" && o.Cert == "" {
+		return fmt.Errorf("etcd at %s: no answer within %s, and no client certificate given: an etcd with client certificate auth (berth up --secure, docs/security.md) refuses clients without one; set --etcd-cert and --etcd-key (env BERTH_ETCD_CERT, BERTH_ETCD_KEY)", strings.Join(o.Endpoints, ","), o.RequestTimeout)
+	}
+	if errors.Is(err, rpctypes.ErrPermissionDenied) {
+		return fmt.Errorf("etcd at %s: %w: etcd user %q lacks the permission (roles and their grants: docs/security.md)", strings.Join(o.Endpoints, ","), err, o.userName())
+	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("etcd at %s unreachable (no answer within %s): check --etcd-endpoints, the ssh tunnel (bin/tunnel.sh) or TLS options", strings.Join(o.Endpoints, ","), o.RequestTimeout)
 	}
 	return fmt.Errorf("etcd at %s: %w", strings.Join(o.Endpoints, ","), err)
+}
+
+// userName is the etcd user the client acts as: --etcd-user, else the CN
+// of --etcd-cert (client certificate auth).
+func (o *EtcdOptions) userName() string {
+	if o.User != "" || o.Cert == "" {
+		return o.User
+	}
+	cn, err := pki.CommonName(o.Cert)
+	if err != nil {
+		return "?"
+	}
+	return cn
 }
 
 // follower is what every daemon that follows the registry starts with: an

@@ -1,7 +1,8 @@
 // Package etcdtest has the test helpers around a real etcd server running
 // in-process: one per test (New), a client closed with the test (Client), a
-// member serving clients over TLS (StartTLS), a cluster of several members
-// (StartCluster). The embedded etcd itself, which berth up runs too, is
+// member serving clients over TLS (StartTLS), one as berth up --secure runs
+// it, with client certificates and berth's roles (Secure, SecureClient), a
+// cluster of several members (StartCluster). The embedded etcd itself, which berth up runs too, is
 // internal/etcdserver.
 package etcdtest
 

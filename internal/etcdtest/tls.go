@@ -11,13 +11,13 @@ import (
 	"math/big"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 
 	"github.com/berthproject/berth/internal/etcdserver"
+	"github.com/berthproject/berth/internal/pki"
 )
 
 // TLSFiles are the PEM files of a test PKI.
@@ -26,44 +26,18 @@ type TLSFiles struct {
 }
 
 // WritePKI writes a CA, a server certificate for 127.0.0.1 and a client
-// certificate into dir.
+// certificate (CN berth) into dir, with internal/pki.
 func WritePKI(dir string) (TLSFiles, error) {
-	f := TLSFiles{CA: filepath.Join(dir, "ca.pem"), ServerCert: filepath.Join(dir, "server.pem"), ServerKey: filepath.Join(dir, "server-key.pem"),
-		ClientCert: filepath.Join(dir, "client.pem"), ClientKey: filepath.Join(dir, "client-key.pem")}
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "berth test CA"}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	ca, err := pki.Init(dir, "berth test CA")
 	if err != nil {
-		return f, err
+		return TLSFiles{}, err
 	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	if err := writePEM(f.CA, "CERTIFICATE", caDER); err != nil {
-		return f, err
+	srv, err := ca.Issue(pki.Request{Name: "server", Role: pki.RoleServer, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	if err != nil {
+		return TLSFiles{}, err
 	}
-	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, certPath, keyPath string) error {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn}, NotBefore: time.Now().Add(-time.Hour),
-			NotAfter: time.Now().Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-		if err != nil {
-			return err
-		}
-		kb, _ := x509.MarshalECPrivateKey(key)
-		if err := writePEM(certPath, "CERTIFICATE", der); err != nil {
-			return err
-		}
-		return writePEM(keyPath, "EC PRIVATE KEY", kb)
-	}
-	if err := issue(2, "127.0.0.1", x509.ExtKeyUsageServerAuth, f.ServerCert, f.ServerKey); err != nil {
-		return f, err
-	}
-	return f, issue(3, "berth", x509.ExtKeyUsageClientAuth, f.ClientCert, f.ClientKey)
-}
-
-func writePEM(path, typ string, der []byte) error {
-	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
+	cli, err := ca.Issue(pki.Request{Name: "berth", Role: pki.RoleClient})
+	return TLSFiles{CA: filepath.Join(dir, pki.CACertFile), ServerCert: srv.Cert, ServerKey: srv.Key, ClientCert: cli.Cert, ClientKey: cli.Key}, err
 }
 
 // StartTLS starts a single-member etcd that serves clients over TLS and

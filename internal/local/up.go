@@ -17,8 +17,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/berthproject/berth/dnsd"
 	"github.com/berthproject/berth/internal/control"
@@ -26,6 +24,7 @@ import (
 	"github.com/berthproject/berth/internal/deploy"
 	"github.com/berthproject/berth/internal/etcdserver"
 	"github.com/berthproject/berth/internal/passivate"
+	"github.com/berthproject/berth/internal/pki"
 	"github.com/berthproject/berth/internal/registry"
 	"github.com/berthproject/berth/internal/spec"
 	"github.com/berthproject/berth/router"
@@ -36,6 +35,7 @@ type Config struct {
 	DataDir        string        // embedded etcd data (default: the user's state directory)
 	EtcdPort       int           // embedded etcd client port (default 2379)
 	Endpoints      []string      // use this etcd instead of an embedded one
+	Secure         bool          // the embedded etcd serves TLS with client certificates and auth (a CA in DataDir/pki)
 	Listen         string        // router (default 127.0.0.1:8080)
 	DNSListen      string        // dnsd (default 127.0.0.1:8053)
 	Admin          string        // router admin (default 127.0.0.1:9080)
@@ -93,6 +93,13 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 	}
 	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 	endpoints := cfg.Endpoints
+	if cfg.Secure && len(endpoints) > 0 {
+		return errors.New("--secure secures the embedded etcd: for another etcd, give its TLS options and user (docs/security.md)")
+	}
+	var secure *etcdserver.PKI // with cfg.Secure: the users' certificates
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, "pki", pki.CAKeyFile)); err == nil && !cfg.Secure && len(endpoints) == 0 {
+		return fmt.Errorf("%s was started with --secure (its etcd has auth on): start it with --secure, or use another --data-dir", cfg.DataDir)
+	}
 	if len(endpoints) == 0 {
 		start := time.Now()
 		dir := filepath.Join(cfg.DataDir, "etcd")
@@ -105,7 +112,15 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 		} else {
 			l.Close()
 		}
-		srv, err := etcdserver.Start(dir, cfg.EtcdPort)
+		var srv *etcdserver.Server
+		var err error
+		if cfg.Secure {
+			var p etcdserver.PKI
+			srv, p, err = etcdserver.StartSecure(dir, filepath.Join(cfg.DataDir, "pki"), cfg.EtcdPort, registry.DefaultRoot, io.Discard)
+			secure = &p
+		} else {
+			srv, err = etcdserver.Start(dir, cfg.EtcdPort)
+		}
 		if err != nil {
 			return err
 		}
@@ -113,15 +128,16 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 		endpoints = []string{srv.Endpoint}
 		say("  etcd ready on %s (%s)", srv.Endpoint, time.Since(start).Round(time.Millisecond))
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	ccs, err := connect(endpoints, secure)
 	if err != nil {
 		return err
 	}
-	defer cli.Close()
+	defer ccs.Close()
+	cli := ccs.agent
 	keys, _ := registry.NewKeys("")
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	for _, a := range cfg.Apps {
-		if err := registry.PublishApp(rctx, cli, keys, a); err != nil {
+		if err := registry.PublishApp(rctx, ccs.operator, keys, a); err != nil {
 			cancel()
 			return fmt.Errorf("etcd at %s: %w", strings.Join(endpoints, ","), err)
 		}
@@ -134,8 +150,12 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 		wg.Add(1)
 		go func() { defer wg.Done(); f(bg) }()
 	}
-	cache := registry.NewCache(cli, cli, registry.CacheConfig{Keys: keys}, log)
+	cache := registry.NewCache(ccs.reader, ccs.reader, registry.CacheConfig{Keys: keys}, log)
 	owner := registry.NewLeaseOwner(cli, cli, 10*time.Second, log)
+	routerOwner := owner // the router's access records: on a lease of the reader's
+	if ccs.reader != cli {
+		routerOwner = registry.NewLeaseOwner(ccs.reader, ccs.reader, 10*time.Second, log)
+	}
 	rcfg := cfg.Router
 	rcfg.ID, rcfg.AccessInterval = "local", cfg.AccessInterval
 	r, err := router.New(rcfg, cache, log)
@@ -143,7 +163,7 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 		stop()
 		return err
 	}
-	waker := router.NewWaker(r, cli, keys, log)
+	waker := router.NewWaker(r, ccs.reader, keys, log)
 	dns, err := dnsd.New(dnsd.Config{}, cache, log)
 	if err != nil {
 		stop()
@@ -165,10 +185,13 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 
 	goRun(cache.Run)
 	goRun(owner.Run)
+	if routerOwner != owner {
+		goRun(routerOwner.Run)
+	}
 	goRun(r.Run)
 	goRun(r.RunHealth)
 	goRun(dns.Run)
-	goRun(func(ctx context.Context) error { return r.RunAccess(ctx, keys, owner) })
+	goRun(func(ctx context.Context) error { return r.RunAccess(ctx, keys, routerOwner) })
 	goRun(rec.Run)
 	goRun(func(ctx context.Context) error { return passivationLoop(ctx, pas, cache, cfg.PassivateEvery, log) })
 	dep := &deploy.Deployer{KV: cli, Keys: keys, Driver: driver, Log: log.WithField("component", "deployer")}
@@ -232,7 +255,15 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 		dhost, dport, _ := net.SplitHostPort(ls.UDP[0].LocalAddr().String())
 		say("  dig    dig @%s -p %s %s.service.berth SRV", dhost, dport, a.Name)
 	}
-	say("status: berth status --etcd-endpoints %s    (Ctrl-C stops everything)", strings.Join(endpoints, ","))
+	if secure != nil {
+		say("etcd serves TLS with client certificates and auth; for the CLI (as berth-operator):")
+		for _, e := range cliEnv(endpoints, secure) {
+			say("  export %s", e)
+		}
+		say("status: berth status    (with the environment above; Ctrl-C stops everything)")
+	} else {
+		say("status: berth status --etcd-endpoints %s    (Ctrl-C stops everything)", strings.Join(endpoints, ","))
+	}
 	daemon.Ready(log)
 
 	<-ctx.Done()

@@ -48,6 +48,8 @@ type Router struct {
 	// debug level): building their fields costs allocations otherwise.
 	logRequests bool
 
+	acme *acmeManager // set by EnableACME (nil: no ACME)
+
 	// Waiter, if set before serving, handles requests for sleeping apps.
 	Waiter Waiter
 }
@@ -180,6 +182,9 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH")
 		closeHTTP1(w, req)
 		http.Error(w, "CONNECT is not supported", http.StatusMethodNotAllowed)
+		return
+	}
+	if r.acmeChallenge(w, req) {
 		return
 	}
 	rt := r.table.Load().lookup(req.Host)

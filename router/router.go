@@ -91,6 +91,12 @@ func New(cfg Config, src Source, log logrus.FieldLogger) (*Router, error) {
 		Rewrite:      r.rewrite,
 		Transport:    &retryTransport{base: fast, h2c: h2c, r: r},
 		ErrorHandler: r.proxyError,
+		ModifyResponse: func(resp *http.Response) error {
+			if info := infoFrom(resp.Request.Context()); info != nil && resp.Request.TLS != nil && info.route.hsts > 0 {
+				resp.Header.Del(hstsHeader) // the router's, set in ServeHTTP, is the one
+			}
+			return nil
+		},
 		BufferPool:   newBufferPool(),
 	}
 	r.logRequests = cfg.AccessLog
@@ -195,10 +201,12 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	rt.stats.lastAccess.Store(time.Now().UnixMilli())
-	if rt.httpsRedirect && req.TLS == nil {
-		target := "https://" + normalizeHost(req.Host) + req.URL.RequestURI()
-		http.Redirect(w, req, target, http.StatusPermanentRedirect)
+	if req.TLS == nil && !rt.plainServed() {
+		r.refusePlain(w, req, rt)
 		return
+	}
+	if req.TLS != nil && rt.hsts > 0 {
+		w.Header().Set(hstsHeader, hstsValue(rt.hsts))
 	}
 	if len(rt.upstreams) == 0 {
 		r.noUpstream(w, req, rt)

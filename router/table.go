@@ -31,7 +31,8 @@ type route struct {
 	expected      string // status.expected
 	since         int64  // status.since (unix ms)
 	instances     int    // instances the spec asks for (0 if unknown)
-	httpsRedirect bool
+	plainHTTP     string        // spec.HTTPSBoth, HTTPSRedirect or HTTPSOnly: what plain HTTP gets
+	hsts          time.Duration // Strict-Transport-Security max-age over TLS (0: none)
 	h2c           bool         // HTTP/2 without TLS to the upstreams (gRPC)
 	health        *healthCheck // active checks (nil: passive health only)
 	stats         *appStats
@@ -159,7 +160,7 @@ func (b *tableBuilder) route(s *registry.Snapshot, app string) *route {
 	if sp != nil {
 		policy = sp.Routing.Policy
 		r.maxConns = int64(sp.Routing.MaxConns)
-		r.httpsRedirect = sp.Routing.HTTPSRedirect
+		r.plainHTTP, r.hsts = sp.Routing.PlainHTTP(), sp.Routing.HSTS.D()
 		r.h2c = sp.Routing.Protocol == "h2c"
 		if h := sp.Health; sp.Routing.ActiveHealth && h != nil && h.HTTP != "" {
 			r.health = &healthCheck{path: h.HTTP, interval: cmp.Or(h.Interval.D(), spec.DefaultHealthEvery),

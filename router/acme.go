@@ -129,8 +129,17 @@ func (r *Router) acmeDecision(_ context.Context, name string) error {
 
 // acmeChallenge answers the CA's HTTP-01 validation requests (for tokens
 // any router stored) and reports whether it did.
+// Only the apps' exact domains are looked up: a token in the shared
+// storage costs an etcd read, which a client naming random hosts must not
+// be able to cause.
 func (r *Router) acmeChallenge(w http.ResponseWriter, req *http.Request) bool {
-	return r.acme != nil && req.TLS == nil && r.acme.issuer.HandleHTTPChallenge(w, req)
+	if r.acme == nil || req.TLS != nil || !strings.HasPrefix(req.URL.Path, challengeBasePath) {
+		return false
+	}
+	if r.acmeDecision(req.Context(), normalizeHost(req.Host)) != nil {
+		return false
+	}
+	return r.acme.issuer.HandleHTTPChallenge(w, req)
 }
 
 // acmeChallengePath reports whether a request target is an HTTP-01

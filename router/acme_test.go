@@ -53,8 +53,8 @@ var acmeTestKey = bytes.Repeat([]byte{42}, acmestore.KeySize)
 
 // acmeRouter is one router with ACME, its TLS address and its store.
 type acmeRouter struct {
-	r       *Router
-	tlsAddr string
+	r                 *Router
+	httpAddr, tlsAddr string
 }
 
 // startRouter starts a router on the cluster's etcd; the first one takes
@@ -93,7 +93,7 @@ func (c *acmeCluster) startRouter(httpLn, tlsLn net.Listener, acfg ACMEConfig) *
 	for !r.Ready() {
 		time.Sleep(5 * time.Millisecond)
 	}
-	return &acmeRouter{r: r, tlsAddr: tlsLn.Addr().String()}
+	return &acmeRouter{r: r, httpAddr: httpLn.Addr().String(), tlsAddr: tlsLn.Addr().String()}
 }
 
 func listen(t *testing.T) net.Listener {
@@ -243,6 +243,18 @@ func hostile(t *testing.T, c *acmeCluster, validating *acmeRouter) {
 			}
 		})
 	}
+	t.Run("http-01 path for another host", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", "http://"+ar.httpAddr+"/.well-known/acme-challenge/x", nil)
+		req.Host = "evil.test"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("got %d, want 404", resp.StatusCode)
+		}
+	})
 	t.Run("malformed stored certificate", func(t *testing.T) {
 		dk, _ := c.keys.Domain("bad.test")
 		c.put(dk, registry.Domain{App: "web"}, ar, validating)

@@ -32,3 +32,13 @@ func (r *Router) refusePlain(w http.ResponseWriter, req *http.Request, rt *route
 	r.metrics.requests.WithLabelValues(rt.app, "4xx").Inc()
 	http.Error(w, rt.app+" is served over HTTPS only: "+target, http.StatusForbidden)
 }
+
+// dropAppHSTS removes an app's Strict-Transport-Security from a response
+// over TLS when its spec sets routing.hsts: the router's, set in
+// ServeHTTP, is the one.
+func dropAppHSTS(resp *http.Response) error {
+	if info := infoFrom(resp.Request.Context()); info != nil && resp.Request.TLS != nil && info.route.hsts > 0 {
+		resp.Header.Del(hstsHeader)
+	}
+	return nil
+}

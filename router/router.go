@@ -88,16 +88,11 @@ func New(cfg Config, src Source, log logrus.FieldLogger) (*Router, error) {
 	r.pool = &http1.Pool{Dial: (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext, MaxIdle: cfg.MaxIdleConnsPerHost, IdleTimeout: cfg.UpstreamIdleTimeout}
 	fast := &http1.Transport{Pool: r.pool, Fallback: base, ResponseHeaderTimeout: cfg.ResponseHeaderTimeout, WriteTimeout: cfg.BodyTimeout}
 	r.proxy = &httputil.ReverseProxy{
-		Rewrite:      r.rewrite,
-		Transport:    &retryTransport{base: fast, h2c: h2c, r: r},
-		ErrorHandler: r.proxyError,
-		ModifyResponse: func(resp *http.Response) error {
-			if info := infoFrom(resp.Request.Context()); info != nil && resp.Request.TLS != nil && info.route.hsts > 0 {
-				resp.Header.Del(hstsHeader) // the router's, set in ServeHTTP, is the one
-			}
-			return nil
-		},
-		BufferPool:   newBufferPool(),
+		Rewrite:        r.rewrite,
+		Transport:      &retryTransport{base: fast, h2c: h2c, r: r},
+		ErrorHandler:   r.proxyError,
+		ModifyResponse: dropAppHSTS,
+		BufferPool:     newBufferPool(),
 	}
 	r.logRequests = cfg.AccessLog
 	if e, ok := log.(*logrus.Entry); ok && e.Logger.IsLevelEnabled(logrus.DebugLevel) {

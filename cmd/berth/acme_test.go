@@ -7,7 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
+	"go.uber.org/zap"
 
 	"github.com/berthproject/berth/internal/registry"
 )
@@ -38,5 +40,20 @@ func TestACMERefusesWithoutKey(t *testing.T) {
 				t.Errorf("exit code %d, want the usage code", code)
 			}
 		})
+	}
+}
+
+// TestZapToLogrus: certmagic's zap logs arrive in logrus with their
+// level, message and fields.
+func TestZapToLogrus(t *testing.T) {
+	log, hook := test.NewNullLogger()
+	log.SetLevel(logrus.DebugLevel)
+	z := zapToLogrus(log).With(zap.String("issuer", "pebble"))
+	z.Warn("renewal failed", zap.String("identifier", "a.example.com"))
+	z.Debug("quiet")
+	e := hook.AllEntries()
+	if len(e) != 2 || e[0].Level != logrus.WarnLevel || e[0].Message != "renewal failed" ||
+		e[0].Data["issuer"] != "pebble" || e[0].Data["identifier"] != "a.example.com" || e[1].Level != logrus.DebugLevel {
+		t.Errorf("got %+v", e)
 	}
 }

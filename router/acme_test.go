@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -448,7 +446,10 @@ func startDNS(t *testing.T) string {
 func startPebble(t *testing.T, bin, dnsAddr string, httpPort, tlsPort int) *pebbleCA {
 	t.Helper()
 	dir := t.TempDir()
-	certPEM, keyPEM := selfSigned(t)
+	certPEM, keyPEM, _, err := etcdtest.SelfSigned("localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
 	os.WriteFile(filepath.Join(dir, "cert.pem"), certPEM, 0o600)
 	os.WriteFile(filepath.Join(dir, "key.pem"), keyPEM, 0o600)
 	apiLn, mgmtLn := listen(t), listen(t)
@@ -479,7 +480,9 @@ func startPebble(t *testing.T, bin, dnsAddr string, httpPort, tlsPort int) *pebb
 	})
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(certPEM)
-	p := &pebbleCA{dir: "https://" + apiAddr + "/dir", mgmt: "https://" + mgmtAddr, apiRoots: roots}
+	// The API's certificate names localhost.
+	local := func(a string) string { return "https://" + strings.Replace(a, "127.0.0.1", "localhost", 1) }
+	p := &pebbleCA{dir: local(apiAddr) + "/dir", mgmt: local(mgmtAddr), apiRoots: roots}
 	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		resp, err := hc.Get(p.dir)
@@ -492,19 +495,4 @@ func startPebble(t *testing.T, bin, dnsAddr string, httpPort, tlsPort int) *pebb
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// selfSigned returns a certificate for 127.0.0.1 and its key, in PEM.
-func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pebble"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
 }

@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/berthproject/berth/internal/etcdtest"
 )
 
 // TestPlainHTTPPolicy: routing.https both, redirect and only on plain
@@ -18,7 +20,10 @@ func TestPlainHTTPPolicy(t *testing.T) {
 		io.WriteString(w, "app")
 	}))
 	defer be.Close()
-	certPEM, keyPEM := selfSigned(t)
+	certPEM, keyPEM, _, err := etcdtest.SelfSigned("x")
+	if err != nil {
+		t.Fatal(err)
+	}
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)

@@ -14,21 +14,18 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
 	"github.com/sirupsen/logrus/hooks/test"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/berthproject/berth/internal/acmestore"
+	"github.com/berthproject/berth/internal/acmetest"
 	"github.com/berthproject/berth/internal/etcdtest"
 	"github.com/berthproject/berth/internal/registry"
 )
@@ -39,7 +36,7 @@ type acmeCluster struct {
 	t      *testing.T
 	cli    *clientv3.Client
 	keys   registry.Keys
-	pebble *pebbleCA
+	pebble *acmetest.Pebble
 	// httpLn and tlsLn are the listeners the CA validates against: the
 	// first router serves them.
 	httpLn, tlsLn net.Listener
@@ -73,7 +70,7 @@ func (c *acmeCluster) startRouter(httpLn, tlsLn net.Listener, acfg ACMEConfig) *
 	if httpLn == nil {
 		httpLn, tlsLn = listen(t), listen(t)
 	}
-	acfg.CA, acfg.TrustedRoots, acfg.Storage = c.pebble.dir, c.pebble.apiRoots, store
+	acfg.CA, acfg.TrustedRoots, acfg.Storage = c.pebble.Directory, c.pebble.APIRoots, store
 	acfg.HTTPAddr, acfg.TLSAddr = httpLn.Addr().String(), tlsLn.Addr().String()
 	acfg.Logger = zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	if err := r.EnableACME(acfg); err != nil {
@@ -100,6 +97,7 @@ func listen(t *testing.T) net.Listener {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { l.Close() })
 	return l
 }
 
@@ -138,7 +136,7 @@ func (c *acmeCluster) certWrites(host string) int64 {
 // router served, verified against the CA's roots.
 func (c *acmeCluster) handshake(addr, host string) (*x509.Certificate, error) {
 	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 20 * time.Second}, "tcp", addr,
-		&tls.Config{ServerName: host, RootCAs: c.pebble.issuingRoots(c.t), NextProtos: []string{"h2", "http/1.1"}})
+		&tls.Config{ServerName: host, RootCAs: c.pebble.IssuingRoots(c.t), NextProtos: []string{"h2", "http/1.1"}})
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +191,7 @@ func TestACME(t *testing.T) {
 
 			// HTTP/2 over TLS to the app.
 			hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-				TLSClientConfig:   &tls.Config{RootCAs: c.pebble.issuingRoots(t)},
+				TLSClientConfig:   &tls.Config{RootCAs: c.pebble.IssuingRoots(t)},
 				ForceAttemptHTTP2: true,
 				DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 					return (&net.Dialer{}).DialContext(ctx, network, routers[2].tlsAddr)
@@ -370,129 +368,16 @@ func nearExpiry(t *testing.T, host string, keyPEM []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
-// pebbleCA is a Pebble ACME server for one test.
-type pebbleCA struct {
-	dir      string         // directory URL
-	mgmt     string         // management URL
-	apiRoots *x509.CertPool // trusts the API's certificate
-
-	once  sync.Once
-	roots *x509.CertPool // the issuing root, for verifying served certificates
-}
-
-func (p *pebbleCA) issuingRoots(t *testing.T) *x509.CertPool {
-	p.once.Do(func() {
-		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.apiRoots}}}
-		resp, err := hc.Get(p.mgmt + "/roots/0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		p.roots = x509.NewCertPool()
-		if !p.roots.AppendCertsFromPEM(b) {
-			t.Fatalf("pebble root: %q", b)
-		}
-	})
-	return p.roots
-}
-
 // newACMECluster starts etcd, a DNS server answering 127.0.0.1 for every
 // name, and Pebble validating against two listeners the first router
 // will serve.
 func newACMECluster(t *testing.T) *acmeCluster {
 	t.Helper()
-	bin, err := exec.LookPath("pebble")
-	if err != nil {
-		t.Skip("pebble is not installed (bin/test installs the Debian package)")
-	}
 	_, cli := etcdtest.New(t)
 	k, _ := registry.NewKeys("")
 	c := &acmeCluster{t: t, cli: cli, keys: k, httpLn: listen(t), tlsLn: listen(t)}
-	dnsAddr := startDNS(t)
-	c.pebble = startPebble(t, bin, dnsAddr, port(c.httpLn), port(c.tlsLn))
+	c.pebble = acmetest.StartPebble(t, port(c.httpLn), port(c.tlsLn))
 	return c
 }
 
 func port(l net.Listener) int { return l.Addr().(*net.TCPAddr).Port }
-
-// startDNS answers every A query with 127.0.0.1 and everything else with
-// no records.
-func startDNS(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(q)
-		for _, qq := range q.Question {
-			if qq.Qtype == dns.TypeA {
-				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: qq.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 1},
-					A: net.IPv4(127, 0, 0, 1)})
-			}
-		}
-		w.WriteMsg(m)
-	})}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go srv.ActivateAndServe()
-	<-started
-	t.Cleanup(func() { srv.Shutdown() })
-	return pc.LocalAddr().String()
-}
-
-func startPebble(t *testing.T, bin, dnsAddr string, httpPort, tlsPort int) *pebbleCA {
-	t.Helper()
-	dir := t.TempDir()
-	certPEM, keyPEM, _, err := etcdtest.SelfSigned("localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(dir, "cert.pem"), certPEM, 0o600)
-	os.WriteFile(filepath.Join(dir, "key.pem"), keyPEM, 0o600)
-	apiLn, mgmtLn := listen(t), listen(t)
-	apiAddr, mgmtAddr := apiLn.Addr().String(), mgmtLn.Addr().String()
-	apiLn.Close()
-	mgmtLn.Close()
-	cfg := map[string]any{"pebble": map[string]any{
-		"listenAddress": apiAddr, "managementListenAddress": mgmtAddr,
-		"certificate": filepath.Join(dir, "cert.pem"), "privateKey": filepath.Join(dir, "key.pem"),
-		"httpPort": httpPort, "tlsPort": tlsPort, "ocspResponderURL": "", "externalAccountBindingRequired": false,
-	}}
-	b, _ := json.Marshal(cfg)
-	os.WriteFile(filepath.Join(dir, "pebble.json"), b, 0o600)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "-config", filepath.Join(dir, "pebble.json"), "-dnsserver", dnsAddr)
-	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("pebble:\n%s", out.String())
-		}
-	})
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(certPEM)
-	// The API's certificate names localhost.
-	local := func(a string) string { return "https://" + strings.Replace(a, "127.0.0.1", "localhost", 1) }
-	p := &pebbleCA{dir: local(apiAddr) + "/dir", mgmt: local(mgmtAddr), apiRoots: roots}
-	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		resp, err := hc.Get(p.dir)
-		if err == nil {
-			resp.Body.Close()
-			return p
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pebble did not start: %v\n%s", err, out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}

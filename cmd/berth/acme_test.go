@@ -1,16 +1,25 @@
 package main
 
 import (
+	"context"
+	"crypto/tls"
+	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
 	"go.uber.org/zap"
 
+	"github.com/berthproject/berth/internal/acmetest"
+	"github.com/berthproject/berth/internal/etcdtest"
 	"github.com/berthproject/berth/internal/registry"
 )
 
@@ -55,5 +64,58 @@ func TestZapToLogrus(t *testing.T) {
 	if len(e) != 2 || e[0].Level != logrus.WarnLevel || e[0].Message != "renewal failed" ||
 		e[0].Data["issuer"] != "pebble" || e[0].Data["identifier"] != "a.example.com" || e[1].Level != logrus.DebugLevel {
 		t.Errorf("got %+v", e)
+	}
+}
+
+// TestRouterCommandACME runs "berth router --acme" as systemd starts it,
+// with the sockets named http and https, against Pebble validating on
+// them: the first HTTPS request for an app's domain gets a certificate
+// from the CA, over HTTP/2.
+func TestRouterCommandACME(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello from backend")
+	}))
+	defer backend.Close()
+	srv := etcdWithWebInstance(t, strings.TrimPrefix(backend.URL, "http://"))
+	k, _ := registry.NewKeys("")
+	dk, _ := k.Domain("web.example.com")
+	if _, err := etcdtest.Client(t, srv.Endpoint).Put(t.Context(), dk, `{"app":"web"}`); err != nil {
+		t.Fatal(err)
+	}
+	var files []*os.File
+	var ports []int
+	for range 2 {
+		l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		f, _ := l.File()
+		files, ports = append(files, f), append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	ca := acmetest.StartPebble(t, ports[0], ports[1])
+	keyFile := filepath.Join(t.TempDir(), "acme.key")
+	os.WriteFile(keyFile, []byte(strings.Repeat("ab", 32)+"\n"), 0o600)
+
+	notify, msgs := notifySocket(t)
+	activatedNamed(t, files, "http:https", notify, "router", "--etcd-endpoints", srv.Endpoint, "--admin", "",
+		"--log-level", "warn", "--acme", "--acme-ca", ca.Directory, "--acme-ca-root", ca.APIRootFile, "--acme-key-file", keyFile)
+	waitMsg(t, msgs, "READY=1")
+
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: ca.IssuingRoots(t)},
+		ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, fmt.Sprintf("127.0.0.1:%d", ports[1]))
+		},
+	}}
+	resp, err := hc.Get("https://web.example.com/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ProtoMajor != 2 || string(body) != "hello from backend" {
+		t.Errorf("got %s %s %q, want 200 over HTTP/2 from the backend", resp.Proto, resp.Status, body)
 	}
 }

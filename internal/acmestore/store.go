@@ -32,6 +32,10 @@ type Store struct {
 	mu      sync.Mutex
 	session *concurrency.Session          // the lease holding this store's locks, made on first Lock
 	held    map[string]*concurrency.Mutex // lock name → the mutex this store holds
+	// local serializes this store's own callers per lock name: their etcd
+	// mutexes share the session's lease, hence one key, so etcd alone
+	// would let two of them hold a name at once.
+	local map[string]chan struct{}
 }
 
 // New returns a store under prefix (e.g. "/berth/v1/acme/") sealing
@@ -49,7 +53,7 @@ func New(cli *clientv3.Client, prefix string, key []byte, lockTTL time.Duration,
 		prefix += "/"
 	}
 	return &Store{cli: cli, prefix: prefix, seal: s, ttl: max(int((lockTTL+time.Second-1)/time.Second), 2),
-		log: log.WithField("component", "acmestore"), held: map[string]*concurrency.Mutex{}}, nil
+		log: log.WithField("component", "acmestore"), held: map[string]*concurrency.Mutex{}, local: map[string]chan struct{}{}}, nil
 }
 
 func (s *Store) dataKey(key string) string { return s.prefix + "data/" + strings.Trim(key, "/") }
@@ -162,12 +166,26 @@ func (s *Store) Stat(ctx context.Context, key string) (certmagic.KeyInfo, error)
 // ends. The lock is held on this store's lease: it is released by Unlock,
 // or when the lease expires because this process died.
 func (s *Store) Lock(ctx context.Context, name string) error {
+	s.mu.Lock()
+	local := s.local[name]
+	if local == nil {
+		local = make(chan struct{}, 1)
+		s.local[name] = local
+	}
+	s.mu.Unlock()
+	select {
+	case local <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("lock %s: %w", name, ctx.Err())
+	}
 	sess, err := s.lockSession()
 	if err != nil {
+		<-local
 		return fmt.Errorf("lock %s: %w", name, err)
 	}
 	m := concurrency.NewMutex(sess, s.prefix+"locks/"+strings.Trim(name, "/"))
 	if err := m.Lock(ctx); err != nil {
+		<-local
 		return fmt.Errorf("lock %s: %w", name, err)
 	}
 	s.mu.Lock()
@@ -179,12 +197,13 @@ func (s *Store) Lock(ctx context.Context, name string) error {
 // Unlock releases the lock name taken by Lock.
 func (s *Store) Unlock(ctx context.Context, name string) error {
 	s.mu.Lock()
-	m := s.held[name]
+	m, local := s.held[name], s.local[name]
 	delete(s.held, name)
 	s.mu.Unlock()
 	if m == nil {
 		return fmt.Errorf("unlock %s: not held", name)
 	}
+	defer func() { <-local }()
 	// Released even when the caller's ctx has ended: a lock left behind
 	// on a live lease would block every router's issuance.
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

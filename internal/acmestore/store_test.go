@@ -146,6 +146,25 @@ func TestLock(t *testing.T) {
 		t.Fatalf("Lock after Unlock: %v", err)
 	}
 
+	// Two callers of one store: the second waits for the first.
+	if err := a.Lock(ctx, "same"); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() { got <- a.Lock(ctx, "same") }()
+	select {
+	case err := <-got:
+		t.Fatalf("a second caller of the same store took a held lock (%v)", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := a.Unlock(ctx, "same"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	a.Unlock(ctx, "same")
+
 	// A holder that dies: its client closes without revoking the lease.
 	dead := etcdtest.Client(t, srv.Endpoint)
 	d, _ := newStore(t, dead, testKey)

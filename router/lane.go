@@ -204,9 +204,9 @@ type pending struct {
 func (lc *laneConn) serve(h *http1.RequestHead) bool {
 	r := lc.r
 	rt := lc.route(h.Host)
-	if rt == nil || rt.httpsRedirect || rt.h2c || len(rt.upstreams) == 0 || rt.canary != nil ||
-		rt.maxConns > 0 && rt.stats.active.Load() >= rt.maxConns {
-		return false // pages, redirects, wakes, limits and canaries' cookies are net/http's
+	if rt == nil || !rt.plainServed() || rt.h2c || len(rt.upstreams) == 0 || rt.canary != nil ||
+		rt.maxConns > 0 && rt.stats.active.Load() >= rt.maxConns || r.acmeChallengePath(h.Target) {
+		return false // pages, redirects, wakes, limits, canaries' cookies and ACME challenges are net/http's
 	}
 	r.metrics.laneRequests.Inc()
 	start := time.Now()

@@ -48,6 +48,8 @@ type Router struct {
 	// debug level): building their fields costs allocations otherwise.
 	logRequests bool
 
+	acme *acmeManager // set by EnableACME (nil: no ACME)
+
 	// Waiter, if set before serving, handles requests for sleeping apps.
 	Waiter Waiter
 }
@@ -86,10 +88,11 @@ func New(cfg Config, src Source, log logrus.FieldLogger) (*Router, error) {
 	r.pool = &http1.Pool{Dial: (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext, MaxIdle: cfg.MaxIdleConnsPerHost, IdleTimeout: cfg.UpstreamIdleTimeout}
 	fast := &http1.Transport{Pool: r.pool, Fallback: base, ResponseHeaderTimeout: cfg.ResponseHeaderTimeout, WriteTimeout: cfg.BodyTimeout}
 	r.proxy = &httputil.ReverseProxy{
-		Rewrite:      r.rewrite,
-		Transport:    &retryTransport{base: fast, h2c: h2c, r: r},
-		ErrorHandler: r.proxyError,
-		BufferPool:   newBufferPool(),
+		Rewrite:        r.rewrite,
+		Transport:      &retryTransport{base: fast, h2c: h2c, r: r},
+		ErrorHandler:   r.proxyError,
+		ModifyResponse: dropAppHSTS,
+		BufferPool:     newBufferPool(),
 	}
 	r.logRequests = cfg.AccessLog
 	if e, ok := log.(*logrus.Entry); ok && e.Logger.IsLevelEnabled(logrus.DebugLevel) {
@@ -182,6 +185,9 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "CONNECT is not supported", http.StatusMethodNotAllowed)
 		return
 	}
+	if r.acmeChallenge(w, req) {
+		return
+	}
 	rt := r.table.Load().lookup(req.Host)
 	if rt == nil {
 		r.metrics.requests.WithLabelValues("-", "4xx").Inc()
@@ -190,10 +196,12 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	rt.stats.lastAccess.Store(time.Now().UnixMilli())
-	if rt.httpsRedirect && req.TLS == nil {
-		target := "https://" + normalizeHost(req.Host) + req.URL.RequestURI()
-		http.Redirect(w, req, target, http.StatusPermanentRedirect)
+	if req.TLS == nil && !rt.plainServed() {
+		r.refusePlain(w, req, rt)
 		return
+	}
+	if req.TLS != nil && rt.hsts > 0 {
+		w.Header().Set(hstsHeader, hstsValue(rt.hsts))
 	}
 	if len(rt.upstreams) == 0 {
 		r.noUpstream(w, req, rt)

@@ -21,20 +21,21 @@ type route struct {
 	app string
 	// upstreams are the instances that take the app's requests
 	// (registry.Snapshot.Serving): the stable side's, then the canary's.
-	upstreams     []*Upstream
-	sides         [2]side      // sideStable, sideCanary (empty without a canary)
-	canary        *canarySplit // the split during a canary (nil: none)
-	rollout       bool         // a rollout of the app runs: access records carry gens
-	gens          []*genStats  // per generation, sorted
-	maxConns      int64
-	status        string // status.current ("" if unknown)
-	expected      string // status.expected
-	since         int64  // status.since (unix ms)
-	instances     int    // instances the spec asks for (0 if unknown)
-	httpsRedirect bool
-	h2c           bool         // HTTP/2 without TLS to the upstreams (gRPC)
-	health        *healthCheck // active checks (nil: passive health only)
-	stats         *appStats
+	upstreams []*Upstream
+	sides     [2]side      // sideStable, sideCanary (empty without a canary)
+	canary    *canarySplit // the split during a canary (nil: none)
+	rollout   bool         // a rollout of the app runs: access records carry gens
+	gens      []*genStats  // per generation, sorted
+	maxConns  int64
+	status    string        // status.current ("" if unknown)
+	expected  string        // status.expected
+	since     int64         // status.since (unix ms)
+	instances int           // instances the spec asks for (0 if unknown)
+	plainHTTP string        // spec.HTTPSBoth, HTTPSRedirect or HTTPSOnly: what plain HTTP gets
+	hsts      time.Duration // Strict-Transport-Security max-age over TLS (0: none)
+	h2c       bool          // HTTP/2 without TLS to the upstreams (gRPC)
+	health    *healthCheck  // active checks (nil: passive health only)
+	stats     *appStats
 }
 
 // appStats are an app's counters, shared by every table (they survive
@@ -159,7 +160,7 @@ func (b *tableBuilder) route(s *registry.Snapshot, app string) *route {
 	if sp != nil {
 		policy = sp.Routing.Policy
 		r.maxConns = int64(sp.Routing.MaxConns)
-		r.httpsRedirect = sp.Routing.HTTPSRedirect
+		r.plainHTTP, r.hsts = sp.Routing.PlainHTTP(), sp.Routing.HSTS.D()
 		r.h2c = sp.Routing.Protocol == "h2c"
 		if h := sp.Health; sp.Routing.ActiveHealth && h != nil && h.HTTP != "" {
 			r.health = &healthCheck{path: h.HTTP, interval: cmp.Or(h.Interval.D(), spec.DefaultHealthEvery),

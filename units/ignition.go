@@ -71,7 +71,7 @@ func Ignition(role string, o IgnitionOptions) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	enable := map[string]bool{"berth-router.socket": true, "berth-router.service": true, "berth-dnsd.socket": true,
+	enable := map[string]bool{"berth-router.socket": true, "berth-router-https.socket": true, "berth-router.service": true, "berth-dnsd.socket": true,
 		"berth-dnsd.service": true, "berth-agent.service": true, "berth-passivate.timer": true}
 	for _, f := range platform {
 		c := string(f.Content)

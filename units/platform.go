@@ -11,7 +11,7 @@ var PassivateDrivers = []string{"systemd", "fleet", "berth"}
 
 // PlatformUnits are the platform's own units, in the order they are written.
 var PlatformUnits = []string{
-	"berth-router.socket", "berth-router.service",
+	"berth-router.socket", "berth-router-https.socket", "berth-router.service",
 	"berth-dnsd.socket", "berth-dnsd.service",
 	"berth-agent.service",
 	"berth-passivate.service", "berth-passivate.timer",

@@ -39,13 +39,14 @@ type RouterOptions struct {
 	LeaseTTL        time.Duration
 	WakeQueue       int
 	WakeDeadline    time.Duration
+	ACME            ACMEOptions
 }
 
 // AddFlags registers the flags.
 func (o *RouterOptions) AddFlags(f *pflag.FlagSet) {
 	o.Etcd.AddFlags(f)
 	f.StringVar(&o.Listen, "listen", envOr("BERTH_ROUTER_LISTEN", ":80"), "HTTP address, unless systemd passes a socket named http (env BERTH_ROUTER_LISTEN)")
-	f.StringVar(&o.ListenTLS, "listen-tls", envOr("BERTH_ROUTER_LISTEN_TLS", ""), "HTTPS address (HTTP/2 and HTTP/1.1), with --tls-cert/--tls-key; a socket named https is used too")
+	f.StringVar(&o.ListenTLS, "listen-tls", envOr("BERTH_ROUTER_LISTEN_TLS", ""), "HTTPS address (HTTP/2 and HTTP/1.1), with --tls-cert/--tls-key, certificates in etcd or --acme; a socket named https is used too (env BERTH_ROUTER_LISTEN_TLS)")
 	f.StringArrayVar(&o.TLSCerts, "tls-cert", nil, "certificate file (repeatable; chosen by SNI after those in etcd: berth cert put)")
 	f.StringArrayVar(&o.TLSKeys, "tls-key", nil, "key file, one per --tls-cert")
 	f.StringVar(&o.Admin, "admin", envOr("BERTH_ROUTER_ADMIN", "127.0.0.1:9080"), "admin address: /healthz /readyz /metrics /routes (local by default; empty disables)")
@@ -59,6 +60,7 @@ func (o *RouterOptions) AddFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.LeaseTTL, "lease-ttl", 15*time.Second, "TTL of this router's access records")
 	f.IntVar(&o.WakeQueue, "wake-queue", 1000, "requests held per sleeping app while it wakes (more get 503)")
 	f.DurationVar(&o.WakeDeadline, "wake-deadline", 30*time.Second, "how long a request is held for a waking app")
+	o.ACME.AddFlags(f)
 }
 
 func newRouterCommand(g *GlobalOptions) *cobra.Command {
@@ -98,7 +100,7 @@ func (o *RouterOptions) tlsConfig() (*tls.Config, error) {
 	if len(o.TLSCerts) != len(o.TLSKeys) {
 		return nil, usagef("give one --tls-key per --tls-cert")
 	}
-	c := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: router.TLSProtos()}
 	for i := range o.TLSCerts {
 		pair, err := tls.LoadX509KeyPair(o.TLSCerts[i], o.TLSKeys[i])
 		if err != nil {
@@ -147,6 +149,14 @@ func runRouter(ctx context.Context, g *GlobalOptions, o RouterOptions) error {
 	plain, secure, err := o.listeners()
 	if err != nil {
 		return err
+	}
+	if o.ACME.Enable {
+		store, err := o.ACME.enable(r, cli, k, firstAddr(plain), firstAddr(secure), log)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		defer r.StopACME()
 	}
 	bg, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -229,6 +239,14 @@ func (o *RouterOptions) listeners() (plain, secure []net.Listener, err error) {
 	}
 
 	return plain, secure, nil
+}
+
+// firstAddr is the address of the first listener ("" without one).
+func firstAddr(ls []net.Listener) string {
+	if len(ls) == 0 {
+		return ""
+	}
+	return ls[0].Addr().String()
 }
 
 // ProxyLimits are the router's limits and timeouts towards clients and

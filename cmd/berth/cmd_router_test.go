@@ -70,7 +70,13 @@ func activated(t *testing.T, l *net.TCPListener, name, notify string, args ...st
 // activatedFiles passes several sockets, all named name.
 func activatedFiles(t *testing.T, files []*os.File, name, notify string, args ...string) *exec.Cmd {
 	t.Helper()
-	names := strings.TrimSuffix(strings.Repeat(name+":", len(files)), ":")
+	return activatedNamed(t, files, strings.TrimSuffix(strings.Repeat(name+":", len(files)), ":"), notify, args...)
+}
+
+// activatedNamed passes sockets named by names (LISTEN_FDNAMES: one name
+// per socket, separated by ':').
+func activatedNamed(t *testing.T, files []*os.File, names, notify string, args ...string) *exec.Cmd {
+	t.Helper()
 	self, _ := os.Executable()
 	cmd := exec.Command("/bin/sh", append([]string{"-c", `LISTEN_PID=$$ exec "$0" "$@"`, self}, args...)...)
 	cmd.Env = append(os.Environ(), "BERTH_TEST_AS_MAIN=1", fmt.Sprintf("LISTEN_FDS=%d", len(files)), "LISTEN_FDNAMES="+names, "NOTIFY_SOCKET="+notify)

@@ -65,6 +65,11 @@ func (k Keys) Cert(host string) (string, error) {
 	return k.certsPrefix() + strings.TrimPrefix(d, k.domainsPrefix()), nil
 }
 
+// ACMEPrefix is the prefix of the ACME storage shared by the routers
+// (internal/acmestore): data/<certmagic key> holds sealed values,
+// locks/<name> the issuance locks.
+func (k Keys) ACMEPrefix() string { return k.Prefix() + "acme/" }
+
 // App is the key of an app's spec.
 func (k Keys) App(app string) (string, error) {
 	if err := checkApp(app); err != nil {

@@ -183,8 +183,17 @@ type Routing struct {
 	Policy string `yaml:"policy,omitempty" json:"policy,omitempty"`
 	// MaxConns limits concurrent requests per router; 0 is unlimited.
 	MaxConns int `yaml:"maxConns,omitempty" json:"maxConns,omitempty"`
-	// HTTPSRedirect redirects plain HTTP requests to HTTPS.
+	// HTTPSRedirect redirects plain HTTP requests to HTTPS: the older
+	// spelling of HTTPS "redirect".
 	HTTPSRedirect bool `yaml:"httpsRedirect,omitempty" json:"httpsRedirect,omitempty"`
+	// HTTPS is what plain HTTP gets: "both" (default: served on HTTP and
+	// HTTPS alike), "redirect" (308 to the same URL on https) or "only"
+	// (403, pointing at the https URL). ACME's HTTP-01 validations are
+	// answered in every case.
+	HTTPS string `yaml:"https,omitempty" json:"https,omitempty"`
+	// HSTS, when above zero, sends Strict-Transport-Security with this
+	// max-age on responses over HTTPS (default 0: none).
+	HSTS Duration `yaml:"hsts,omitempty" json:"hsts,omitempty"`
 	// Protocol the router speaks to the instances: http (HTTP/1.1,
 	// default) or h2c (HTTP/2 without TLS, for gRPC).
 	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
@@ -192,6 +201,25 @@ type Routing struct {
 	// path itself, every health.interval: an instance failing the probe
 	// gets no requests from that router until a probe passes again.
 	ActiveHealth bool `yaml:"activeHealth,omitempty" json:"activeHealth,omitempty"`
+}
+
+// The values of Routing.HTTPS.
+const (
+	HTTPSBoth     = "both"
+	HTTPSRedirect = "redirect"
+	HTTPSOnly     = "only"
+)
+
+// PlainHTTP is what the app's plain HTTP requests get: Routing.HTTPS, with
+// HTTPSRedirect read as "redirect" and "" as "both".
+func (r Routing) PlainHTTP() string {
+	if r.HTTPS != "" {
+		return r.HTTPS
+	}
+	if r.HTTPSRedirect {
+		return HTTPSRedirect
+	}
+	return HTTPSBoth
 }
 
 // Window is a daily time window in UTC, "HH:MM-HH:MM".

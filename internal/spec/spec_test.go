@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const minimal = "apiVersion: berth/v1\nname: web\nimage: nginx:1.27\n"
@@ -81,6 +82,9 @@ func TestBadInput(t *testing.T) {
 		{"bad runtime", minimal + "runtime: rkt\n", []string{"runtime: must be docker, podman or exec"}},
 		{"two health checks", minimal + "ports: [{container: 80}]\nhealth: {http: /h, tcp: true}\n", []string{"health: set exactly one"}},
 		{"active health without http", minimal + "ports: [{container: 80}]\nrouting: {activeHealth: true}\n", []string{"routing.activeHealth: needs an HTTP check", "set health.http"}},
+		{"bad https", minimal + "routing: {https: always}\n", []string{"routing.https: must be both, redirect or only", `"always"`}},
+		{"https contradicted", minimal + "routing: {https: only, httpsRedirect: true}\n", []string{"routing.httpsRedirect: contradicts routing.https"}},
+		{"bad hsts", minimal + "routing: {hsts: 1 year}\n", []string{"routing.hsts:", "not a duration"}},
 		{"not a mapping", "- a\n- b\n", []string{"must be a mapping"}},
 		{"empty", "", []string{"no app spec found"}},
 		{"bad yaml", "a: [\n", []string{"not valid YAML"}},
@@ -164,4 +168,31 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestPlainHTTP(t *testing.T) {
+	tests := []struct {
+		name string
+		r    Routing
+		want string
+	}{
+		{"default", Routing{}, HTTPSBoth},
+		{"older spelling", Routing{HTTPSRedirect: true}, HTTPSRedirect},
+		{"only", Routing{HTTPS: HTTPSOnly}, HTTPSOnly},
+		{"both spellings agree", Routing{HTTPS: HTTPSRedirect, HTTPSRedirect: true}, HTTPSRedirect},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.r.PlainHTTP(); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+	apps, err := Parse([]byte("apiVersion: berth/v1\nname: web\nimage: x\nrouting: {https: redirect, hsts: 8760h}\n"))
+	if err != nil || len(apps) != 1 {
+		t.Fatalf("Parse: %v", err)
+	}
+	if a := apps[0]; a.Routing.PlainHTTP() != HTTPSRedirect || a.Routing.HSTS.D() != 8760*time.Hour {
+		t.Errorf("Parse: routing %+v", a.Routing)
+	}
 }

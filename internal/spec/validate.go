@@ -276,6 +276,14 @@ func (a *App) validateRouting(es *Errors) {
 	default:
 		es.add("routing.protocol", "must be http or h2c, got %q", a.Routing.Protocol)
 	}
+	switch a.Routing.HTTPS {
+	case "", HTTPSBoth, HTTPSRedirect, HTTPSOnly:
+		if a.Routing.HTTPSRedirect && a.Routing.HTTPS != "" && a.Routing.HTTPS != HTTPSRedirect {
+			es.add("routing.httpsRedirect", "contradicts routing.https %q: drop httpsRedirect (https: redirect says the same)", a.Routing.HTTPS)
+		}
+	default:
+		es.add("routing.https", "must be both, redirect or only, got %q", a.Routing.HTTPS)
+	}
 	if a.Routing.MaxConns < 0 {
 		es.add("routing.maxConns", "must be 0 (unlimited) or more, got %d", a.Routing.MaxConns)
 	}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus/hooks/test"
+	"go.uber.org/zap"
+
+	"github.com/berthproject/berth/internal/acmetest"
+	"github.com/berthproject/berth/internal/etcdtest"
+	"github.com/berthproject/berth/internal/registry"
+)
+
+// TestACMERefusesWithoutKey: --acme does not start without an HTTPS
+// listener or a readable key, and never quotes the key file.
+func TestACMERefusesWithoutKey(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.key")
+	os.WriteFile(bad, []byte("not-a-key-but-a-secret"), 0o600)
+	k, _ := registry.NewKeys("")
+	log, _ := test.NewNullLogger()
+	tests := []struct {
+		name, keyFile, tlsAddr, want string
+	}{
+		{"no https listener", bad, "", "--acme needs an HTTPS listener"},
+		{"missing key file", filepath.Join(dir, "missing"), "127.0.0.1:443", "--acme-key-file"},
+		{"bad key file", bad, "127.0.0.1:443", "--acme-key-file"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := ACMEOptions{Enable: true, KeyFile: tc.keyFile}
+			_, err := o.enable(nil, nil, k, "127.0.0.1:80", tc.tlsAddr, log)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "secret") {
+				t.Errorf("got %v, want an error naming %q and not quoting the key", err, tc.want)
+			}
+			if code := exitCode(io.Discard, err); code != exitUsage {
+				t.Errorf("exit code %d, want the usage code", code)
+			}
+		})
+	}
+}
+
+// TestZapToLogrus: certmagic's zap logs arrive in logrus with their
+// level, message and fields.
+func TestZapToLogrus(t *testing.T) {
+	log, hook := test.NewNullLogger()
+	log.SetLevel(logrus.DebugLevel)
+	z := zapToLogrus(log).With(zap.String("issuer", "pebble"))
+	z.Warn("renewal failed", zap.String("identifier", "a.example.com"))
+	z.Debug("quiet")
+	e := hook.AllEntries()
+	if len(e) != 2 || e[0].Level != logrus.WarnLevel || e[0].Message != "renewal failed" ||
+		e[0].Data["issuer"] != "pebble" || e[0].Data["identifier"] != "a.example.com" || e[1].Level != logrus.DebugLevel {
+		t.Errorf("got %+v", e)
+	}
+}
+
+// TestRouterCommandACME runs "berth router --acme" as systemd starts it,
+// with the sockets named http and https, against Pebble validating on
+// them: the first HTTPS request for an app's domain gets a certificate
+// from the CA, over HTTP/2.
+func TestRouterCommandACME(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello from backend")
+	}))
+	defer backend.Close()
+	srv := etcdWithWebInstance(t, strings.TrimPrefix(backend.URL, "http://"))
+	k, _ := registry.NewKeys("")
+	dk, _ := k.Domain("web.example.com")
+	if _, err := etcdtest.Client(t, srv.Endpoint).Put(t.Context(), dk, `{"app":"web"}`); err != nil {
+		t.Fatal(err)
+	}
+	var files []*os.File
+	var ports []int
+	for range 2 {
+		l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		f, _ := l.File()
+		files, ports = append(files, f), append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	ca := acmetest.StartPebble(t, ports[0], ports[1])
+	keyFile := filepath.Join(t.TempDir(), "acme.key")
+	os.WriteFile(keyFile, []byte(strings.Repeat("ab", 32)+"\n"), 0o600)
+
+	notify, msgs := notifySocket(t)
+	activatedNamed(t, files, "http:https", notify, "router", "--etcd-endpoints", srv.Endpoint, "--admin", "",
+		"--log-level", "warn", "--acme", "--acme-ca", ca.Directory, "--acme-ca-root", ca.APIRootFile, "--acme-key-file", keyFile)
+	waitMsg(t, msgs, "READY=1")
+
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: ca.IssuingRoots(t)},
+		ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, fmt.Sprintf("127.0.0.1:%d", ports[1]))
+		},
+	}}
+	resp, err := hc.Get("https://web.example.com/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ProtoMajor != 2 || string(body) != "hello from backend" {
+		t.Errorf("got %s %s %q, want 200 over HTTP/2 from the backend", resp.Proto, resp.Status, body)
+	}
+}

@@ -221,6 +221,9 @@ func TestUpDemoEndToEnd(t *testing.T) {
 	}
 	resp.Body.Close()
 	until(t, "a replacement instance process", 15*time.Second, func() bool {
+		// Requests keep the app from passivating (3s idle) meanwhile: on a
+		// busy machine the restart may take longer than that.
+		p.get(t, "/status")
 		now := children(p.cmd.Process.Pid)
 		return len(now) == 3 && strings.Join(now, ",") != strings.Join(pidsBefore, ",")
 	})

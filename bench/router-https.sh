@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# HTTPS through berth's router and through nginx with the same certificate
+# (both terminate TLS and forward plain HTTP to the same keep-alive backend),
+# against the backend serving HTTPS itself (direct), all in one run: with
+# keep-alive connections, and with a new connection (a full TLS handshake)
+# per request. Needs: wrk nginx etcd.
+#   bench/router-https.sh [seconds-per-run] [rounds]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dur=${1:-8}
+rounds=${2:-3}
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+for tool in wrk nginx etcd; do
+  command -v "$tool" >/dev/null || { echo "bench/router-https.sh needs $tool (apt-get install wrk nginx-light etcd-server)" >&2; exit 1; }
+done
+
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+go build -o "$work/berth" ./cmd/berth
+"$work/berth" pki init "$work/pki" >/dev/null
+"$work/berth" pki issue "$work/pki" --name bench.local --role server --dns bench.local --ip 127.0.0.1 >/dev/null
+cert=$work/pki/bench.local.pem key=$work/pki/bench.local-key.pem
+bench_backend_and_etcd "$work" 18281 23990
+"$work/backend" -listen 127.0.0.1:18284 -tls-cert "$cert" -tls-key "$key" & pids+=($!)
+GOMAXPROCS=2 "$work/berth" router --etcd-endpoints 127.0.0.1:23990 --listen 127.0.0.1:18280 --listen-tls 127.0.0.1:18282 \
+  --tls-cert "$cert" --tls-key "$key" --admin "" --log-level error & pids+=($!)
+
+cat > "$work/nginx.conf" <<NGINX
+worker_processes 2;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream backend { server 127.0.0.1:18281; keepalive 128; }
+  ssl_session_cache shared:SSL:10m;
+  server {
+    listen 127.0.0.1:18283 ssl;
+    http2 on;
+    ssl_certificate $cert;
+    ssl_certificate_key $key;
+    location / {
+      proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Real-IP \$remote_addr;
+      proxy_set_header X-Forwarded-Proto \$scheme; proxy_set_header X-Forwarded-Host \$host;
+    }
+  }
+}
+NGINX
+nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
+
+for port in 18282 18283 18284; do
+  for _ in $(seq 100); do curl -sfk -H 'Host: bench.local' "https://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.1; done
+  curl -sf --cacert "$work/pki/ca.pem" --resolve "bench.local:$port:127.0.0.1" "https://bench.local:$port/" >/dev/null ||
+    { echo "no HTTPS answer on port $port" >&2; exit 1; }
+done
+
+rps() { wrk -t2 -c"$2" -d"${dur}s" -H 'Host: bench.local' "${@:3}" "https://127.0.0.1:$1/" | awk '/Requests\/sec/ {print $2}'; }
+median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END{m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2; printf "%.2f", m}'; }
+targets=(direct:18284 berth:18282 nginx:18283)
+for mode in keepalive handshake; do
+  args=(); conns=64
+  if [ "$mode" = handshake ]; then args=(-H 'Connection: close'); conns=16; fi
+  declare -A rates=() ratios=()
+  for ((round = 0; round < rounds; round++)); do
+    declare -A R=()
+    for ((i = 0; i < ${#targets[@]}; i++)); do
+      target=${targets[$(((i + round) % ${#targets[@]}))]}
+      R[${target%%:*}]=$(rps "${target##*:}" "$conns" "${args[@]}")
+    done
+    for name in direct berth nginx; do
+      rates[$name]+="${R[$name]} "
+      ratios[$name]+="$(awk -v a="${R[$name]}" -v b="${R[direct]}" 'BEGIN{printf "%.3f", a/b}') "
+    done
+    echo "$mode round $((round + 1)): direct ${R[direct]}, berth ${R[berth]}, nginx ${R[nginx]}" >&2
+  done
+  echo "| $mode (wrk -t2 -c$conns -d${dur}s${args[*]:+ ${args[*]}}, $rounds rounds) | median req/s | median ratio to direct |"
+  echo "|---|---|---|"
+  for name in direct berth nginx; do
+    echo "| $name | $(median <<<"${rates[$name]}") | $(median <<<"${ratios[$name]}") |"
+  done
+  echo
+done

@@ -164,7 +164,7 @@ func TestCreateStackMemberIPsMatchTemplate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, ip := range etcdMemberIPs {
-		if net.ParseIP(ip) == nil || !strings.Contains(string(tmpl), "etcd"+string(rune('1'+i))+"=http://"+ip+":2380") {
+		if net.ParseIP(ip) == nil || !strings.Contains(string(tmpl), "etcd"+string(rune('1'+i))+"=https://"+ip+":2380") {
 			t.Errorf("berth.yaml lacks member etcd%d at https://%s:2380", i+1, ip)
 		}
 	}

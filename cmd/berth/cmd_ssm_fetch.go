@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -15,11 +16,12 @@ import (
 
 // SSMFetchOptions are the flags of "berth ssm-fetch".
 type SSMFetchOptions struct {
-	Prefix   string // parameter path the names are under, e.g. /berth/STACK/pki (required)
-	Dir      string // directory the files are written to (default /etc/berth/pki)
-	Region   string // SSM region; empty: the instance's
-	IMDS     string // instance metadata base URL (default http://169.254.169.254)
-	Endpoint string // SSM base URL; empty: https://ssm.REGION.amazonaws.com
+	Prefix   string        // parameter path the names are under, e.g. /berth/STACK/pki (required)
+	Dir      string        // directory the files are written to (default /etc/berth/pki)
+	Region   string        // SSM region; empty: the instance's
+	IMDS     string        // instance metadata base URL (default http://169.254.169.254)
+	Endpoint string        // SSM base URL; empty: https://ssm.REGION.amazonaws.com
+	Wait     time.Duration // retry failed fetches (every 5s) for this long; zero: try once
 }
 
 // AddFlags registers the flags.
@@ -29,6 +31,7 @@ func (o *SSMFetchOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Region, "region", "", "SSM region (default: the instance's, from the metadata service)")
 	f.StringVar(&o.IMDS, "imds-endpoint", ssmfetch.DefaultIMDS, "instance metadata service URL")
 	f.StringVar(&o.Endpoint, "ssm-endpoint", "", "SSM endpoint URL (default https://ssm.REGION.amazonaws.com)")
+	f.DurationVar(&o.Wait, "wait", 0, "retry a failed fetch every 5s for this long (at boot the network or the role may not be ready)")
 }
 
 func newSSMFetchCommand(g *GlobalOptions) *cobra.Command {
@@ -50,6 +53,9 @@ etcd's certificates (docs/security.md).`,
 	opts.AddFlags(cmd.Flags())
 	return cmd
 }
+
+// ssmFetchRetry is the pause between attempts with --wait.
+var ssmFetchRetry = 5 * time.Second
 
 // parseFileArgs parses NAME[:MODE] arguments.
 func parseFileArgs(args []string) ([]ssmfetch.File, error) {
@@ -84,8 +90,21 @@ func runSSMFetch(ctx context.Context, g *GlobalOptions, o SSMFetchOptions, args 
 		ctx = context.Background()
 	}
 	f := &ssmfetch.Fetcher{IMDS: o.IMDS, Region: o.Region, Endpoint: o.Endpoint}
-	if err := f.Fetch(ctx, o.Prefix, o.Dir, files); err != nil {
-		return err
+	deadline := time.Now().Add(o.Wait)
+	for {
+		err := f.Fetch(ctx, o.Prefix, o.Dir, files)
+		if err == nil {
+			break
+		}
+		if !time.Now().Before(deadline) {
+			return err
+		}
+		fmt.Fprintf(g.stderr, "ssm-fetch: %v; retrying\n", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(ssmFetchRetry):
+		}
 	}
 	fmt.Fprintf(g.stdout, "wrote %d files from %s to %s\n", len(files), o.Prefix, o.Dir)
 	return nil

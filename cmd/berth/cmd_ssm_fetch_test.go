@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fakeIMDSAndSSM answers IMDSv2 and SSM GetParameter for params.
@@ -48,6 +49,7 @@ func fakeIMDSAndSSM(t *testing.T, params map[string]string) *httptest.Server {
 func TestSSMFetch(t *testing.T) {
 	srv := fakeIMDSAndSSM(t, map[string]string{"/berth/s/pki/ca.pem": "CA", "/berth/s/pki/k.pem": "KEY"})
 	dir := filepath.Join(t.TempDir(), "pki")
+	ssmFetchRetry = 10 * time.Millisecond
 	tests := []struct {
 		name     string
 		args     []string
@@ -58,6 +60,7 @@ func TestSSMFetch(t *testing.T) {
 		{"no names", []string{"--prefix", "/berth/s/pki"}, exitUsage},
 		{"bad mode", []string{"--prefix", "/berth/s/pki", "ca.pem:rw"}, exitUsage},
 		{"missing", []string{"--prefix", "/berth/s/pki", "gone.pem"}, 1},
+		{"missing with wait", []string{"--prefix", "/berth/s/pki", "--wait", "50ms", "gone.pem"}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

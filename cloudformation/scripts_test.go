@@ -390,8 +390,15 @@ func TestTunnel(t *testing.T) {
 	}
 	// i-0server1 is still Pending: the tunnel goes to the first server in service.
 	mustContain(t, "ssh call", calls, "ssh -f -N", "-L 127.0.0.1:12379:127.0.0.1:2379", "core@203.0.113.12")
-	mustContain(t, "exports", out, "export BERTH_ETCD_ENDPOINTS=127.0.0.1:12379", "export ETCDCTL_ENDPOINTS=127.0.0.1:12379",
+	pki := filepath.Join(a.home, ".config", "berth", stackName, "pki")
+	mustContain(t, "exports", out, "export BERTH_ETCD_ENDPOINTS=https://127.0.0.1:12379", "export ETCDCTL_ENDPOINTS=https://127.0.0.1:12379",
+		"export BERTH_ETCD_CACERT="+pki+"/ca.pem", "export BERTH_ETCD_CERT="+pki+"/berth-operator.pem",
+		"export BERTH_ETCD_KEY="+pki+"/berth-operator-key.pem", "export ETCDCTL_CERT="+pki+"/berth-operator.pem",
 		"export FLEETCTL_TUNNEL=203.0.113.12", "export BERTH_TUNNEL=core@203.0.113.12")
+	code, _, errOut, _ = a.run("", "tunnel.sh", "-n", stackName, "-r", "eu-west-1", "-P", t.TempDir())
+	if code != 1 || !strings.Contains(errOut, "etcd wants a client certificate") {
+		t.Errorf("without the certificates: exit %d %q", code, errOut)
+	}
 	code, _, errOut, _ = newAccount(t).run("", "tunnel.sh", "-n", stackName, "-r", "eu-west-1")
 	if code != 1 || !strings.Contains(errOut, "no stack berth-example-com in eu-west-1") {
 		t.Errorf("without the stack: exit %d %q", code, errOut)

@@ -8,7 +8,16 @@
 # role and Ignition checks its sha512), then creates or updates the stack
 # through a change set, waits, prints the failure events if it fails, and
 # lists each group's instances with their public and private addresses.
+#
+# etcd runs with TLS, client certificates and auth (docs/security.md): the
+# first run creates a CA with "berth pki" in a directory on this machine
+# (default ~/.config/berth/NAME/pki; its key never leaves it), issues the
+# etcd members' and the clients' certificates, and stores the files the nodes
+# need as SSM SecureString parameters under /berth/NAME/ (the nodes fetch them
+# at boot with their instance role).
+#
 # Safe to run twice: the bucket and an unchanged binary are left as they are,
+# the CA and the certificates are kept and unchanged parameters not written,
 # and an unchanged stack is reported and left alone.
 set -euo pipefail
 
@@ -18,7 +27,7 @@ flatcar_owner=075585003325
 usage() {
   cat <<USAGE
 usage: $(basename "$0") -d DOMAIN -r REGION -k KEY [-i AMI] [-f FILE | -u URL -c HASH] [-b BUCKET]
-                        [-n NAME] [-z ZONE_ID] [-s SSH_CIDR] [-p Param=Value]...
+                        [-n NAME] [-z ZONE_ID] [-s SSH_CIDR] [-P PKI_DIR] [-p Param=Value]...
 
   -d DOMAIN     domain the apps are served under (its Route53 zone must exist)
   -r REGION     AWS region, e.g. eu-west-1
@@ -32,6 +41,8 @@ usage: $(basename "$0") -d DOMAIN -r REGION -k KEY [-i AMI] [-f FILE | -u URL -c
   -n NAME       stack name (default: berth-<domain with dots as dashes>)
   -z ZONE_ID    Route53 hosted zone id (default: looked up from DOMAIN)
   -s SSH_CIDR   CIDR allowed to ssh to the nodes (default: 0.0.0.0/0 -- narrow it)
+  -P PKI_DIR    the stack's CA and certificates (default: ~/.config/berth/NAME/pki);
+                the CA key stays there, the nodes' files go to SSM under /berth/NAME/
   -p P=V        any other template parameter (ServerCount=5, WorkerDesired=3, ...), repeatable
   -h            this help
 USAGE
@@ -41,9 +52,9 @@ present() { [ -n "$1" ] && [ "$1" != "None" ]; }
 die() { echo "create-stack: $*" >&2; exit 1; }
 bad_usage() { usage >&2; echo "create-stack: $*" >&2; exit 2; }
 
-domain="" region="" key="" ami="" url="" hash="" file="" bucket="" name="" zone="" ssh_cidr="0.0.0.0/0"
+domain="" region="" key="" ami="" url="" hash="" file="" bucket="" name="" zone="" ssh_cidr="0.0.0.0/0" pki=""
 extra=()
-while getopts "d:r:k:i:f:u:c:b:n:z:s:p:h" opt; do
+while getopts "d:r:k:i:f:u:c:b:n:z:s:P:p:h" opt; do
   case $opt in
     d) domain=$OPTARG ;;
     r) region=$OPTARG ;;
@@ -56,6 +67,7 @@ while getopts "d:r:k:i:f:u:c:b:n:z:s:p:h" opt; do
     n) name=$OPTARG ;;
     z) zone=$OPTARG ;;
     s) ssh_cidr=$OPTARG ;;
+    P) pki=$OPTARG ;;
     p) extra+=("$OPTARG") ;;
     h) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
@@ -88,6 +100,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 template=$root/cloudformation/berth.yaml
 [ -f "$template" ] || die "template not found: $template"
 export AWS_DEFAULT_REGION=$region
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 
 if [ -z "$zone" ]; then
   zone=$(aws route53 list-hosted-zones-by-name --dns-name "$domain" --max-items 1 \
@@ -130,8 +144,6 @@ if [ -n "$url" ]; then
 else
   if [ -z "$file" ]; then
     command -v go >/dev/null || die "go is needed to build berth (or pass -f FILE, or -u URL -c HASH)"
-    work=$(mktemp -d)
-    trap 'rm -rf "$work"' EXIT
     file=$work/berth
     echo "create-stack: building berth (linux/amd64) from $root"
     (cd "$root" && CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -o "$file" ./cmd/berth) ||
@@ -175,6 +187,59 @@ fi
 for p in "${extra[@]}"; do
   params+=("ParameterKey=${p%%=*},ParameterValue=${p#*=}")
 done
+
+# etcd's TLS. The members' stable addresses are the ones berth.yaml gives
+# their network interfaces (all five: ServerCount may grow from 3 to 5).
+etcd_ips=(10.0.1.11 10.0.2.11 10.0.1.12 10.0.2.12 10.0.1.13)
+[ -n "$pki" ] || pki=${XDG_CONFIG_HOME:-$HOME/.config}/berth/$name/pki
+local_berth=${BERTH_LOCAL:-}
+if [ -z "$local_berth" ]; then
+  command -v go >/dev/null || die "go is needed to build berth for the CA in $pki (or set BERTH_LOCAL to a berth binary for this machine)"
+  local_berth=$work/berth-local
+  (cd "$root" && go build -o "$local_berth" ./cmd/berth) || die "go build (berth for this machine) failed"
+fi
+mkdir -p "$pki"
+chmod 700 "$pki"
+"$local_berth" pki init "$pki" >/dev/null || die "berth pki init $pki failed"
+issued=()
+issue() { # NAME ARGS...: issue once; a second run keeps the files
+  local cert=$1
+  shift
+  [ -f "$pki/$cert.pem" ] && [ -f "$pki/$cert-key.pem" ] && return 0
+  "$local_berth" pki issue "$pki" --name "$cert" "$@" >/dev/null || die "berth pki issue $cert failed"
+  issued+=("$cert")
+}
+sans=(--ip 127.0.0.1 --dns localhost)
+for ip in "${etcd_ips[@]}"; do sans+=(--ip "$ip"); done
+issue etcd-server --role server "${sans[@]}"
+issue etcd-peer --role peer "${sans[@]}"
+for user in berth-reader berth-agent berth-operator root; do issue "$user" --role client; done
+if [ ${#issued[@]} -gt 0 ]; then
+  echo "create-stack: issued ${issued[*]} in $pki"
+else
+  echo "create-stack: CA and certificates in $pki are kept"
+fi
+# Every node reads /berth/NAME/pki/; only the servers (etcd members, which
+# add and remove members as root) read /berth/NAME/pki-server/.
+# berth-operator stays here: no node needs it.
+uploads=(
+  pki/ca.pem pki/berth-agent.pem pki/berth-agent-key.pem pki/berth-reader.pem pki/berth-reader-key.pem
+  pki-server/etcd-server.pem pki-server/etcd-server-key.pem pki-server/etcd-peer.pem pki-server/etcd-peer-key.pem
+  pki-server/root.pem pki-server/root-key.pem
+)
+written=0
+for u in "${uploads[@]}"; do
+  param=/berth/$name/$u
+  src=$pki/${u#*/}
+  stored=$(aws ssm get-parameter --with-decryption --name "$param" --query Parameter.Value --output text 2>/dev/null) ||
+    stored=""
+  [ "$stored" = "$(cat "$src")" ] && continue
+  # file://: the value never appears on a command line.
+  aws ssm put-parameter --overwrite --name "$param" --type SecureString --value "file://$src" >/dev/null ||
+    die "cannot store $param in SSM Parameter Store"
+  written=$((written + 1))
+done
+echo "create-stack: SSM parameters under /berth/$name/: $written of ${#uploads[@]} written (SecureString)"
 
 changeset="berth-$(date +%Y%m%d%H%M%S)"
 echo "create-stack: $type $name in $region (change set $changeset)"

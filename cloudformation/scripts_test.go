@@ -14,8 +14,10 @@ import (
 	"testing"
 )
 
-// fakeAWS is the fake aws CLI (internal/fakeaws), built once by TestMain.
-var fakeAWS string
+// fakeAWS is the fake aws CLI (internal/fakeaws), built once by TestMain;
+// realBerth is this checkout's berth for this machine, which the fake go
+// hands to create-stack.sh for "berth pki".
+var fakeAWS, realBerth string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "berth-fakeaws")
@@ -28,6 +30,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build the fake aws: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	realBerth = filepath.Join(dir, "berth")
+	if out, err := exec.Command("go", "build", "-o", realBerth, "../cmd/berth").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build berth: %v\n%s", err, out)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -38,11 +45,12 @@ func TestMain(m *testing.M) {
 type account struct {
 	t     *testing.T
 	state string
-	noAWS bool // run without aws on PATH
+	home  string // the operator's HOME, kept across runs (the CA in ~/.config/berth)
+	noAWS bool   // run without aws on PATH
 }
 
 func newAccount(t *testing.T) *account {
-	return &account{t: t, state: t.TempDir()}
+	return &account{t: t, state: t.TempDir(), home: t.TempDir()}
 }
 
 // run runs bin/NAME with the fake aws, ssh and go first on PATH and only the
@@ -62,7 +70,7 @@ func (a *account) run(mode, name string, args ...string) (int, string, string, s
 			t.Fatal(err)
 		}
 	}
-	for _, tool := range []string{"bash", "date", "dirname", "basename", "cat", "tr", "cut", "grep", "mktemp", "rm", "sha512sum"} {
+	for _, tool := range []string{"bash", "date", "dirname", "basename", "cat", "tr", "cut", "grep", "mktemp", "rm", "sha512sum", "cp", "mkdir", "chmod"} {
 		if p, err := exec.LookPath(tool); err == nil {
 			os.Symlink(p, filepath.Join(bin, tool))
 		}
@@ -70,7 +78,7 @@ func (a *account) run(mode, name string, args ...string) (int, string, string, s
 	logf := filepath.Join(t.TempDir(), "calls.log")
 	cmd := exec.Command(filepath.Join("..", "bin", name), args...)
 	cmd.Env = []string{"PATH=" + bin, "FAKE_AWS_LOG=" + logf, "FAKE_AWS_MODE=" + mode, "FAKE_AWS_STATE=" + a.state,
-		"HOME=" + t.TempDir(), "TMPDIR=" + t.TempDir()}
+		"HOME=" + a.home, "TMPDIR=" + t.TempDir(), "FAKE_BERTH=" + realBerth}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	cmd.Stdin = strings.NewReader("")
@@ -231,7 +239,7 @@ func TestCreateStackNewBinaryUpdates(t *testing.T) {
 	_, calls := a.create("", append(threeFlags, "-f", bin, "-p", "WorkerDesired=3")...)
 	sha := sha512Hex([]byte("berth 2\n"))
 	mustContain(t, "calls", calls, "put-object", "--change-set-type UPDATE", "execute-change-set", "wait stack-update-complete")
-	mustNotContain(t, "calls", calls, "go build", "create-bucket")
+	mustNotContain(t, "calls", calls, "go build -trimpath", "create-bucket")
 	status, params := a.stack(stackName)
 	if status != "UPDATE_COMPLETE" || params["BerthHash"] != "sha512-"+sha || params["WorkerDesired"] != "3" {
 		t.Errorf("after the update: %s %v", status, params)
@@ -242,13 +250,14 @@ func TestCreateStackNewBinaryUpdates(t *testing.T) {
 }
 
 // -i and -u/-c override the lookup and the upload: no image search, no
-// build, no bucket.
+// build for the nodes, no bucket (berth is still built for this machine, for
+// the CA).
 func TestCreateStackOverrides(t *testing.T) {
 	a := newAccount(t)
 	hash := "sha512-" + sha512Hex([]byte("release"))
 	_, calls := a.create("", append(threeFlags, "-i", "ami-0123456789abcdef0", "-u", "https://example.com/berth", "-c", hash,
 		"-s", "198.51.100.0/24", "-p", "ServerCount=5", "-p", "FlatcarChannel=beta")...)
-	mustNotContain(t, "calls", calls, "describe-images", "go build", "s3api", "sts ")
+	mustNotContain(t, "calls", calls, "describe-images", "go build -trimpath", "s3api", "sts ")
 	_, params := a.stack(stackName)
 	want := map[string]string{"ImageId": "ami-0123456789abcdef0", "BerthURL": "https://example.com/berth", "BerthHash": hash,
 		"BerthBucket": "", "BerthKey": "", "SSHLocation": "198.51.100.0/24", "ServerCount": "5", "FlatcarChannel": "beta"}
@@ -381,8 +390,15 @@ func TestTunnel(t *testing.T) {
 	}
 	// i-0server1 is still Pending: the tunnel goes to the first server in service.
 	mustContain(t, "ssh call", calls, "ssh -f -N", "-L 127.0.0.1:12379:127.0.0.1:2379", "core@203.0.113.12")
-	mustContain(t, "exports", out, "export BERTH_ETCD_ENDPOINTS=127.0.0.1:12379", "export ETCDCTL_ENDPOINTS=127.0.0.1:12379",
+	pki := filepath.Join(a.home, ".config", "berth", stackName, "pki")
+	mustContain(t, "exports", out, "export BERTH_ETCD_ENDPOINTS=https://127.0.0.1:12379", "export ETCDCTL_ENDPOINTS=https://127.0.0.1:12379",
+		"export BERTH_ETCD_CACERT="+pki+"/ca.pem", "export BERTH_ETCD_CERT="+pki+"/berth-operator.pem",
+		"export BERTH_ETCD_KEY="+pki+"/berth-operator-key.pem", "export ETCDCTL_CERT="+pki+"/berth-operator.pem",
 		"export FLEETCTL_TUNNEL=203.0.113.12", "export BERTH_TUNNEL=core@203.0.113.12")
+	code, _, errOut, _ = a.run("", "tunnel.sh", "-n", stackName, "-r", "eu-west-1", "-P", t.TempDir())
+	if code != 1 || !strings.Contains(errOut, "etcd wants a client certificate") {
+		t.Errorf("without the certificates: exit %d %q", code, errOut)
+	}
 	code, _, errOut, _ = newAccount(t).run("", "tunnel.sh", "-n", stackName, "-r", "eu-west-1")
 	if code != 1 || !strings.Contains(errOut, "no stack berth-example-com in eu-west-1") {
 		t.Errorf("without the stack: exit %d %q", code, errOut)

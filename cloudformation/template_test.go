@@ -26,13 +26,13 @@ const templatePath = "berth.yaml"
 // placeholders are what CloudFormation's Fn::Sub fills in the user data.
 func ignitionOptions() units.IgnitionOptions {
 	return units.IgnitionOptions{BerthURL: "${BerthSource}", BerthHash: "${BerthHash}", EtcdEndpoints: "${EtcdEndpoints}", Stack: "${AWS::StackName}",
-		Region: "${AWS::Region}", EtcdCluster: "${EtcdCluster}", RouterAdmin: "0.0.0.0:9080"}
+		Region: "${AWS::Region}", EtcdCluster: "${EtcdCluster}", RouterAdmin: "0.0.0.0:9080", PKIPrefix: "/berth/${AWS::StackName}"}
 }
 
 // concrete are example values of the placeholders, for validation.
 var concrete = strings.NewReplacer("${BerthSource}", "s3://berth-example-com-123456789012-eu-west-1/berth-linux-amd64-0123456789abcdef",
-	"${BerthHash}", "sha512-"+strings.Repeat("0123456789abcdef", 8), "${EtcdEndpoints}", "http://10.0.1.11:2379,http://10.0.2.11:2379",
-	"${AWS::StackName}", "berth-test", "${AWS::Region}", "eu-west-1", "${EtcdCluster}", "etcd1=http://10.0.1.11:2380,etcd2=http://10.0.2.11:2380")
+	"${BerthHash}", "sha512-"+strings.Repeat("0123456789abcdef", 8), "${EtcdEndpoints}", "https://10.0.1.11:2379,https://10.0.2.11:2379",
+	"${AWS::StackName}", "berth-test", "${AWS::Region}", "eu-west-1", "${EtcdCluster}", "etcd1=https://10.0.1.11:2380,etcd2=https://10.0.2.11:2380")
 
 var reBlock = regexp.MustCompile(`(?s)( *)# BEGIN ignition (\w+)[^\n]*\n.*?# END ignition (\w+)\n`)
 

@@ -28,13 +28,21 @@ type IgnitionOptions struct {
 	Region        string // AWS region (servers)
 	EtcdCluster   string // etcd initial cluster, "etcd1=http://10.0.1.11:2380,..." (servers)
 	RouterAdmin   string // BERTH_ROUTER_ADMIN (the load balancer's health check), default 127.0.0.1:9080
+	// PKIPrefix is the SSM Parameter Store path of the node's etcd TLS files
+	// (PKIPrefix/pki/ for all nodes, PKIPrefix/pki-server/ for servers), e.g.
+	// "/berth/${AWS::StackName}". Set, etcd serves TLS with client
+	// certificates and auth, and berth-pki.service fetches the files at boot;
+	// empty (the default), etcd is plain http (EtcdCluster's URLs say which).
+	PKIPrefix string
 }
 
 // Ignition renders the Ignition config (spec 3.4, as Flatcar reads it) of a
 // node: the berth binary from BerthURL (checked against BerthHash when
 // set), /etc/berth/berth.env, the platform
 // units enabled (router and dnsd sockets, agent, passivation timer) and, for
-// servers, the etcd member with stable membership (berth-etcd-join).
+// servers, the etcd member with stable membership (berth-etcd-join). With
+// PKIPrefix, etcd's TLS: berth-pki.service, the reader's credentials for the
+// router and dnsd, and for servers berth-etcd-auth.service.
 func Ignition(role string, o IgnitionOptions) ([]byte, error) {
 	if role != RoleServer && role != RoleWorker {
 		return nil, fmt.Errorf("role must be %s or %s, got %q", RoleServer, RoleWorker, role)
@@ -66,6 +74,9 @@ func Ignition(role string, o IgnitionOptions) ([]byte, error) {
 	if role == RoleServer {
 		env = append(env, "BERTH_SCHEDULER=true") // berth fleet's scheduler candidates: the etcd servers
 	}
+	if o.PKIPrefix != "" {
+		env = append(env, pkiEnv()...)
+	}
 	addFile("/etc/berth/berth.env", conf, textURL(strings.Join(env, "\n")+"\n"))
 	platform, err := Platform(o.Options)
 	if err != nil {
@@ -88,6 +99,9 @@ func Ignition(role string, o IgnitionOptions) ([]byte, error) {
 		}
 		addFile("/opt/bin/berth-etcd-join", exe, "data:;base64,"+base64.StdEncoding.EncodeToString(script))
 		nodeEnv := []string{"BERTH_STACK=" + o.Stack, "BERTH_REGION=" + o.Region, "BERTH_ETCD_INITIAL_CLUSTER=" + o.EtcdCluster}
+		if o.PKIPrefix != "" {
+			nodeEnv = append(nodeEnv, "BERTH_ETCD_TLS=true")
+		}
 		addFile("/etc/berth/node.env", conf, textURL(strings.Join(nodeEnv, "\n")+"\n"))
 		join, err := templates.ReadFile("templates/node/berth-etcd-join.service")
 		if err != nil {
@@ -101,6 +115,14 @@ func Ignition(role string, o IgnitionOptions) ([]byte, error) {
 		cfg.Systemd.Units = append(cfg.Systemd.Units,
 			ign.Unit{Name: "berth-etcd-join.service", Contents: &js, Enabled: boolPtr(true)},
 			ign.Unit{Name: "etcd-member.service", Enabled: boolPtr(true), Dropins: []ign.Dropin{{Name: "10-berth.conf", Contents: &ds}}})
+	}
+	if o.PKIPrefix != "" {
+		if strings.Contains(o.EtcdEndpoints, "http://") || strings.Contains(o.EtcdCluster, "http://") {
+			return nil, fmt.Errorf("with a pki prefix etcd serves TLS: the endpoints and the cluster want https:// URLs")
+		}
+		if err := addPKI(&cfg, role, o, addFile); err != nil {
+			return nil, err
+		}
 	}
 	return json.MarshalIndent(cfg, "", "  ")
 }

@@ -45,7 +45,8 @@ func (o *RenderOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Ign.EtcdEndpoints, "node-etcd-endpoints", "http://127.0.0.1:2379", "with --ignition: BERTH_ETCD_ENDPOINTS of the node")
 	f.StringVar(&o.Ign.Stack, "stack", "", "with --ignition server: stack name tagging the etcd member interfaces")
 	f.StringVar(&o.Ign.Region, "region", "", "with --ignition server: AWS region")
-	f.StringVar(&o.Ign.EtcdCluster, "etcd-cluster", "", "with --ignition server: etcd initial cluster (etcd1=http://IP:2380,...)")
+	f.StringVar(&o.Ign.EtcdCluster, "etcd-cluster", "", "with --ignition server: etcd initial cluster (etcd1=http://IP:2380,...; https:// with --pki-prefix)")
+	f.StringVar(&o.Ign.PKIPrefix, "pki-prefix", "", "with --ignition: SSM parameter path of etcd's TLS files (/berth/STACK): etcd on TLS with client certificates and auth (docs/security.md)")
 }
 
 func newRenderCommand(g *GlobalOptions) *cobra.Command {

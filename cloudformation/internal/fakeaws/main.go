@@ -3,7 +3,7 @@
 // answers the calls the scripts make with the JSON the services return,
 // applies --query (JMESPath) and --output text the way the CLI does, and keeps
 // the account's state in a directory, so that a second run sees what the first
-// one made: stacks and change sets, S3 buckets and objects.
+// one made: stacks and change sets, S3 buckets and objects, SSM parameters.
 //
 // Environment: FAKE_AWS_STATE (the state directory, required), FAKE_AWS_LOG
 // (every call is appended to it as "aws ARGS..."), FAKE_AWS_MODE (words that
@@ -147,6 +147,8 @@ func dispatch(c *call) (any, error) {
 		return s3(c)
 	case "ec2":
 		return ec2(c)
+	case "ssm":
+		return ssm(c)
 	case "autoscaling":
 		if c.op == "describe-auto-scaling-groups" {
 			return describeGroups(c), nil

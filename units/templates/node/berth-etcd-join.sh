@@ -9,6 +9,11 @@
 # exists, the old member is removed and re-added (its data is gone), and
 # etcd starts with initial-cluster-state=existing.
 #
+# With BERTH_ETCD_TLS=true, etcd serves TLS with client certificates on both
+# ports (docs/security.md): etcdctl talks to the other members as root with
+# the certificates berth-pki.service fetched into /etc/berth/pki, and etcd.env
+# names the member's files as etcd-member's container sees them.
+#
 # Writes /etc/berth/etcd.env for the etcd-member drop-in. Needs: curl,
 # docker (the aws CLI runs as a container), the instance profile's
 # ec2:DescribeNetworkInterfaces and ec2:AttachNetworkInterface.
@@ -19,6 +24,17 @@ REGION=${BERTH_REGION:?BERTH_REGION is not set}
 CLUSTER=${BERTH_ETCD_INITIAL_CLUSTER:?BERTH_ETCD_INITIAL_CLUSTER is not set}
 DATA=/var/lib/etcd
 OUT=/etc/berth/etcd.env
+PKI=/etc/berth/pki
+SSL=/etc/ssl/certs # where etcd-member's container sees ETCD_SSL_DIR (/etc/berth/pki-etcd)
+scheme=http
+etcdctl_tls=()
+if [ "${BERTH_ETCD_TLS:-}" = true ]; then
+  scheme=https
+  etcdctl_tls=(--cacert /pki/ca.pem --cert /pki/root.pem --key /pki/root-key.pem)
+fi
+etcdctl() {
+  docker run --rm --network host -v "$PKI:/pki:ro" quay.io/coreos/etcd:v3.5.17 etcdctl "${etcdctl_tls[@]}" "$@"
+}
 
 imds() {
   local token
@@ -52,13 +68,13 @@ state=new
 if [ ! -d "$DATA/member" ]; then
   # Is there a cluster to join? Ask the other members.
   others=$(echo "$CLUSTER" | tr ',' '\n' | grep -v "^$name=" | cut -d= -f2 | sed 's/2380$/2379/' | paste -sd, -)
-  if members=$(docker run --rm --network host quay.io/coreos/etcd:v3.5.17 etcdctl --endpoints "$others" member list 2>/dev/null); then
+  if members=$(etcdctl --endpoints "$others" member list 2>/dev/null); then
     state=existing
     old=$(echo "$members" | awk -F', ' -v n="$name" '$3==n {print $1}')
     if [ -n "$old" ]; then
-      docker run --rm --network host quay.io/coreos/etcd:v3.5.17 etcdctl --endpoints "$others" member remove "$old"
+      etcdctl --endpoints "$others" member remove "$old"
     fi
-    docker run --rm --network host quay.io/coreos/etcd:v3.5.17 etcdctl --endpoints "$others" member add "$name" --peer-urls "http://$ip:2380"
+    etcdctl --endpoints "$others" member add "$name" --peer-urls "$scheme://$ip:2380"
   fi
 fi
 
@@ -69,9 +85,21 @@ ETCD_DATA_DIR=$DATA
 ETCD_INITIAL_CLUSTER=$CLUSTER
 ETCD_INITIAL_CLUSTER_STATE=$state
 ETCD_INITIAL_CLUSTER_TOKEN=$STACK
-ETCD_INITIAL_ADVERTISE_PEER_URLS=http://$ip:2380
-ETCD_LISTEN_PEER_URLS=http://$ip:2380
-ETCD_LISTEN_CLIENT_URLS=http://$ip:2379,http://127.0.0.1:2379
-ETCD_ADVERTISE_CLIENT_URLS=http://$ip:2379
+ETCD_INITIAL_ADVERTISE_PEER_URLS=$scheme://$ip:2380
+ETCD_LISTEN_PEER_URLS=$scheme://$ip:2380
+ETCD_LISTEN_CLIENT_URLS=$scheme://$ip:2379,$scheme://127.0.0.1:2379
+ETCD_ADVERTISE_CLIENT_URLS=$scheme://$ip:2379
 ENV
+if [ "$scheme" = https ]; then
+  cat >> "$OUT" <<ENV
+ETCD_CLIENT_CERT_AUTH=true
+ETCD_TRUSTED_CA_FILE=$SSL/ca.pem
+ETCD_CERT_FILE=$SSL/etcd-server.pem
+ETCD_KEY_FILE=$SSL/etcd-server-key.pem
+ETCD_PEER_CLIENT_CERT_AUTH=true
+ETCD_PEER_TRUSTED_CA_FILE=$SSL/ca.pem
+ETCD_PEER_CERT_FILE=$SSL/etcd-peer.pem
+ETCD_PEER_KEY_FILE=$SSL/etcd-peer-key.pem
+ENV
+fi
 echo "berth-etcd-join: member $name on $ip ($state cluster)"

@@ -1,0 +1,58 @@
+package units
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestIgnitionPKIOptions(t *testing.T) {
+	base := IgnitionOptions{BerthURL: "https://example.com/berth", EtcdEndpoints: "https://10.0.1.11:2379",
+		EtcdCluster: "etcd1=https://10.0.1.11:2380", Stack: "s", Region: "eu-west-1"}
+	tests := []struct {
+		name    string
+		prefix  string
+		mutate  func(*IgnitionOptions)
+		wantErr string
+	}{
+		{name: "stack path", prefix: "/berth/s"},
+		{name: "placeholder", prefix: "/berth/${AWS::StackName}"},
+		{name: "relative", prefix: "berth/s", wantErr: "want a parameter path"},
+		{name: "space", prefix: "/berth/s x", wantErr: "want a parameter path"},
+		{name: "newline", prefix: "/berth/s\nExecStart=/bin/sh", wantErr: "want a parameter path"},
+		{name: "percent", prefix: "/berth/%n", wantErr: "want a parameter path"},
+		{name: "http endpoints", prefix: "/berth/s", mutate: func(o *IgnitionOptions) { o.EtcdEndpoints = "http://10.0.1.11:2379" }, wantErr: "https://"},
+		{name: "http cluster", prefix: "/berth/s", mutate: func(o *IgnitionOptions) { o.EtcdCluster = "etcd1=http://10.0.1.11:2380" }, wantErr: "https://"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := base
+			o.PKIPrefix = tt.prefix
+			if tt.mutate != nil {
+				tt.mutate(&o)
+			}
+			for _, role := range []string{RoleServer, RoleWorker} {
+				cfg, err := Ignition(role, o)
+				if tt.wantErr != "" {
+					if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+						t.Fatalf("%s: got error %v, want one with %q", role, err, tt.wantErr)
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatalf("%s: %v", role, err)
+				}
+				if !strings.Contains(string(cfg), "berth-pki.service") {
+					t.Errorf("%s: no berth-pki.service", role)
+				}
+				if got := strings.Contains(string(cfg), "berth-etcd-auth.service"); got != (role == RoleServer) {
+					t.Errorf("%s: berth-etcd-auth.service present %v", role, got)
+				}
+			}
+		})
+	}
+	// Without a prefix, nothing of the above.
+	cfg, err := Ignition(RoleServer, IgnitionOptions{BerthURL: "https://example.com/berth", EtcdEndpoints: "http://127.0.0.1:2379"})
+	if err != nil || strings.Contains(string(cfg), "berth-pki") || strings.Contains(string(cfg), "BERTH_ETCD_CACERT") {
+		t.Errorf("without a prefix: err %v, TLS parts present", err)
+	}
+}

@@ -38,8 +38,7 @@ http {
   upstream backend { server 127.0.0.1:18281; keepalive 128; }
   ssl_session_cache shared:SSL:10m;
   server {
-    listen 127.0.0.1:18283 ssl;
-    http2 on;
+    listen 127.0.0.1:18283 ssl http2;
     ssl_certificate $cert;
     ssl_certificate_key $key;
     location / {

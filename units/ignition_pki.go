@@ -16,8 +16,6 @@ const (
 	// Flatcar's ETCD_SSL_DIR, which etcd-member mounts at /etc/ssl/certs in
 	// its container.
 	EtcdPKIDir = "/etc/berth/pki-etcd"
-	// etcdSSLMount is where etcd-member's container sees EtcdPKIDir.
-	etcdSSLMount = "/etc/ssl/certs"
 )
 
 // The files under the PKIPrefix in SSM Parameter Store: NODE/pki/ for every

@@ -39,7 +39,6 @@ type fakeAWS struct {
 	params   map[string]string
 	auths    []string
 	tokens   []string // X-Amz-Security-Token of SSM calls
-	noToken  bool     // IMDS refuses GETs without a token (IMDSv2 only)
 	denyName string   // GetParameter of this name is AccessDenied
 }
 

@@ -46,7 +46,10 @@ func TestUpSecure(t *testing.T) {
 	status()
 	// Passivation (as berth-agent) puts the idle app to sleep; a request
 	// wakes it (the router's wake, as berth-reader).
-	until(t, "passivation", 30*time.Second, func() bool { return status().Current == "passivated" })
+	until(t, "passivation, every instance stopped", 30*time.Second, func() bool {
+		st := status()
+		return st.Current == "passivated" && st.Up == 0
+	})
 	if code, hdr, body := p.get(t, "/status"); code != 200 || hdr.Get("X-Berth-Cold-Start") == "" {
 		t.Fatalf("wake: %d %v %q", code, hdr, body)
 	}

@@ -63,11 +63,24 @@ func TestDNSDCommand(t *testing.T) {
 // berth-dnsd.socket does and queries both.
 func TestDNSDSocketActivation(t *testing.T) {
 	srv := etcdWithWebInstance(t, "10.9.8.7:8080")
-	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
-	addr := pc.LocalAddr().String()
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
+	// A UDP and a TCP socket on one port number: the number a free UDP
+	// port gets may be taken for TCP (another test's connection), so try
+	// a few.
+	var pc net.PacketConn
+	var l net.Listener
+	var addr string
+	for try := 0; l == nil; try++ {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		addr = pc.LocalAddr().String()
+		if l, err = net.Listen("tcp", addr); err != nil {
+			pc.Close()
+			if try == 20 {
+				t.Fatal(err)
+			}
+		}
 	}
 	uf, _ := pc.(*net.UDPConn).File()
 	tf, _ := l.(*net.TCPListener).File()

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,27 +24,54 @@ import (
 	"github.com/berthproject/berth/internal/socktest"
 )
 
-func freeAddr(t *testing.T) string {
+// freeAddrs returns n distinct free addresses: each port stays taken
+// until all are chosen (one at a time, the kernel may hand out a port it
+// just handed out).
+func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var out []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		out = append(out, l.Addr().String())
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return out
+}
+
+// upOutput is berth up's stdout, written by one goroutine and read by the
+// test.
+type upOutput struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (o *upOutput) WriteString(s string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.b.WriteString(s)
+}
+
+func (o *upOutput) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.String()
 }
 
 // upProcess is "berth up --demo" running as a subprocess.
 type upProcess struct {
 	cmd                  *exec.Cmd
-	out                  *strings.Builder
+	out                  *upOutput
 	http, dns, etcd, dir string
 }
 
 func startUp(t *testing.T, dir string, extra ...string) *upProcess {
 	t.Helper()
-	p := &upProcess{out: &strings.Builder{}, http: freeAddr(t), dns: freeAddr(t), dir: dir}
-	_, etcdPort, _ := net.SplitHostPort(freeAddr(t))
+	addrs := freeAddrs(t, 3)
+	p := &upProcess{out: &upOutput{}, http: addrs[0], dns: addrs[1], dir: dir}
+	_, etcdPort, _ := net.SplitHostPort(addrs[2])
 	p.etcd = "http://127.0.0.1:" + etcdPort
 	self, _ := os.Executable()
 	args := append([]string{"up", "--demo", "--data-dir", dir, "--etcd-port", etcdPort, "--listen", p.http, "--dns-listen", p.dns,

@@ -47,6 +47,11 @@ type App struct {
 	Image string `yaml:"image,omitempty" json:"image,omitempty"`
 	// Pull is the image pull policy: always, missing (default) or never.
 	Pull string `yaml:"pull,omitempty" json:"pull,omitempty"`
+	// PullSecret names the app's sealed secret holding registry
+	// credentials as a docker config.json ({"auths": {...}}), or is
+	// "aws:ecr" to log in to Amazon ECR with the node's instance role
+	// (default: none, anonymous pulls). Container runtimes only.
+	PullSecret string `yaml:"pullSecret,omitempty" json:"pullSecret,omitempty"`
 	// Command replaces the image's entrypoint; with runtime exec it is the
 	// absolute path of the binary followed by its first arguments (required).
 	Command []string `yaml:"command,omitempty" json:"command,omitempty"`
@@ -58,7 +63,9 @@ type App struct {
 	Instances int `yaml:"instances,omitempty" json:"instances,omitempty"`
 	// Ports the app listens on.
 	Ports []Port `yaml:"ports,omitempty" json:"ports,omitempty"`
-	// Env is passed to the app's process.
+	// Env is passed to the app's process. A value "secret:NAME" is
+	// replaced on the node by the app's sealed secret NAME (berth secret
+	// put), through a file on tmpfs: never in a unit or in etcd in clear.
 	Env map[string]string `yaml:"env,omitempty" json:"env,omitempty"`
 	// Volumes are bind mounts (container runtimes only).
 	Volumes []Volume `yaml:"volumes,omitempty" json:"volumes,omitempty"`

@@ -48,6 +48,7 @@ func (a *App) Validate() error {
 		es.add("instances", "must be 1..%d, got %d", MaxInstances, a.Instances)
 	}
 	a.validatePorts(&es)
+	a.validateSecrets(&es)
 	for _, k := range sortedKeys(a.Env) {
 		if !reEnvKey.MatchString(k) {
 			es.add("env", "%q is not a valid variable name: use letters, digits and '_', not starting with a digit", k)

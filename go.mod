@@ -3,6 +3,7 @@ module github.com/berthproject/berth
 go 1.26.8
 
 require (
+	filippo.io/age v1.3.2
 	github.com/awslabs/goformation/v7 v7.14.9
 	github.com/caddyserver/certmagic v0.25.6
 	github.com/coreos/go-semver v0.3.1
@@ -28,6 +29,7 @@ require (
 )
 
 require (
+	filippo.io/hpke v0.4.0 // indirect
 	github.com/aws/aws-sdk-go-v2 v1.39.2 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/caddyserver/zerossl v0.1.6 // indirect

@@ -15,6 +15,7 @@ import (
 	"github.com/berthproject/berth/internal/etcdauth"
 	"github.com/berthproject/berth/internal/etcdtest"
 	"github.com/berthproject/berth/internal/registry"
+	"github.com/berthproject/berth/internal/secret"
 	"github.com/berthproject/berth/internal/spec"
 )
 
@@ -109,6 +110,35 @@ func TestReader(t *testing.T) {
 	mustDeny(t, "put "+inst, err)
 	_, err = r.Delete(ctx(t), k.Prefix(), clientv3.WithPrefix())
 	mustDeny(t, "delete everything", err)
+
+	// Sealed secrets are out of a router's reach, even encrypted.
+	sealedKey := putSecret(t, op, k)
+	_, err = r.Get(ctx(t), sealedKey)
+	mustDeny(t, "get "+sealedKey, err)
+	_, err = r.Get(ctx(t), k.SecretsRoot(), clientv3.WithPrefix())
+	mustDeny(t, "list "+k.SecretsRoot(), err)
+	_, err = r.Get(ctx(t), k.Root()+"/", clientv3.WithPrefix())
+	mustDeny(t, "list "+k.Root()+"/", err)
+	_, err = r.Put(ctx(t), sealedKey, "{}")
+	mustDeny(t, "put "+sealedKey, err)
+}
+
+// putSecret seals a secret as the operator and returns its key.
+func putSecret(t *testing.T, op *clientv3.Client, k registry.Keys) string {
+	t.Helper()
+	id, err := secret.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &secret.Store{KV: op, Keys: k}
+	if err := st.Init(ctx(t), []string{id.Recipient().String()}); err != nil && !strings.Contains(err.Error(), "other recipients") {
+		t.Fatalf("operator publishes recipients: %v", err)
+	}
+	if _, err := st.Put(ctx(t), "shop", "db-password", []byte("x")); err != nil {
+		t.Fatalf("operator puts a secret: %v", err)
+	}
+	key, _ := k.Secret("shop", "db-password")
+	return key
 }
 
 // TestAgent: a node's user registers instances on a lease, its node record,
@@ -151,6 +181,21 @@ func TestAgent(t *testing.T) {
 	mustDeny(t, "put "+cert, err)
 	_, err = a.Put(ctx(t), "/elsewhere", "x")
 	mustDeny(t, "put /elsewhere", err)
+
+	// Nodes read sealed secrets (the pre-start hook opens them) but
+	// neither write them nor change the recipients.
+	op := etcdtest.SecureClient(t, s, p, etcdauth.Operator)
+	sealedKey := putSecret(t, op, k)
+	if r, err := a.Get(ctx(t), sealedKey); err != nil || len(r.Kvs) != 1 {
+		t.Errorf("agent reads %s: %v", sealedKey, err)
+	}
+	if _, err := (&secret.Store{KV: a, Keys: k}).List(ctx(t), "shop"); err != nil {
+		t.Errorf("agent lists secrets: %v", err)
+	}
+	_, err = a.Put(ctx(t), sealedKey, "{}")
+	mustDeny(t, "put "+sealedKey, err)
+	_, err = a.Put(ctx(t), k.SecretRecipients(), "age1x")
+	mustDeny(t, "put "+k.SecretRecipients(), err)
 }
 
 // TestOperator: the CLI's user publishes apps with their domains and

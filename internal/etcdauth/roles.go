@@ -52,10 +52,14 @@ var (
 // Roles returns berth's roles for the schema under root (default "/berth"),
 // derived from the "written by" column of docs/schema.md:
 //
-//   - berth-reader reads the whole schema (the watch cache lists and watches
-//     <root>/v1/, the router serves certs/) and writes its access records
-//     (access/) and the router's wake (a status transition, status/).
-//   - berth-agent reads the schema and writes what nodes write: the schema
+//   - berth-reader reads the schema version and <root>/v1/ (the watch cache
+//     lists and watches it, the router serves certs/) and writes its access
+//     records (access/) and the router's wake (a status transition,
+//     status/). It cannot read <root>/secrets/: a router or dnsd holds no
+//     sealed value, not even encrypted.
+//   - berth-agent reads everything under root, sealed secrets included (the
+//     pre-start hook opens an app's secrets with the node's key), and
+//     writes what nodes write: the schema
 //     version key (first writer), instances/, status/, nodes/, fleet/
 //     (states, schedule and leader election, and jobs and units the
 //     deployer submits), apps/, releases/, rollouts/ and deploy/ (the
@@ -67,17 +71,18 @@ func Roles(root string) []Role {
 	root = strings.TrimSuffix(root, "/")
 	v1 := root + "/v1/"
 	all := Prefix(read, root+"/")
-	rw := func(names ...string) []Perm {
-		ps := []Perm{all}
+	rw := func(base []Perm, names ...string) []Perm {
+		ps := base
 		for _, n := range names {
 			ps = append(ps, Prefix(readWrite, v1+n+"/"))
 		}
 		return ps
 	}
-	agent := append(rw("instances", "status", "nodes", "fleet", "apps", "releases", "rollouts", "deploy"),
+	agent := append(rw([]Perm{all}, "instances", "status", "nodes", "fleet", "apps", "releases", "rollouts", "deploy"),
 		Perm{Type: readWrite, Key: root + "/schema"}, Prefix(readWrite, SkyDNSPrefix+"/"))
+	reader := rw([]Perm{{Type: read, Key: root + "/schema"}, Prefix(read, v1)}, "access", "status")
 	return []Role{
-		{Name: Reader, Perms: rw("access", "status")},
+		{Name: Reader, Perms: reader},
 		{Name: Agent, Perms: agent},
 		{Name: Operator, Perms: []Perm{Prefix(readWrite, root+"/"), Prefix(readWrite, SkyDNSPrefix+"/")}},
 	}

@@ -215,6 +215,52 @@ func NamedPortArg(p spec.Port) string {
 	return s
 }
 
+// Files in an instance's secrets directory (as internal/hook writes them).
+const (
+	SecretsEnvFile  = "env"
+	SecretsAuthFile = "config.json"
+)
+
+// SecretsDir is the directory on tmpfs where the pre-start hook writes an
+// instance's secrets (env file, registry auth file) and post-stop removes
+// them: <RunDir>/secrets/%p@%i, one per unit.
+func (o Options) SecretsDir() string { return o.withDefaults().RunDir + "/secrets/%p@%i" }
+
+func (r *appRenderer) secretsDir() string { return r.o.SecretsDir() }
+
+// secretsPrefix runs the hooks that handle secrets with full privileges
+// ('+'): they read the node's key (root's) even when the unit has a User=.
+func (r *appRenderer) secretsPrefix() string {
+	if r.app.UsesSecrets() {
+		return "+"
+	}
+	return ""
+}
+
+// secretArgs tell the pre-start hook which secrets to write; names only.
+func (r *appRenderer) secretArgs() []Arg {
+	a := r.app
+	if !a.UsesSecrets() {
+		return nil
+	}
+	args := r.secretsDirArg()
+	senv := a.SecretEnv()
+	for _, k := range sortedKeys(senv) {
+		args = append(args, Lit("--secret"), Lit(k+"="+senv[k]))
+	}
+	if a.PullSecret != "" {
+		args = append(args, Lit("--pull-secret"), Lit(a.PullSecret), Lit("--image"), Lit(a.Image))
+	}
+	return args
+}
+
+func (r *appRenderer) secretsDirArg() []Arg {
+	if !r.app.UsesSecrets() {
+		return nil
+	}
+	return []Arg{Lit("--secrets-dir"), Raw(r.secretsDir())}
+}
+
 func (r *appRenderer) envFile() string {
 	return r.o.RunDir + "/" + r.app.Name + "/" + r.id() + ".env"
 }
@@ -240,13 +286,30 @@ func (r *appRenderer) renderContainer() {
 	stop := int(math.Ceil(a.StopTimeout.D().Seconds()))
 
 	r.exec("ExecStartPre", "-", Lit(cli), Lit("rm"), Lit("-f"), Raw(containerName))
+	// With a pullSecret the pre-start hook comes before the pull: it
+	// writes the pull's credentials to the instance's secrets directory.
+	preStart := func() { r.exec("ExecStartPre", r.secretsPrefix(), r.hook("pre-start", r.secretArgs()...)...) }
+	if a.PullSecret != "" {
+		preStart()
+	}
+	pull := []Arg{Lit(cli), Lit("pull"), Lit(a.Image)}
+	if a.PullSecret != "" {
+		auth := Raw(r.secretsDir() + "/" + SecretsAuthFile)
+		if a.Runtime == spec.RuntimePodman {
+			pull = []Arg{Lit(cli), Lit("pull"), Lit("--authfile"), auth, Lit(a.Image)}
+		} else {
+			pull = []Arg{Lit(cli), Lit("--config"), Raw(r.secretsDir()), Lit("pull"), Lit(a.Image)}
+		}
+	}
 	switch a.Pull {
 	case spec.PullAlways:
-		r.exec("ExecStartPre", "", Lit(cli), Lit("pull"), Lit(a.Image))
+		r.exec("ExecStartPre", "", pull...)
 	case spec.PullMissing:
-		r.exec("ExecStartPre", "-", Lit(cli), Lit("pull"), Lit(a.Image))
+		r.exec("ExecStartPre", "-", pull...)
 	}
-	r.exec("ExecStartPre", "", r.hook("pre-start")...)
+	if a.PullSecret == "" {
+		preStart()
+	}
 
 	argv := []Arg{Lit(cli), Lit("run"), Lit("--rm"), Lit("--name"), Raw(containerName),
 		Lit("--init"), Lit("--log-driver=journald"), Lit("--stop-timeout"), Lit(strconv.Itoa(stop)),
@@ -254,6 +317,9 @@ func (r *appRenderer) renderContainer() {
 		Lit("--label"), Lit("berth.version=" + a.Version)}
 	for _, kv := range containerEnv(a) {
 		argv = append(argv, Lit("-e"), Lit(kv))
+	}
+	if len(a.SecretEnv()) > 0 {
+		argv = append(argv, Lit("--env-file"), Raw(r.secretsDir()+"/"+SecretsEnvFile))
 	}
 	for _, p := range a.Ports {
 		pub := fmt.Sprintf("%d/%s", p.Container, p.Protocol)
@@ -294,7 +360,7 @@ func (r *appRenderer) renderContainer() {
 	r.exec("ExecStartPost", "", r.hook("post-start", r.postStartArgs()...)...)
 	r.exec("ExecStop", "-", r.hook("drain")...)
 	r.exec("ExecStop", "", Lit(cli), Lit("stop"), Lit("-t"), Lit(strconv.Itoa(stop)), Raw(containerName))
-	r.exec("ExecStopPost", "-", r.hook("post-stop")...)
+	r.exec("ExecStopPost", "-"+r.secretsPrefix(), r.hook("post-stop", r.secretsDirArg()...)...)
 	r.exec("ExecStopPost", "-", Lit(cli), Lit("rm"), Lit("-f"), Raw(containerName))
 	// The CLI gets N seconds to stop the container, systemd a margin on top.
 	r.u.add("Service", "TimeoutStopSec", strconv.Itoa(stop+5))
@@ -317,7 +383,7 @@ func containerEnv(a *spec.App) []string {
 			env[fmt.Sprintf("SERVICE_%d_TAGS", p.Container)] = strings.Join(p.Tags, ",")
 		}
 	}
-	for k, v := range a.Env {
+	for k, v := range a.LiteralEnv() {
 		env[k] = v
 	}
 	out := make([]string, 0, len(env))
@@ -335,8 +401,9 @@ func PortVar(name string) string {
 
 func (r *appRenderer) renderExec() {
 	a := r.app
-	for _, k := range sortedKeys(a.Env) {
-		r.env(k, a.Env[k])
+	lit := a.LiteralEnv()
+	for _, k := range sortedKeys(lit) {
+		r.env(k, lit[k])
 	}
 	// Fixed ports are set here; the others are allocated by the pre-start
 	// hook and read from the environment file it writes.
@@ -357,12 +424,23 @@ func (r *appRenderer) renderExec() {
 	}
 	r.u.add("Service", "EnvironmentFile", "-"+r.envFile())
 	pre := append([]Arg{Lit("--env-file"), Raw(r.envFile())}, alloc...)
-	r.exec("ExecStartPre", "", r.hook("pre-start", pre...)...)
+	pre = append(pre, r.secretArgs()...)
+	if a.User != "" && len(a.SecretEnv()) > 0 {
+		// The app's user reads its env file (berth hook exec below).
+		pre = append(pre, Lit("--owner"), Lit(a.User))
+	}
+	r.exec("ExecStartPre", r.secretsPrefix(), r.hook("pre-start", pre...)...)
 	argv := append(Lits(a.Command...), Lits(a.Args...)...)
+	if len(a.SecretEnv()) > 0 {
+		// Secrets reach the app's environment only: berth hook exec reads
+		// the env file and replaces itself with the app. An EnvironmentFile=
+		// would hand them to every hook process of the unit too.
+		argv = append([]Arg{Lit(r.o.Berth), Lit("hook"), Lit("exec"), Lit("--env-file"), Raw(r.secretsDir() + "/" + SecretsEnvFile), Lit("--")}, argv...)
+	}
 	r.exec("ExecStart", "", argv...)
 	r.exec("ExecStartPost", "", r.hook("post-start", r.postStartArgs()...)...)
 	r.exec("ExecStop", "-", r.hook("drain")...)
-	r.exec("ExecStopPost", "-", r.hook("post-stop", Lit("--env-file"), Raw(r.envFile()))...)
+	r.exec("ExecStopPost", "-"+r.secretsPrefix(), r.hook("post-stop", append([]Arg{Lit("--env-file"), Raw(r.envFile())}, r.secretsDirArg()...)...)...)
 	r.u.add("Service", "TimeoutStopSec", seconds(a.StopTimeout.D()))
 	if a.User != "" {
 		user, group, _ := strings.Cut(a.User, ":")

@@ -36,7 +36,7 @@ func renderExample(t *testing.T, name string) []File {
 func allExamples(t *testing.T) []File {
 	t.Helper()
 	var files []File
-	for _, ex := range []string{"paas-monitor", "multi-port", "demo-exec"} {
+	for _, ex := range []string{"paas-monitor", "multi-port", "demo-exec", "secrets"} {
 		files = append(files, renderExample(t, ex)...)
 	}
 	p, err := Platform(Options{})
@@ -216,7 +216,7 @@ func TestContainerUnitShape(t *testing.T) {
 	}
 	pre := values(opts, "Service", "ExecStartPre")
 	if len(pre) < 3 || !strings.HasPrefix(pre[0], "-/usr/bin/docker rm -f") || !strings.Contains(pre[1], " pull ") {
-		t.Errorf("ExecStartPre: got %q, want rm -f, then pull, then the hook", pre)
+		t.Errorf("ExecStartPre: got %q, want rm -f, then pull, then the hook (without a pullSecret)", pre)
 	}
 }
 

@@ -15,14 +15,16 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/units"
 )
 
 // Files in an instance's secrets directory (units.SecretsDir): the env
 // file and the registry auth file, in docker's config.json format, which
 // "podman pull --authfile F" and "docker --config DIR pull" both read.
 const (
-	SecretsEnvFile  = "env"
-	SecretsAuthFile = "config.json"
+	SecretsEnvFile  = units.SecretsEnvFile
+	SecretsAuthFile = units.SecretsAuthFile
 )
 
 // Opener opens one of an app's sealed secrets (secret.Store.Open with the

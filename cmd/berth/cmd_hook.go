@@ -102,7 +102,8 @@ func newHookCommand(g *GlobalOptions) *cobra.Command {
 		Use:   "hook",
 		Short: "Hooks called by the generated units (ExecStartPre/Post, ExecStop, ExecStopPost)",
 	}
-	cmd.AddCommand(newPreStartCommand(g), newPostStartCommand(g), newDrainCommand(g), newPostStopCommand(g), newKeeperCommand(g))
+	cmd.AddCommand(newPreStartCommand(g), newPostStartCommand(g), newDrainCommand(g), newPostStopCommand(g), newKeeperCommand(g),
+		newHookExecCommand(g))
 	return cmd
 }
 
@@ -134,16 +135,20 @@ func withHooks(ctx context.Context, g *GlobalOptions, o *HookOptions, timeout ti
 
 func newPreStartCommand(g *GlobalOptions) *cobra.Command {
 	var opts HookOptions
+	var sopts SecretHookOptions
 	var alloc []string
 	cmd := &cobra.Command{
 		Use:   "pre-start --app A --instance I",
-		Short: "Mark the app starting, clear a stale record, allocate ports (exec runtime)",
+		Short: "Mark the app starting, clear a stale record, allocate ports (exec runtime), write the instance's secrets",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(alloc) > 0 && opts.EnvFile == "" {
 				return usagef("--alloc needs --env-file")
 			}
-			return withHooks(cmd.Context(), g, &opts, opts.Timeout, func(ctx context.Context, h *hook.Hooks, _ *clientv3.Client) error {
+			return withHooks(cmd.Context(), g, &opts, opts.Timeout, func(ctx context.Context, h *hook.Hooks, cli *clientv3.Client) error {
+				if err := sopts.write(ctx, cli, h.Keys, opts.App); err != nil {
+					return err
+				}
 				if len(alloc) > 0 {
 					if _, err := hook.AllocPorts(opts.EnvFile, alloc); err != nil {
 						return err
@@ -154,6 +159,7 @@ func newPreStartCommand(g *GlobalOptions) *cobra.Command {
 		},
 	}
 	opts.AddFlags(cmd.Flags())
+	sopts.AddFlags(cmd.Flags())
 	cmd.Flags().StringArrayVar(&alloc, "alloc", nil, "allocate a free port into --env-file under these comma-separated names (repeatable)")
 	return cmd
 }
@@ -336,11 +342,13 @@ func newDrainCommand(g *GlobalOptions) *cobra.Command {
 
 func newPostStopCommand(g *GlobalOptions) *cobra.Command {
 	var opts HookOptions
+	var secretsDir string
 	cmd := &cobra.Command{
 		Use:   "post-stop --app A --instance I",
-		Short: "Remove the instance record at once",
+		Short: "Remove the instance record at once, and its secrets",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			removeSecrets(g, secretsDir)
 			return withHooks(cmd.Context(), g, &opts, opts.Timeout, func(ctx context.Context, h *hook.Hooks, _ *clientv3.Client) error {
 				if opts.EnvFile != "" {
 					os.Remove(opts.EnvFile)
@@ -355,6 +363,7 @@ func newPostStopCommand(g *GlobalOptions) *cobra.Command {
 		},
 	}
 	opts.AddFlags(cmd.Flags())
+	cmd.Flags().StringVar(&secretsDir, "secrets-dir", "", "the instance's secrets directory, removed first")
 	return cmd
 }
 

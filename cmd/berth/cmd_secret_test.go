@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/berthproject/berth/internal/etcdtest"
+	"github.com/berthproject/berth/internal/registry"
+	"github.com/berthproject/berth/internal/secret"
+)
+
+// TestSecretCommands: keygen, init, put (file and stdin), list, the
+// pre-start hook writing the env file, berth hook exec handing it to the
+// app, post-stop removing it, rotate and rm; no value is ever printed and
+// none is stored in clear.
+func TestSecretCommands(t *testing.T) {
+	t.Setenv("BERTH_TEST_AS_MAIN", "")
+	srv, cli := etcdtest.New(t)
+	etcd := []string{"--etcd-endpoints", srv.Endpoint}
+	dir := t.TempDir()
+	key := filepath.Join(dir, "secrets.key")
+	value := `s3cr3t "value" with $HOME and \ spaces `
+	valueFile := filepath.Join(dir, "db-password")
+	os.WriteFile(valueFile, []byte(value+"\n"), 0o600)
+
+	code, out, errOut := berth(t, "secret", "keygen", key)
+	if code != 0 || !strings.HasPrefix(out, "public key: age1") {
+		t.Fatalf("keygen: %d %q %q", code, out, errOut)
+	}
+	if code, _, errOut := berth(t, append([]string{"secret", "put", "shop", "db-password", "--from-file", valueFile}, etcd...)...); code == 0 || !strings.Contains(errOut, "berth secret init") {
+		t.Fatalf("put before init: %d %q", code, errOut)
+	}
+	if code, _, errOut := berth(t, append([]string{"secret", "init", "--recipient-identity", key}, etcd...)...); code != 0 {
+		t.Fatalf("init: %s", errOut)
+	}
+	if code, _, errOut := berth(t, append([]string{"secret", "put", "shop", "db-password", "--from-file", valueFile}, etcd...)...); code != 0 {
+		t.Fatalf("put: %s", errOut)
+	}
+	if code, _, _ := berth(t, append([]string{"secret", "put", "shop", "x", "hunter2"}, etcd...)...); code != exitUsage {
+		t.Errorf("a value on the command line: exit %d, want %d", code, exitUsage)
+	}
+	// From stdin.
+	r, w, _ := os.Pipe()
+	w.WriteString("tok-123\n")
+	w.Close()
+	stdin := os.Stdin
+	os.Stdin = r
+	code, _, errOut = berth(t, append([]string{"secret", "put", "shop", "api-token", "-"}, etcd...)...)
+	os.Stdin = stdin
+	if code != 0 {
+		t.Fatalf("put from stdin: %s", errOut)
+	}
+
+	code, out, _ = berth(t, append([]string{"secret", "list", "shop"}, etcd...)...)
+	if code != 0 || !strings.Contains(out, "db-password") || !strings.Contains(out, "api-token") || !strings.Contains(out, "current key") ||
+		!strings.Contains(out, " "+itoa(len(value))+" ") {
+		t.Fatalf("list: %d\n%s", code, out)
+	}
+	code, out, _ = berth(t, append([]string{"secret", "list", "-o", "json"}, etcd...)...)
+	var es []secret.Entry
+	if code != 0 || json.Unmarshal([]byte(out), &es) != nil || len(es) != 2 || es[0].Name != "api-token" || es[0].Size != 7 {
+		t.Fatalf("list -o json: %d %s", code, out)
+	}
+	all, _ := cli.Get(context.Background(), "/", clientv3.WithPrefix())
+	for _, kv := range all.Kvs {
+		if strings.Contains(string(kv.Value), "s3cr3t") || strings.Contains(string(kv.Value), "tok-123") {
+			t.Fatalf("etcd key %s holds a value in clear", kv.Key)
+		}
+	}
+
+	// The pre-start hook writes the env file, berth hook exec runs the app
+	// with it, post-stop removes it.
+	shm, err := os.MkdirTemp("/dev/shm", "berth-cmd-test-")
+	if err != nil {
+		t.Skip("no tmpfs at /dev/shm")
+	}
+	defer os.RemoveAll(shm)
+	sdir := filepath.Join(shm, "secrets", "shop@1")
+	base := append([]string{"--app", "shop", "--instance", "1", "--agent-socket", filepath.Join(dir, "none.sock")}, etcd...)
+	code, _, errOut = berth(t, append([]string{"hook", "pre-start", "--secrets-dir", sdir, "--secret", "DB_PASSWORD=db-password",
+		"--secret", "TOKEN=api-token", "--identity", key}, base...)...)
+	if code != 0 {
+		t.Fatalf("pre-start: %s", errOut)
+	}
+	self, _ := os.Executable()
+	cmd := exec.Command(self, "hook", "exec", "--env-file", filepath.Join(sdir, "env"), "--", "/bin/sh", "-c", `printf '%s|%s' "$DB_PASSWORD" "$TOKEN"`)
+	cmd.Env = append(os.Environ(), "BERTH_TEST_AS_MAIN=1")
+	got, err := cmd.Output()
+	if err != nil || string(got) != value+"|tok-123" {
+		t.Fatalf("hook exec: the app saw %q (%v), want %q", got, err, value+"|tok-123")
+	}
+	// A wrong key fails the start with a clear message and writes nothing.
+	other := filepath.Join(dir, "other.key")
+	berth(t, "secret", "keygen", other)
+	os.RemoveAll(sdir)
+	code, _, errOut = berth(t, append([]string{"hook", "pre-start", "--secrets-dir", sdir, "--secret", "DB_PASSWORD=db-password", "--identity", other}, base...)...)
+	if code == 0 || !strings.Contains(errOut, "env DB_PASSWORD: secret db-password of app shop: no identity matches") || strings.Contains(errOut, "s3cr3t") {
+		t.Fatalf("pre-start with a wrong key: %d %q", code, errOut)
+	}
+	if _, err := os.Stat(sdir); !os.IsNotExist(err) {
+		t.Error("a failed pre-start left a secrets directory")
+	}
+	berth(t, append([]string{"hook", "pre-start", "--secrets-dir", sdir, "--secret", "A=db-password", "--identity", key}, base...)...)
+	if code, _, errOut := berth(t, append([]string{"hook", "post-stop", "--secrets-dir", sdir}, base...)...); code != 0 {
+		t.Fatalf("post-stop: %s", errOut)
+	}
+	if _, err := os.Stat(sdir); !os.IsNotExist(err) {
+		t.Errorf("post-stop left %s", sdir)
+	}
+
+	// Rotation to the other key: the old key opens nothing any more.
+	code, out, errOut = berth(t, append([]string{"secret", "rotate", "--identity", key, "--recipient-identity", other}, etcd...)...)
+	if code != 0 || !strings.Contains(out, "re-sealed 2 secret(s)") {
+		t.Fatalf("rotate: %d %q %q", code, out, errOut)
+	}
+	code, _, errOut = berth(t, append([]string{"hook", "pre-start", "--secrets-dir", sdir, "--secret", "DB_PASSWORD=db-password", "--identity", key}, base...)...)
+	if code == 0 || !strings.Contains(errOut, "no identity matches") {
+		t.Fatalf("the old key after rotation: %d %q", code, errOut)
+	}
+	if code, _, errOut := berth(t, append([]string{"hook", "pre-start", "--secrets-dir", sdir, "--secret", "DB_PASSWORD=db-password", "--identity", other}, base...)...); code != 0 {
+		t.Fatalf("the new key after rotation: %s", errOut)
+	}
+	os.RemoveAll(sdir)
+
+	if code, _, errOut := berth(t, append([]string{"secret", "rm", "shop", "api-token"}, etcd...)...); code != 0 {
+		t.Fatalf("rm: %s", errOut)
+	}
+	k, _ := registry.NewKeys("")
+	if es, _ := (&secret.Store{KV: cli, Keys: k}).List(context.Background(), "shop"); len(es) != 1 {
+		t.Errorf("after rm: %+v", es)
+	}
+}

@@ -214,6 +214,12 @@ for ip in "${etcd_ips[@]}"; do sans+=(--ip "$ip"); done
 issue etcd-server --role server "${sans[@]}"
 issue etcd-peer --role peer "${sans[@]}"
 for user in berth-reader berth-agent berth-operator root; do issue "$user" --role client; done
+# The cluster's sealed-secrets key (docs/secrets.md): made once, kept here;
+# nodes get it from SSM like their certificates.
+if [ ! -f "$pki/secrets.key" ]; then
+  "$local_berth" secret keygen "$pki/secrets.key" >/dev/null || die "berth secret keygen $pki/secrets.key failed"
+  echo "create-stack: made the secrets key $pki/secrets.key (publish it once etcd is up: berth secret init --recipient-identity $pki/secrets.key)"
+fi
 if [ ${#issued[@]} -gt 0 ]; then
   echo "create-stack: issued ${issued[*]} in $pki"
 else
@@ -223,7 +229,7 @@ fi
 # add and remove members as root) read /berth/NAME/pki-server/.
 # berth-operator stays here: no node needs it.
 uploads=(
-  pki/ca.pem pki/berth-agent.pem pki/berth-agent-key.pem pki/berth-reader.pem pki/berth-reader-key.pem
+  pki/ca.pem pki/berth-agent.pem pki/berth-agent-key.pem pki/berth-reader.pem pki/berth-reader-key.pem pki/secrets.key
   pki-server/etcd-server.pem pki-server/etcd-server-key.pem pki-server/etcd-peer.pem pki-server/etcd-peer-key.pem
   pki-server/root.pem pki-server/root-key.pem
 )

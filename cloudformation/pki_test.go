@@ -28,7 +28,7 @@ func (a *account) ssmParams(region string) map[string]struct{ Type, Value, KeyID
 
 // The node-side files of etcd's TLS, by SSM parameter under /berth/STACK/.
 var nodeFiles = []string{
-	"pki/ca.pem", "pki/berth-agent.pem", "pki/berth-agent-key.pem", "pki/berth-reader.pem", "pki/berth-reader-key.pem",
+	"pki/ca.pem", "pki/berth-agent.pem", "pki/berth-agent-key.pem", "pki/berth-reader.pem", "pki/berth-reader-key.pem", "pki/secrets.key",
 	"pki-server/etcd-server.pem", "pki-server/etcd-server-key.pem", "pki-server/etcd-peer.pem", "pki-server/etcd-peer-key.pem",
 	"pki-server/root.pem", "pki-server/root-key.pem",
 }
@@ -64,9 +64,14 @@ func TestCreateStackPKI(t *testing.T) {
 		t.Fatalf("%s: %v, want a 0700 directory", dir, err)
 	}
 	mustContain(t, "output", out, "issued etcd-server etcd-peer berth-reader berth-agent berth-operator root in "+dir,
-		"SSM parameters under /berth/"+stackName+"/: 11 of 11 written (SecureString)")
-	mustContain(t, "calls", calls, "go build -o ", "ssm put-parameter --overwrite --name /berth/"+stackName+"/pki/ca.pem --type SecureString --value file://"+dir+"/ca.pem")
-	mustNotContain(t, "calls", calls, "BEGIN", "ca-key.pem", "berth-operator")
+		"SSM parameters under /berth/"+stackName+"/: 12 of 12 written (SecureString)",
+		"made the secrets key "+dir+"/secrets.key", "berth secret init --recipient-identity "+dir+"/secrets.key")
+	mustContain(t, "calls", calls, "go build -o ", "ssm put-parameter --overwrite --name /berth/"+stackName+"/pki/ca.pem --type SecureString --value file://"+dir+"/ca.pem",
+		"ssm put-parameter --overwrite --name /berth/"+stackName+"/pki/secrets.key --type SecureString --value file://"+dir+"/secrets.key")
+	mustNotContain(t, "calls", calls, "BEGIN", "ca-key.pem", "berth-operator", "AGE-SECRET-KEY")
+	if st, err := os.Stat(filepath.Join(dir, "secrets.key")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("secrets.key: %v, want a 0600 file", err)
+	}
 
 	params := a.ssmParams("eu-west-1")
 	if len(params) != len(nodeFiles) {
@@ -127,7 +132,7 @@ func TestCreateStackPKITwice(t *testing.T) {
 		before[e.Name()], _ = os.ReadFile(filepath.Join(dir, e.Name()))
 	}
 	out, calls := a.create("", threeFlags...)
-	mustContain(t, "output", out, "CA and certificates in "+dir+" are kept", "0 of 11 written")
+	mustContain(t, "output", out, "CA and certificates in "+dir+" are kept", "0 of 12 written")
 	mustNotContain(t, "calls", calls, "put-parameter")
 	for name, b := range before {
 		if now, _ := os.ReadFile(filepath.Join(dir, name)); string(now) != string(b) {
@@ -139,7 +144,7 @@ func TestCreateStackPKITwice(t *testing.T) {
 		os.Remove(filepath.Join(dir, f))
 	}
 	out, calls = a.create("", threeFlags...)
-	mustContain(t, "output", out, "issued berth-agent in", "2 of 11 written")
+	mustContain(t, "output", out, "issued berth-agent in", "2 of 12 written")
 	if n := strings.Count(calls, "put-parameter"); n != 2 {
 		t.Errorf("%d put-parameter calls, want 2:\n%s", n, calls)
 	}

@@ -82,7 +82,7 @@ func TestNoPlainHTTPEtcd(t *testing.T) {
 		mustContain(t, role+" berth.env", env, "BERTH_ETCD_ENDPOINTS=https://10.0.1.11:2379,", "BERTH_ETCD_CACERT=/etc/berth/pki/ca.pem",
 			"BERTH_ETCD_CERT=/etc/berth/pki/berth-agent.pem", "BERTH_ETCD_KEY=/etc/berth/pki/berth-agent-key.pem")
 		mustContain(t, role+" berth-pki.service", texts["berth-pki.service"],
-			"ExecStart=/opt/bin/berth ssm-fetch --wait 10m --prefix /berth/berth-test/pki --dir /etc/berth/pki ca.pem:0644 berth-agent.pem berth-agent-key.pem berth-reader.pem berth-reader-key.pem",
+			"ExecStart=/opt/bin/berth ssm-fetch --wait 10m --prefix /berth/berth-test/pki --dir /etc/berth/pki ca.pem:0644 berth-agent.pem berth-agent-key.pem berth-reader.pem berth-reader-key.pem secrets.key",
 			"Before=etcd-member.service berth-etcd-join.service berth-agent.service")
 		for _, u := range []string{"berth-router", "berth-dnsd"} {
 			mustContain(t, role+" "+u+" drop-in", texts[u+".service/20-etcd-reader.conf"], "Requires=berth-pki.service",

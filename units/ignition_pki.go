@@ -20,8 +20,10 @@ const (
 
 // The files under the PKIPrefix in SSM Parameter Store: NODE/pki/ for every
 // node, NODE/pki-server/ for the servers only (bin/create-stack.sh writes them).
+// secrets.key is the cluster's sealed-secrets identity (internal/secret's
+// DefaultIdentityFile), root's with mode 0600 like the keys.
 var (
-	nodePKIFiles   = []string{"ca.pem:0644", "berth-agent.pem", "berth-agent-key.pem", "berth-reader.pem", "berth-reader-key.pem"}
+	nodePKIFiles   = []string{"ca.pem:0644", "berth-agent.pem", "berth-agent-key.pem", "berth-reader.pem", "berth-reader-key.pem", "secrets.key"}
 	rootPKIFiles   = []string{"root.pem", "root-key.pem"}
 	memberPKIFiles = []string{"etcd-server.pem", "etcd-server-key.pem", "etcd-peer.pem", "etcd-peer-key.pem"}
 )

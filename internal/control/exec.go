@@ -49,6 +49,10 @@ type Exec struct {
 	// Output receives the instances' stdout and stderr, line by line with
 	// a "app-id |" prefix (default: discarded).
 	Output io.Writer
+	// Secrets opens an app's sealed secret for its env values
+	// "secret:NAME"; the value goes to the process's environment only.
+	// Nil: an app with such a value fails to start, naming it.
+	Secrets func(ctx context.Context, app, name string) ([]byte, error)
 
 	mu    sync.Mutex
 	procs map[string]map[string]*proc // app → instance id → process
@@ -222,6 +226,22 @@ func (e *Exec) runOnce(p *proc, key string, log logrus.FieldLogger) error {
 	env := os.Environ()
 	env = append(env, "BERTH_APP="+a.Name, "BERTH_INSTANCE="+p.id, "BERTH_VERSION="+a.Version)
 	for k, v := range a.Env {
+		name, ref, err := spec.ParseSecretRef(v)
+		if err != nil {
+			return fmt.Errorf("env %s: %w", k, err)
+		}
+		if ref {
+			if e.Secrets == nil {
+				return fmt.Errorf("env %s: refers to sealed secret %s, and this runner opens no secrets", k, name)
+			}
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			val, err := e.Secrets(sctx, a.Name, name)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("env %s: %w", k, err)
+			}
+			v = string(val)
+		}
 		env = append(env, k+"="+v)
 	}
 	// After the spec's env: the instance is registered on this address, so

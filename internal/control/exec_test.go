@@ -36,6 +36,9 @@ func runTestInstance() {
 		os.Exit(1)
 	}
 	fmt.Printf("listening on %s HOST=%s PORT_METRICS=%s\n", l.Addr(), os.Getenv("HOST"), os.Getenv("PORT_METRICS"))
+	if v, ok := os.LookupEnv("DB_PASSWORD"); ok {
+		fmt.Printf("DB_PASSWORD=%s\n", v)
+	}
 	for {
 		c, err := l.Accept()
 		if err != nil {

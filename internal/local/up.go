@@ -170,6 +170,11 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 		return err
 	}
 	driver := &control.Exec{KV: cli, Keys: keys, Reg: owner, Log: log, Output: cfg.Output}
+	if open, err := localSecrets(ctx, cfg.DataDir, ccs.operator, cli, keys, say); err != nil {
+		log.WithError(err).Warn("sealed secrets are off: apps whose env refers to one fail to start")
+	} else {
+		driver.Secrets = open
+	}
 	managed := map[string]bool{}
 	for _, a := range cfg.Apps {
 		managed[a.Name] = true

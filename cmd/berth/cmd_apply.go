@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/berthproject/berth/internal/registry"
+	"github.com/berthproject/berth/internal/secret"
 	"github.com/berthproject/berth/internal/spec"
 )
 
@@ -89,6 +90,32 @@ func runApply(ctx context.Context, g *GlobalOptions, opts ApplyOptions, paths []
 		for _, d := range res.Removed {
 			fmt.Fprintf(g.stdout, "  removed domain %s (no longer in the spec)\n", d)
 		}
+		warnMissingSecrets(ctx, g, opts.Etcd, &secret.Store{KV: cli, Keys: k}, a)
 	}
 	return nil
+}
+
+// warnMissingSecrets tells the operator which sealed secrets the app
+// refers to but etcd does not hold: its instances would fail to start.
+func warnMissingSecrets(ctx context.Context, g *GlobalOptions, eo EtcdOptions, st *secret.Store, a *spec.App) {
+	names := a.SecretNames()
+	if len(names) == 0 {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, eo.RequestTimeout)
+	defer cancel()
+	es, err := st.List(rctx, a.Name)
+	if err != nil {
+		fmt.Fprintf(g.stderr, "warning: %s: cannot list its sealed secrets: %v\n", a.Name, err)
+		return
+	}
+	have := map[string]bool{}
+	for _, e := range es {
+		have[e.Name] = true
+	}
+	for _, n := range names {
+		if !have[n] {
+			fmt.Fprintf(g.stderr, "warning: %s refers to sealed secret %s, which is not stored: its instances fail to start until berth secret put %s %s\n", a.Name, n, a.Name, n)
+		}
+	}
 }

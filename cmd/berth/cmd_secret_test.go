@@ -137,3 +137,35 @@ func TestSecretCommands(t *testing.T) {
 		t.Errorf("after rm: %+v", es)
 	}
 }
+
+// TestApplyWarnsOfMissingSecrets: apply publishes a spec that refers to
+// sealed secrets with the references only, and warns of the ones not
+// stored yet.
+func TestApplyWarnsOfMissingSecrets(t *testing.T) {
+	srv, cli := etcdtest.New(t)
+	etcd := []string{"--etcd-endpoints", srv.Endpoint}
+	dir := t.TempDir()
+	key := filepath.Join(dir, "secrets.key")
+	berth(t, "secret", "keygen", key)
+	berth(t, append([]string{"secret", "init", "--recipient-identity", key}, etcd...)...)
+	os.WriteFile(filepath.Join(dir, "v"), []byte("pw-value"), 0o600)
+	berth(t, append([]string{"secret", "put", "billing", "db-password", "--from-file", filepath.Join(dir, "v")}, etcd...)...)
+	code, _, errOut := berth(t, append([]string{"apply", "../../examples/secrets.yaml"}, etcd...)...)
+	if code != 0 {
+		t.Fatalf("apply: %s", errOut)
+	}
+	for _, want := range []string{"billing refers to sealed secret stripe-api-key, which is not stored", "berth secret put billing registry-auth"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("apply's warnings %q lack %q", errOut, want)
+		}
+	}
+	if strings.Contains(errOut, "secret db-password,") {
+		t.Errorf("apply warns of a stored secret: %q", errOut)
+	}
+	k, _ := registry.NewKeys("")
+	appKey, _ := k.App("billing")
+	r, _ := cli.Get(context.Background(), appKey)
+	if len(r.Kvs) != 1 || !strings.Contains(string(r.Kvs[0].Value), `"DB_PASSWORD":"secret:db-password"`) || strings.Contains(string(r.Kvs[0].Value), "pw-value") {
+		t.Errorf("published spec: %v", r.Kvs)
+	}
+}

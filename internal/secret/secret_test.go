@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/berthproject/berth/internal/etcdtest"
 	"github.com/berthproject/berth/internal/registry"
@@ -151,7 +152,7 @@ func TestStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The stored value is sealed, not the value.
-	resp, err := s.KV.Get(c, s.Keys.Root(), clientWithPrefix()...)
+	resp, err := s.KV.Get(c, s.Keys.Root(), clientv3.WithPrefix())
 	if err != nil {
 		t.Fatal(err)
 	}

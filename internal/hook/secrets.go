@@ -131,13 +131,27 @@ func checkEnvValue(v []byte) error {
 // Its errors never quote b.
 func CheckDockerConfig(b []byte) error {
 	var cfg struct {
-		Auths map[string]json.RawMessage `json:"auths"`
+		Auths map[string]struct {
+			Auth     string `json:"auth"`
+			Username string `json:"username"`
+		} `json:"auths"`
+		CredsStore  string          `json:"credsStore"`
+		CredHelpers json.RawMessage `json:"credHelpers"`
 	}
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		return errors.New(`is not a docker config.json (JSON like {"auths": {"registry.example.com": {"auth": "base64(user:password)"}}})`)
 	}
 	if len(cfg.Auths) == 0 {
 		return errors.New(`has no "auths" entry: store the config.json that docker login or podman login writes`)
+	}
+	for host, a := range cfg.Auths {
+		if a.Auth == "" && a.Username == "" {
+			hint := ""
+			if cfg.CredsStore != "" || len(cfg.CredHelpers) > 0 {
+				hint = " (its credentials are in a credential helper, which nodes do not have)"
+			}
+			return fmt.Errorf(`has no credentials for %s%s: log in with docker --config DIR login or podman login --authfile FILE and store that file`, host, hint)
+		}
 	}
 	return nil
 }

@@ -53,7 +53,8 @@ func TestWriteSecrets(t *testing.T) {
 	ctx := context.Background()
 	value := `  p@ss "w0rd" $HOME \n ` // spaces, quotes, '$' and a backslash: taken literally
 	auth := DockerConfig("registry.example.com:5000", "ci", "registry-pass")
-	for name, v := range map[string][]byte{"db-password": []byte(value), "token": []byte("tok=en"), "registry": auth, "multi": []byte("a\nb")} {
+	for name, v := range map[string][]byte{"db-password": []byte(value), "token": []byte("tok=en"), "registry": auth, "multi": []byte("a\nb"),
+		"helper": []byte(`{"auths": {"registry.example.com": {}}, "credsStore": "desktop"}`)} {
 		if _, err := s.Put(ctx, "shop", name, v); err != nil {
 			t.Fatal(err)
 		}
@@ -102,6 +103,7 @@ func TestWriteSecrets(t *testing.T) {
 		{"missing", Secrets{Dir: dir, Env: map[string]string{"X": "nope"}}, opener(s, id), []string{"env X", "no such secret nope", "berth secret put shop nope"}},
 		{"line break", Secrets{Dir: dir, Env: map[string]string{"M": "multi"}}, opener(s, id), []string{"env M: secret multi holds a line break"}},
 		{"not a config", Secrets{Dir: dir, PullSecret: "token"}, opener(s, id), []string{"pullSecret: secret token", "not a docker config.json"}},
+		{"helper config", Secrets{Dir: dir, PullSecret: "helper"}, opener(s, id), []string{"pullSecret: secret helper", "no credentials for registry.example.com", "credential helper"}},
 	}
 	for _, c := range bad {
 		t.Run(c.name, func(t *testing.T) {

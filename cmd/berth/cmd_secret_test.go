@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -167,5 +168,42 @@ func TestApplyWarnsOfMissingSecrets(t *testing.T) {
 	r, _ := cli.Get(context.Background(), appKey)
 	if len(r.Kvs) != 1 || !strings.Contains(string(r.Kvs[0].Value), `"DB_PASSWORD":"secret:db-password"`) || strings.Contains(string(r.Kvs[0].Value), "pw-value") {
 		t.Errorf("published spec: %v", r.Kvs)
+	}
+}
+
+// TestPreStartOwner: with --owner (the unit's User=) the secrets directory
+// and env file belong to that user, who runs berth hook exec.
+func TestPreStartOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chown needs root")
+	}
+	srv, _ := etcdtest.New(t)
+	etcd := []string{"--etcd-endpoints", srv.Endpoint}
+	dir := t.TempDir()
+	key := filepath.Join(dir, "secrets.key")
+	berth(t, "secret", "keygen", key)
+	berth(t, append([]string{"secret", "init", "--recipient-identity", key}, etcd...)...)
+	os.WriteFile(filepath.Join(dir, "v"), []byte("x"), 0o600)
+	berth(t, append([]string{"secret", "put", "shop", "pw", "--from-file", filepath.Join(dir, "v")}, etcd...)...)
+	shm, err := os.MkdirTemp("/dev/shm", "berth-owner-test-")
+	if err != nil {
+		t.Skip("no tmpfs at /dev/shm")
+	}
+	defer os.RemoveAll(shm)
+	sdir := filepath.Join(shm, "secrets", "shop@1")
+	code, _, errOut := berth(t, append([]string{"hook", "pre-start", "--app", "shop", "--instance", "1", "--secrets-dir", sdir,
+		"--secret", "PW=pw", "--identity", key, "--owner", "65534:65533", "--agent-socket", filepath.Join(dir, "none.sock")}, etcd...)...)
+	if code != 0 {
+		t.Fatalf("pre-start: %s", errOut)
+	}
+	for _, p := range []string{sdir, filepath.Join(sdir, "env")} {
+		var st syscall.Stat_t
+		if err := syscall.Stat(p, &st); err != nil || st.Uid != 65534 || st.Gid != 65533 {
+			t.Errorf("%s: owner %d:%d (%v), want 65534:65533", p, st.Uid, st.Gid, err)
+		}
+	}
+	if code, _, _ := berth(t, append([]string{"hook", "pre-start", "--app", "shop", "--instance", "1", "--secrets-dir", sdir,
+		"--secret", "PW=pw", "--identity", key, "--owner", "no-such-user-xyz"}, etcd...)...); code != exitUsage {
+		t.Errorf("an unknown owner: exit %d, want %d", code, exitUsage)
 	}
 }

@@ -201,8 +201,8 @@ health: {http: /health, interval: 200ms}
 	}
 	if j := journal(); strings.Contains(j, token) {
 		t.Error("the journal holds the value")
-	} else if !strings.Contains(j, "vault@1.service") {
-		t.Error("the journal has no record of the unit: the search proves nothing")
+	} else if !strings.Contains(j, "vault@1.service") || !strings.Contains(j, "secrets written") {
+		t.Error("the journal has no record of the unit and its pre-start hook: the search proves nothing")
 	}
 }
 

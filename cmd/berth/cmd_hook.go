@@ -146,7 +146,7 @@ func newPreStartCommand(g *GlobalOptions) *cobra.Command {
 				return usagef("--alloc needs --env-file")
 			}
 			return withHooks(cmd.Context(), g, &opts, opts.Timeout, func(ctx context.Context, h *hook.Hooks, cli *clientv3.Client) error {
-				if err := sopts.write(ctx, cli, h.Keys, opts.App); err != nil {
+				if err := sopts.write(ctx, cli, h.Keys, opts.App, h.Log); err != nil {
 					return err
 				}
 				if len(alloc) > 0 {

@@ -280,9 +280,11 @@ func newSecretRotateCommand(g *GlobalOptions) *cobra.Command {
 		Short: "Re-seal every secret to new recipients, opening them with the old identity",
 		Long: `rotate makes the given recipients the cluster's and re-seals every stored
 value to them. It opens each value with --identity first, so a wrong key
-changes nothing; it can run on an operator's machine holding the old key or on
-a node (whose key is the default --identity). Running it again finishes an
-interrupted rotation.
+changes nothing. It writes as berth-operator (berth-agent may not write
+secrets): run it where the operator's etcd credentials and the old key are,
+an operator's machine with the key file, or a node (whose key is the default
+--identity) given the operator's certificate for the occasion. Running it
+again finishes an interrupted rotation.
 
 Without downtime (docs/secrets.md): keygen a new key; rotate to both the old
 and the new recipient; install the new key on every node (with the old one

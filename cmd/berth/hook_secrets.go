@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -48,7 +49,7 @@ func (o *SecretHookOptions) AddFlags(f *pflag.FlagSet) {
 func (o *SecretHookOptions) used() bool { return len(o.Env) > 0 || o.PullSecret != "" }
 
 // write opens the secrets and writes them for the instance.
-func (o *SecretHookOptions) write(ctx context.Context, kv clientv3.KV, k registry.Keys, app string) error {
+func (o *SecretHookOptions) write(ctx context.Context, kv clientv3.KV, k registry.Keys, app string, log logrus.FieldLogger) error {
 	if !o.used() {
 		return nil
 	}
@@ -96,7 +97,11 @@ func (o *SecretHookOptions) write(ctx context.Context, kv clientv3.KV, k registr
 		st := &secret.Store{KV: kv, Keys: k}
 		open = func(ctx context.Context, app, name string) ([]byte, error) { return st.Open(ctx, app, name, ids) }
 	}
-	return hook.WriteSecrets(ctx, open, app, s)
+	if err := hook.WriteSecrets(ctx, open, app, s); err != nil {
+		return err
+	}
+	log.WithFields(map[string]any{"dir": o.Dir, "env": len(s.Env), "pull_secret": o.PullSecret != ""}).Info("secrets written")
+	return nil
 }
 
 // lookupOwner reads a user name or uid[:gid].

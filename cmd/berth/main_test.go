@@ -64,11 +64,11 @@ func TestVersion(t *testing.T) {
 func TestRenderWritesEveryExample(t *testing.T) {
 	dir := t.TempDir()
 	code, out, errOut := berth(t, "render", "../../examples/paas-monitor.yaml", "../../examples/multi-port.yaml",
-		"../../examples/demo-exec.yaml", "--platform", "--check", "-o", dir)
+		"../../examples/demo-exec.yaml", "../../examples/secrets.yaml", "--platform", "--check", "-o", dir)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, name := range []string{"paas-monitor@.service", "shop-api@.service", "demo@.service", "berth-router.socket", "berth-passivate.timer"} {
+	for _, name := range []string{"paas-monitor@.service", "shop-api@.service", "demo@.service", "billing@.service", "berth-router.socket", "berth-passivate.timer"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			t.Errorf("%s not written: %v (output %q)", name, err, out)
 		}

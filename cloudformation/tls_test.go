@@ -129,5 +129,8 @@ func TestRolesReadOnlyTheirParameters(t *testing.T) {
 	mustNotContain(t, "WorkerRole", worker, "pki-server")
 	for _, r := range []string{server, worker} {
 		mustNotContain(t, "roles", r, `parameter/*"`, `parameter/berth/*"`)
+		// ECR pulls (pullSecret aws:ecr) only when the stack asks for them.
+		mustContain(t, "roles", r, "ManagedPolicyArns:\n        Fn::If:\n          - EcrPull\n          - [{\"Fn::Sub\": \"arn:${AWS::Partition}:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly\"}]\n          - Ref: AWS::NoValue")
 	}
+	mustContain(t, "template", s, "  EcrPull:\n    Type: String\n    Default: \"false\"", "  EcrPull:\n    Fn::Equals: [Ref: EcrPull, \"true\"]")
 }

@@ -218,11 +218,13 @@ func (c *Cluster) linkSecure(n *Node) {
 	n.Exec(c.t, "sh", "-c", "cp -r /run/berth-units/dropins/. /etc/systemd/system/ && systemctl daemon-reload")
 }
 
-// startAuth starts berth-etcd-auth.service on the nodes, as their boot
-// does, and waits until it has succeeded on each.
+// startAuth starts berth-etcd-auth.service on the nodes at once, as their
+// boot does, and waits until it has succeeded on each.
 func (c *Cluster) startAuth(nodes ...*Node) {
 	for _, n := range nodes {
 		n.Exec(c.t, "systemctl", "start", "--no-block", "berth-etcd-auth.service")
+	}
+	for _, n := range nodes {
 		c.waitFor(n.Name+" berth-etcd-auth.service", 60*time.Second, func() bool {
 			out, _ := n.Try("systemctl", "is-active", "berth-etcd-auth.service")
 			return strings.TrimSpace(out) == "active"

@@ -63,6 +63,14 @@ func TestSecureCluster(t *testing.T) {
 		if pm := perMachine(us); pm["n1"] < 3 || pm["n2"] < 3 || pm["n3"] < 3 {
 			t.Errorf("units per machine %v, want 3 or 4 on each", pm)
 		}
+		// The three servers' berth-etcd-auth ran at the same time: each
+		// succeeded at its first run (a failed one is restarted after 10s).
+		for _, n := range c.Nodes {
+			if out, _ := n.Try("systemctl", "show", "-p", "NRestarts", "--value", "berth-etcd-auth.service"); strings.TrimSpace(out) != "0" {
+				log, _ := n.Try("journalctl", "--no-pager", "-u", "berth-etcd-auth.service")
+				t.Errorf("berth-etcd-auth.service on %s restarted %s times:\n%s", n.Name, strings.TrimSpace(out), log)
+			}
+		}
 		if out := op(t, "status"); !strings.Contains(out, "demo") {
 			t.Errorf("berth status as berth-operator has no demo app:\n%s", out)
 		}

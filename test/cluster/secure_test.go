@@ -81,7 +81,7 @@ func TestSecureCluster(t *testing.T) {
 		for _, n := range c.Nodes {
 			seen := map[string]bool{}
 			for range 30 {
-				out, err := InHub("curl", "-sf", "-H", "Host: demo.localhost", "http://"+n.IP+"/status")
+				out, err := InHub("curl", "-sf", "--max-time", "5", "-H", "Host: demo.localhost", "http://"+n.IP+"/status")
 				if err != nil {
 					t.Fatalf("router on %s: %v %s", n.Name, err, out)
 				}
@@ -191,7 +191,7 @@ func TestSecureCluster(t *testing.T) {
 			out, err := c.Operator("fleet", "list-machines")
 			return err == nil && strings.Contains(out, "az=n3")
 		})
-		if out, err := InHub("curl", "-sf", "-H", "Host: demo.localhost", "http://"+n3.IP+"/status"); err != nil {
+		if out, err := InHub("curl", "-sf", "--max-time", "5", "-H", "Host: demo.localhost", "http://"+n3.IP+"/status"); err != nil {
 			t.Errorf("n3's router after its restart: %v %s", err, out)
 		}
 	})

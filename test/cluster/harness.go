@@ -4,6 +4,8 @@
 // (Debian's etcd, as a systemd unit), and on every node the platform units
 // that "berth render --platform" writes, linked and started through
 // systemd. The app is the demo app as an exec-runtime template unit.
+// StartSecureFleet runs it on a TLS + auth etcd, as the AWS stack's nodes
+// get it (secure.go).
 //
 // The test addresses (10.213.0.0/24) exist only inside the namespaces the
 // harness creates; the test talks to the nodes from the hub namespace.

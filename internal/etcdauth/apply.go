@@ -2,11 +2,13 @@ package etcdauth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
 
 	"go.etcd.io/etcd/api/v3/authpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -28,10 +30,13 @@ func Apply(ctx context.Context, a clientv3.Auth, roles []Role, out io.Writer) er
 	}
 	for _, r := range roles {
 		if !slices.Contains(rl.Roles, r.Name) {
-			if _, err := a.RoleAdd(ctx, r.Name); err != nil {
+			// Every server runs this at boot: another may have added it
+			// since the list.
+			if _, err := a.RoleAdd(ctx, r.Name); err == nil {
+				fmt.Fprintf(out, "role %s: created\n", r.Name)
+			} else if !errors.Is(err, rpctypes.ErrRoleAlreadyExist) {
 				return fmt.Errorf("add role %s: %w", r.Name, err)
 			}
-			fmt.Fprintf(out, "role %s: created\n", r.Name)
 		}
 		if err := syncPerms(ctx, a, r, out); err != nil {
 			return err
@@ -82,7 +87,9 @@ func syncPerms(ctx context.Context, a clientv3.Auth, r Role, out io.Writer) erro
 		if slices.ContainsFunc(r.Perms, func(q Perm) bool { return q.Key == p.Key && q.End == p.End }) {
 			continue // a changed type: the grant above replaced it
 		}
-		if _, err := a.RoleRevokePermission(ctx, r.Name, p.Key, p.End); err != nil {
+		if _, err := a.RoleRevokePermission(ctx, r.Name, p.Key, p.End); errors.Is(err, rpctypes.ErrPermissionNotGranted) {
+			continue // another server's apply revoked it
+		} else if err != nil {
 			return fmt.Errorf("revoke %s from %s: %w", p, r.Name, err)
 		}
 		fmt.Fprintf(out, "role %s: revoked %s\n", r.Name, p)
@@ -94,10 +101,13 @@ func syncPerms(ctx context.Context, a clientv3.Auth, r Role, out io.Writer) erro
 // role if it lacks it.
 func ensureUser(ctx context.Context, a clientv3.Auth, users []string, user, role string, out io.Writer) error {
 	if !slices.Contains(users, user) {
-		if _, err := a.UserAddWithOptions(ctx, user, "", &clientv3.UserAddOptions{NoPassword: true}); err != nil {
+		_, err := a.UserAddWithOptions(ctx, user, "", &clientv3.UserAddOptions{NoPassword: true})
+		switch {
+		case err == nil:
+			fmt.Fprintf(out, "user %s: created (no password: a client certificate with CN=%s)\n", user, user)
+		case !errors.Is(err, rpctypes.ErrUserAlreadyExist): // else: another server's apply added it
 			return fmt.Errorf("add user %s: %w", user, err)
 		}
-		fmt.Fprintf(out, "user %s: created (no password: a client certificate with CN=%s)\n", user, user)
 	}
 	u, err := a.UserGet(ctx, user)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -275,6 +276,46 @@ func TestApplyOnFreshEtcd(t *testing.T) {
 		"role berth-operator: granted readwrite /berth/*", "user root: created", "auth: enabled\n"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("apply printed\n%s\nwant %q in it", out.String(), want)
+		}
+	}
+}
+
+// TestApplyConcurrently: every server of a stack runs berth-etcd-auth at
+// boot, at the same time on a new stack; each Apply succeeds, however the
+// others' role and user creations interleave with its own.
+func TestApplyConcurrently(t *testing.T) {
+	s, p := etcdtest.Secure(t)
+	root := etcdtest.SecureClient(t, s, p, etcdauth.RootUser)
+	if _, err := root.AuthDisable(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range etcdauth.Roles("/berth") {
+		if _, err := root.RoleDelete(ctx(t), r.Name); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := root.UserDelete(ctx(t), r.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := range 5 {
+		errs := make(chan error, 3)
+		for range 3 {
+			cli := etcdtest.SecureClient(t, s, p, etcdauth.RootUser)
+			go func() { errs <- etcdauth.Apply(ctx(t), cli, etcdauth.Roles("/berth"), io.Discard) }()
+		}
+		for range 3 {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: one of three concurrent applies: %v", round, err)
+			}
+		}
+		if round < 4 { // again from nothing
+			if _, err := root.AuthDisable(ctx(t)); err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range etcdauth.Roles("/berth") {
+				root.RoleDelete(ctx(t), r.Name)
+				root.UserDelete(ctx(t), r.Name)
+			}
 		}
 	}
 }

@@ -17,6 +17,10 @@ func TestMain(m *testing.M) {
 		loadMain()
 		os.Exit(0)
 	}
+	if os.Getenv("BERTH_ETCDPROBE") == "1" {
+		probeMain()
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 

@@ -4,6 +4,8 @@
 // (Debian's etcd, as a systemd unit), and on every node the platform units
 // that "berth render --platform" writes, linked and started through
 // systemd. The app is the demo app as an exec-runtime template unit.
+// StartSecureFleet runs it on a TLS + auth etcd, as the AWS stack's nodes
+// get it (secure.go).
 //
 // The test addresses (10.213.0.0/24) exist only inside the namespaces the
 // harness creates; the test talks to the nodes from the hub namespace.
@@ -21,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthproject/berth/internal/pki"
 	"github.com/berthproject/berth/internal/spec"
 	"github.com/berthproject/berth/internal/systemdtest"
 	"github.com/berthproject/berth/units"
@@ -57,6 +60,10 @@ type Cluster struct {
 	// fleet: the agents run berth fleet's scheduler and executor; the demo
 	// units are placed by berth fleet, not started by the harness.
 	fleet bool
+	// secure: etcd with TLS, client certificates and auth (secure.go);
+	// ca issued every certificate.
+	secure bool
+	ca     *pki.CA
 }
 
 func run(t testing.TB, argv ...string) string {
@@ -137,7 +144,7 @@ func start(t *testing.T, c *Cluster, instances map[string][]int) *Cluster {
 	for i := 1; i <= 3; i++ {
 		n := &Node{Name: fmt.Sprintf("n%d", i), IP: fmt.Sprintf("10.213.0.1%d", i), NS: fmt.Sprintf("berth-n%d", i)}
 		c.Nodes = append(c.Nodes, n)
-		cluster = append(cluster, fmt.Sprintf("%s=http://%s:2380", n.Name, n.IP))
+		cluster = append(cluster, fmt.Sprintf("%s=%s://%s:2380", n.Name, c.scheme(), n.IP))
 		run(t, "ip", "netns", "add", n.NS)
 		hub("ip", "link", "add", "v"+n.Name, "type", "veth", "peer", "name", "eth0", "netns", n.NS)
 		hub("ip", "link", "set", "v"+n.Name, "master", "br0", "up")
@@ -169,11 +176,24 @@ func start(t *testing.T, c *Cluster, instances map[string][]int) *Cluster {
 		t.Fatal(err)
 	}
 	specJSON, _ := json.Marshal(c.app)
+	var secure *secureNode
+	etcdTLS := ""
+	if c.secure {
+		c.ca = makePKI(t, filepath.Join(t.TempDir(), "pki"), c.Nodes)
+		if secure, err = renderSecure(opts, strings.Join(cluster, ",")); err != nil {
+			t.Fatal(err)
+		}
+		etcdTLS = " " + etcdTLSFlags
+	}
 	for _, n := range c.Nodes {
 		n.dirs = nodeDirs{etc: t.TempDir(), units: t.TempDir(), etcd: t.TempDir()}
-		env := fmt.Sprintf("BERTH_ETCD_ENDPOINTS=http://127.0.0.1:2379\nBERTH_ADVERTISE_IP=%s\nBERTH_NODE=%s\nBERTH_ROUTER_ID=%s\n", n.IP, n.Name, n.Name)
+		env := fmt.Sprintf("BERTH_ETCD_ENDPOINTS=%s://127.0.0.1:2379\nBERTH_ADVERTISE_IP=%s\nBERTH_NODE=%s\nBERTH_ROUTER_ID=%s\n", c.scheme(), n.IP, n.Name, n.Name)
 		if c.fleet {
 			env += fmt.Sprintf("BERTH_SCHEDULER=true\nBERTH_METADATA=role=worker,az=%s\n", n.Name)
+		}
+		if c.secure {
+			env += strings.Join(secure.env, "\n") + "\n"
+			c.writeSecure(n, secure)
 		}
 		os.WriteFile(filepath.Join(n.dirs.etc, "berth.env"), []byte(env), 0o644)
 		os.WriteFile(filepath.Join(n.dirs.etc, "demo.json"), specJSON, 0o644)
@@ -183,10 +203,10 @@ func start(t *testing.T, c *Cluster, instances map[string][]int) *Cluster {
 		etcd := fmt.Sprintf(`[Unit]
 Description=etcd member %[1]s (test cluster)
 [Service]
-ExecStart=/usr/local/bin/etcd --name %[1]s --data-dir /var/lib/etcd --listen-client-urls http://%[2]s:2379,http://127.0.0.1:2379 --advertise-client-urls http://%[2]s:2379 --listen-peer-urls http://%[2]s:2380 --initial-advertise-peer-urls http://%[2]s:2380 --initial-cluster %[3]s --initial-cluster-state new --initial-cluster-token berth-test --heartbeat-interval 50 --election-timeout 500 --log-level error
+ExecStart=/usr/local/bin/etcd --name %[1]s --data-dir /var/lib/etcd --listen-client-urls %[4]s://%[2]s:2379,%[4]s://127.0.0.1:2379 --advertise-client-urls %[4]s://%[2]s:2379 --listen-peer-urls %[4]s://%[2]s:2380 --initial-advertise-peer-urls %[4]s://%[2]s:2380 --initial-cluster %[3]s --initial-cluster-state new --initial-cluster-token berth-test --heartbeat-interval 50 --election-timeout 500 --log-level error%[5]s
 Restart=always
 RestartSec=1
-`, n.Name, n.IP, strings.Join(cluster, ","))
+`, n.Name, n.IP, strings.Join(cluster, ","), c.scheme(), etcdTLS)
 		os.WriteFile(filepath.Join(n.dirs.units, "etcd-member.service"), []byte(etcd), 0o644)
 	}
 	for _, n := range c.Nodes {
@@ -196,13 +216,22 @@ RestartSec=1
 		c.startEtcd(n)
 	}
 	c.waitFor("etcd quorum", 60*time.Second, func() bool {
-		_, err := c.Nodes[0].Try("/opt/bin/berth", "status", "--etcd-request-timeout", "1s")
+		_, err := c.Nodes[0].Try(c.nodeBerth("status", "--etcd-request-timeout", "1s")...)
 		return err == nil
 	})
+	if c.secure {
+		c.startAuth(c.Nodes...)
+	}
 	for _, n := range c.Nodes {
 		c.startPlatform(n)
 	}
-	c.Nodes[0].Exec(t, "/opt/bin/berth", "apply", "/etc/berth/demo.json")
+	if c.secure { // the operator's CLI: no node holds berth-operator
+		if out, err := c.Operator("apply", filepath.Join(c.Nodes[0].dirs.etc, "demo.json")); err != nil {
+			t.Fatalf("berth apply as berth-operator: %v\n%s", err, out)
+		}
+	} else {
+		c.Nodes[0].Exec(t, "/opt/bin/berth", "apply", "/etc/berth/demo.json")
+	}
 	for _, n := range c.Nodes {
 		for _, id := range instances[n.Name] {
 			n.Exec(t, "systemctl", "start", "--no-block", fmt.Sprintf("demo@%d.service", id))
@@ -235,6 +264,9 @@ func (c *Cluster) boot(n *Node) {
 // startEtcd links and starts the node's etcd member.
 func (c *Cluster) startEtcd(n *Node) {
 	n.Exec(c.t, "systemctl", "link", "/run/berth-units/etcd-member.service")
+	if c.secure {
+		c.linkSecure(n)
+	}
 	n.Exec(c.t, "systemctl", "start", "--no-block", "etcd-member.service")
 }
 
@@ -277,9 +309,12 @@ func (c *Cluster) RestartNode(n *Node, instances []int) {
 	c.boot(n)
 	c.startEtcd(n)
 	c.waitFor(n.Name+" rejoining etcd", 60*time.Second, func() bool {
-		_, err := n.Try("/opt/bin/berth", "status", "--etcd-request-timeout", "1s")
+		_, err := n.Try(c.nodeBerth("status", "--etcd-request-timeout", "1s")...)
 		return err == nil
 	})
+	if c.secure {
+		c.startAuth(n) // every boot of a server: idempotent
+	}
 	c.startPlatform(n)
 	for _, id := range instances {
 		n.Exec(c.t, "systemctl", "start", "--no-block", fmt.Sprintf("demo@%d.service", id))
@@ -293,28 +328,6 @@ func (c *Cluster) Partition(n *Node, cut bool) {
 		state = "down"
 	}
 	run(c.t, "ip", "netns", "exec", Hub, "ip", "link", "set", "v"+n.Name, state)
-}
-
-// RoutesOn returns the demo app's backends as node n's own etcd member
-// sees them (a partitioned node answers from its side).
-func (c *Cluster) RoutesOn(n *Node) ([]string, error) {
-	out, err := n.Try("/opt/bin/berth", "routes", "-o", "json", "--etcd-request-timeout", "2s")
-	if err != nil {
-		return nil, err
-	}
-	var rows []struct {
-		Host     string   `json:"host"`
-		Backends []string `json:"backends"`
-	}
-	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &rows); err != nil {
-		return nil, err
-	}
-	for _, r := range rows {
-		if r.Host == "demo.localhost" {
-			return r.Backends, nil
-		}
-	}
-	return nil, nil
 }
 
 // startPlatform links and starts the platform units on a node.
@@ -360,33 +373,6 @@ func (c *Cluster) node(name string) *Node {
 
 // Try runs a command on the node.
 func (n *Node) Try(argv ...string) (string, error) { return n.C.Exec(argv...) }
-
-// Routes returns the backends the registry holds for the demo app.
-func (c *Cluster) Routes() []string {
-	for _, n := range c.Nodes {
-		out, err := n.Try("/opt/bin/berth", "routes", "-o", "json", "--etcd-request-timeout", "2s")
-		if err != nil {
-			continue
-		}
-		var rows []struct {
-			Host     string   `json:"host"`
-			Backends []string `json:"backends"`
-		}
-		if json.Unmarshal([]byte(strings.TrimSpace(out)), &rows) != nil {
-			continue
-		}
-		for _, r := range rows {
-			if r.Host == "demo.localhost" {
-				return r.Backends
-			}
-		}
-		return nil
-	}
-	return nil
-}
-
-// Live is the number of live instances of the demo app.
-func (c *Cluster) Live() int { return len(c.Routes()) }
 
 func (c *Cluster) waitFor(what string, timeout time.Duration, cond func() bool) time.Duration {
 	c.t.Helper()

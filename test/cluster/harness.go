@@ -386,6 +386,18 @@ func (c *Cluster) waitFor(what string, timeout time.Duration, cond func() bool) 
 				demo, _ := n.Try("journalctl", "--no-pager", "-n", "30", "-u", "demo@*")
 				fmt.Fprintf(&b, "--- %s units:\n%s\n--- %s journal:\n%s\n--- %s demo units:\n%s\n", n.Name, units, n.Name, out, n.Name, demo)
 			}
+			// The registry as the nodes see it: registered against live
+			// instances tells a lost record from one that is not live.
+			for _, n := range c.Nodes {
+				status, err := n.Try(c.nodeBerth("status", "--etcd-request-timeout", "2s")...)
+				if err != nil {
+					continue
+				}
+				routes, _ := n.Try(c.nodeBerth("routes", "--etcd-request-timeout", "2s")...)
+				units, _ := n.Try(c.nodeBerth("fleet", "list-units", "--etcd-request-timeout", "2s")...)
+				fmt.Fprintf(&b, "--- berth status (on %s):\n%s\n--- berth routes:\n%s\n--- berth fleet list-units:\n%s\n", n.Name, status, routes, units)
+				break
+			}
 			c.t.Fatalf("timed out after %s waiting for %s\n%s", timeout, what, b.String())
 		}
 		time.Sleep(200 * time.Millisecond)

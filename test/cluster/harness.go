@@ -200,10 +200,13 @@ func start(t *testing.T, c *Cluster, instances map[string][]int) *Cluster {
 		for _, f := range append(append([]units.File{}, appUnits...), platform...) {
 			os.WriteFile(filepath.Join(n.dirs.units, f.Name), f.Content, 0o644)
 		}
+		// etcd's default heartbeat and election timeout (as on Flatcar): the
+		// test's earlier 50/500 ms elected new leaders spuriously when the
+		// machine was loaded, and cut agents' leases mid-scenario.
 		etcd := fmt.Sprintf(`[Unit]
 Description=etcd member %[1]s (test cluster)
 [Service]
-ExecStart=/usr/local/bin/etcd --name %[1]s --data-dir /var/lib/etcd --listen-client-urls %[4]s://%[2]s:2379,%[4]s://127.0.0.1:2379 --advertise-client-urls %[4]s://%[2]s:2379 --listen-peer-urls %[4]s://%[2]s:2380 --initial-advertise-peer-urls %[4]s://%[2]s:2380 --initial-cluster %[3]s --initial-cluster-state new --initial-cluster-token berth-test --heartbeat-interval 50 --election-timeout 500 --log-level error%[5]s
+ExecStart=/usr/local/bin/etcd --name %[1]s --data-dir /var/lib/etcd --listen-client-urls %[4]s://%[2]s:2379,%[4]s://127.0.0.1:2379 --advertise-client-urls %[4]s://%[2]s:2379 --listen-peer-urls %[4]s://%[2]s:2380 --initial-advertise-peer-urls %[4]s://%[2]s:2380 --initial-cluster %[3]s --initial-cluster-state new --initial-cluster-token berth-test --heartbeat-interval 100 --election-timeout 1000 --log-level error%[5]s
 Restart=always
 RestartSec=1
 `, n.Name, n.IP, strings.Join(cluster, ","), c.scheme(), etcdTLS)

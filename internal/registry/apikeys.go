@@ -1,0 +1,34 @@
+package registry
+
+import (
+	"fmt"
+	"regexp"
+)
+
+// reTokenHash is a token's key segment: the hex SHA-256 of the token.
+var reTokenHash = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// TokensPrefix is the prefix of the API's bearer tokens
+// (<root>/v1/tokens/<sha256 hex of the token>): only hashes are stored.
+func (k Keys) TokensPrefix() string { return k.Prefix() + "tokens/" }
+
+// Token is the key of the API token whose SHA-256 is hash (hex).
+func (k Keys) Token(hash string) (string, error) {
+	if !reTokenHash.MatchString(hash) {
+		return "", fmt.Errorf("%w: token hash %q (64 lowercase hex digits)", ErrBadName, hash)
+	}
+	return k.TokensPrefix() + hash, nil
+}
+
+// AuditPrefix is the prefix of the API's audit log
+// (<root>/v1/audit/<unix ms, 13 digits>-<request id>-<n>), each record on
+// a lease that bounds its retention.
+func (k Keys) AuditPrefix() string { return k.Prefix() + "audit/" }
+
+// Audit is the key of the n-th transaction of an API request at ms.
+func (k Keys) Audit(ms int64, request string, n int) (string, error) {
+	if request == "" || !reApp.MatchString(request) {
+		return "", fmt.Errorf("%w: audit request id %q", ErrBadName, request)
+	}
+	return fmt.Sprintf("%s%013d-%s-%d", k.AuditPrefix(), ms, request, n), nil
+}

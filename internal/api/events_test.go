@@ -98,7 +98,9 @@ func TestAPIEventsResume(t *testing.T) {
 	for _, id := range []string{"2", "3", "4"} {
 		e.putInstance("shop", id, registry.StateUp)
 	}
-	until(t, "the hub to see the puts", func() bool { return e.srv.Hub().Revision() >= e.cache.Revision() && len(e.cache.Snapshot().Instances["shop"]) == 4 })
+	until(t, "the hub to see the puts", func() bool {
+		return e.srv.Hub().Revision() >= e.cache.Revision() && len(e.cache.Snapshot().Instances["shop"]) == 4
+	})
 	s2 := e.stream(e.read, map[string]string{"Last-Event-ID": last})
 	s2.next(t, evHello)
 	for _, want := range []string{"2", "3", "4"} {
@@ -112,7 +114,9 @@ func TestAPIEventsResume(t *testing.T) {
 		for i := range 20 {
 			e.putInstance("busy", strconv.Itoa(i), registry.StateUp)
 		}
-		until(t, "the hub to see the puts", func() bool { return len(e.cache.Snapshot().Instances["busy"]) == 20 && e.srv.Hub().Revision() == e.cache.Revision() })
+		until(t, "the hub to see the puts", func() bool {
+			return len(e.cache.Snapshot().Instances["busy"]) == 20 && e.srv.Hub().Revision() == e.cache.Revision()
+		})
 		s3 := e.stream(e.read, map[string]string{"Last-Event-ID": last})
 		s3.next(t, evHello)
 		if ev := s3.next(t, evReset, EvInstanceUp); ev.typ != evReset || !strings.Contains(ev.data, "no longer held") {

@@ -71,55 +71,64 @@ func CheckScope(scope string) error {
 	return nil
 }
 
-// CreateToken makes a random token (32 bytes from crypto/rand), stores its
-// hash with the scope (a name in use is refused), and returns the token:
-// shown once, never stored.
-func CreateToken(ctx context.Context, kv clientv3.KV, k registry.Keys, o TokenOptions) (string, TokenInfo, error) {
+// MintToken makes a random token (32 bytes from crypto/rand) and returns
+// it with the key and value of its record: what CreateToken stores, and
+// what berth up puts on its lease.
+func MintToken(k registry.Keys, o TokenOptions) (token, key, value string, info TokenInfo, err error) {
 	if err := CheckScope(o.Scope); err != nil {
-		return "", TokenInfo{}, err
+		return "", "", "", TokenInfo{}, err
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	var raw [32]byte
 	if _, err := rand.Read(raw[:]); err != nil {
-		return "", TokenInfo{}, err
+		return "", "", "", TokenInfo{}, err
 	}
-	token := tokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
+	token = tokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
 	hash := HashToken(token)
 	if o.Name == "" {
 		o.Name = "token-" + hash[:12]
 	}
 	if len(o.Name) > 64 || strings.ContainsAny(o.Name, "\x00\n\r\t") {
-		return "", TokenInfo{}, fmt.Errorf("name %q: at most 64 characters, no control characters", o.Name)
+		return "", "", "", TokenInfo{}, fmt.Errorf("name %q: at most 64 characters, no control characters", o.Name)
+	}
+	if key, err = k.Token(hash); err != nil {
+		return "", "", "", TokenInfo{}, err
+	}
+	rec := TokenRecord{Name: o.Name, Scope: o.Scope, Created: o.Now().UnixMilli(), By: o.By, Lease: int64(o.Lease)}
+	b, _ := json.Marshal(rec)
+	return token, key, string(b), TokenInfo{ID: hash[:12], TokenRecord: rec, Hash: hash}, nil
+}
+
+// CreateToken mints a token and stores its record (a name in use is
+// refused) and returns the token: shown once, never stored.
+func CreateToken(ctx context.Context, kv clientv3.KV, k registry.Keys, o TokenOptions) (string, TokenInfo, error) {
+	token, key, value, info, err := MintToken(k, o)
+	if err != nil {
+		return "", TokenInfo{}, err
 	}
 	existing, err := ListTokens(ctx, kv, k)
 	if err != nil {
 		return "", TokenInfo{}, err
 	}
 	for _, t := range existing {
-		if t.Name == o.Name {
-			return "", TokenInfo{}, fmt.Errorf("a token named %q exists (id %s): revoke it first or choose another --name", o.Name, t.ID)
+		if t.Name == info.Name {
+			return "", TokenInfo{}, fmt.Errorf("a token named %q exists (id %s): revoke it first or choose another --name", info.Name, t.ID)
 		}
 	}
-	key, err := k.Token(hash)
-	if err != nil {
-		return "", TokenInfo{}, err
-	}
-	rec := TokenRecord{Name: o.Name, Scope: o.Scope, Created: o.Now().UnixMilli(), By: o.By, Lease: int64(o.Lease)}
-	b, _ := json.Marshal(rec)
 	var opts []clientv3.OpOption
 	if o.Lease != 0 {
 		opts = append(opts, clientv3.WithLease(o.Lease))
 	}
-	resp, err := kv.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).Then(clientv3.OpPut(key, string(b), opts...)).Commit()
+	resp, err := kv.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).Then(clientv3.OpPut(key, value, opts...)).Commit()
 	if err != nil {
 		return "", TokenInfo{}, fmt.Errorf("store token: %w", err)
 	}
 	if !resp.Succeeded {
 		return "", TokenInfo{}, fmt.Errorf("store token: %w", registry.ErrConflict)
 	}
-	return token, TokenInfo{ID: hash[:12], TokenRecord: rec, Hash: hash}, nil
+	return token, info, nil
 }
 
 // ListTokens returns every token's record, sorted by name. Records that

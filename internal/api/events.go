@@ -57,17 +57,15 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(w, 16<<10)
-	deadline := func() { rc.SetWriteDeadline(time.Now().Add(s.cfg.SSEWriteTimeout)) }
+	// Every write of at most 16 KiB must be taken within SSEWriteTimeout.
+	bw := bufio.NewWriterSize(&deadlineWriter{w: w, rc: rc, timeout: s.cfg.SSEWriteTimeout}, 16<<10)
 	send := func() error {
-		deadline()
 		if err := bw.Flush(); err != nil {
 			return err
 		}
 		return rc.Flush()
 	}
 
-	deadline()
 	seq, rev, reset := s.hub.start(last, has)
 	writeEvent(bw, evHello, rev, map[string]any{"rev": rev, "time": time.Now().UTC().Format(time.RFC3339Nano)})
 	if reset != "" {
@@ -78,7 +76,6 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	beat := time.NewTicker(s.cfg.Heartbeat)
 	defer beat.Stop()
 	for {
-		deadline() // a batch larger than the buffer writes through
 		evs, next, wake, overrun, now := s.hub.read(seq, maxBatch)
 		if overrun {
 			s.metrics.resets.Inc()
@@ -128,4 +125,17 @@ func writeEvent(w *bufio.Writer, typ string, id int64, data any) {
 	w.WriteString("data: ")
 	w.Write(b)
 	w.WriteString("\n\n")
+}
+
+// deadlineWriter sets the connection's write deadline before each write:
+// a client that takes nothing for the timeout fails the write.
+type deadlineWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (d *deadlineWriter) Write(b []byte) (int, error) {
+	d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
+	return d.w.Write(b)
 }

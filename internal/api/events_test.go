@@ -146,14 +146,12 @@ func TestAPIEventsResume(t *testing.T) {
 }
 
 // TestAPIEvents1000Clients: a thousand streams are served by the one watch
-// of the registry cache; connecting them opens no watch and reads nothing
-// from etcd per client.
+// of the registry cache: connecting them opens no watch.
 func TestAPIEvents1000Clients(t *testing.T) {
 	e := newEnv(t, nil)
 	const n = 1000
-	watchesBefore := e.watcher.n.Load()
-	if watchesBefore != 1 {
-		t.Fatalf("the cache opened %d watches, want 1", watchesBefore)
+	if open := e.watcher.open.Load(); open != 1 {
+		t.Fatalf("%d watches open before the clients, want the cache's 1", open)
 	}
 	tr := &http.Transport{MaxConnsPerHost: 0, MaxIdleConnsPerHost: n, DisableCompression: true}
 	defer tr.CloseIdleConnections()
@@ -207,15 +205,17 @@ func TestAPIEvents1000Clients(t *testing.T) {
 			t.Fatalf("only %d of %d clients got the event", i, n)
 		}
 	}
-	if w := e.watcher.n.Load(); w != watchesBefore {
-		t.Fatalf("%d clients opened %d etcd watches, want none", n, w-watchesBefore)
+	// The cache may replace its watch (it re-lists when etcd is slow to
+	// answer, as on a loaded machine), but never holds more than one.
+	if open, peak := e.watcher.open.Load(), e.watcher.peak.Load(); open != 1 || peak != 1 {
+		t.Fatalf("with %d clients: %d etcd watches open, at most %d at once; want 1 (opened in all: %d)", n, open, peak, e.watcher.n.Load())
 	}
 }
 
 // TestAPIEventsSlowReader: a client that stops reading is dropped after
 // the write timeout; meanwhile another client gets every event at once.
 func TestAPIEventsSlowReader(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.SSEWriteTimeout = 300 * time.Millisecond; c.EventBuffer = 100000 })
+	e := newEnv(t, func(c *Config) { c.SSEWriteTimeout = time.Second; c.EventBuffer = 100000 })
 	// The slow client: a small receive buffer, sends the request, never reads.
 	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })

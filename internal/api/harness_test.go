@@ -21,14 +21,19 @@ import (
 )
 
 // countingWatcher is the real etcd watcher, counting the watches opened
-// through it.
+// through it, those open now (a watch ends with its context) and the most
+// ever open at once.
 type countingWatcher struct {
 	clientv3.Watcher
-	n atomic.Int32
+	n, open, peak atomic.Int32
 }
 
 func (w *countingWatcher) Watch(ctx context.Context, key string, opts ...clientv3.OpOption) clientv3.WatchChan {
 	w.n.Add(1)
+	now := w.open.Add(1)
+	for p := w.peak.Load(); now > p && !w.peak.CompareAndSwap(p, now); p = w.peak.Load() {
+	}
+	go func() { <-ctx.Done(); w.open.Add(-1) }()
 	return w.Watcher.Watch(ctx, key, opts...)
 }
 

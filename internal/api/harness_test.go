@@ -53,10 +53,18 @@ type env struct {
 func newEnv(t *testing.T, mut func(*Config)) *env {
 	t.Helper()
 	_, cli := etcdtest.New(t)
+	return newEnvOn(t, cli, cli, cli, mut)
+}
+
+// newEnvOn serves an API writing through cli and reading through the
+// watch cache of reader (a client of another etcd user, or cli itself);
+// its tokens are created through tokens.
+func newEnvOn(t *testing.T, cli, reader, tokens *clientv3.Client, mut func(*Config)) *env {
+	t.Helper()
 	keys, _ := registry.NewKeys("")
 	log, _ := test.NewNullLogger()
-	cw := &countingWatcher{Watcher: cli.Watcher}
-	cache := registry.NewCache(cli, cw, registry.CacheConfig{Keys: keys}, log)
+	cw := &countingWatcher{Watcher: reader.Watcher}
+	cache := registry.NewCache(reader, cw, registry.CacheConfig{Keys: keys}, log)
 	cfg := Config{Keys: keys, TokenTTL: -1, DeleteWait: 2 * time.Second}
 	if mut != nil {
 		mut(&cfg)
@@ -81,8 +89,8 @@ func newEnv(t *testing.T, mut func(*Config)) *env {
 		}
 	})
 	e := &env{t: t, cli: cli, keys: keys, srv: srv, cache: cache, watcher: cw, url: "http://" + ln.Addr().String()}
-	e.admin = e.token("test-admin", ScopeAdmin)
-	e.read = e.token("test-read", ScopeRead)
+	e.admin = e.tokenVia(tokens, "test-admin", ScopeAdmin)
+	e.read = e.tokenVia(tokens, "test-read", ScopeRead)
 	select {
 	case <-srv.Hub().Ready():
 	case <-time.After(10 * time.Second):
@@ -93,7 +101,12 @@ func newEnv(t *testing.T, mut func(*Config)) *env {
 
 func (e *env) token(name, scope string) string {
 	e.t.Helper()
-	tok, _, err := CreateToken(context.Background(), e.cli, e.keys, TokenOptions{Name: name, Scope: scope})
+	return e.tokenVia(e.cli, name, scope)
+}
+
+func (e *env) tokenVia(cli *clientv3.Client, name, scope string) string {
+	e.t.Helper()
+	tok, _, err := CreateToken(context.Background(), cli, e.keys, TokenOptions{Name: name, Scope: scope})
 	if err != nil {
 		e.t.Fatal(err)
 	}

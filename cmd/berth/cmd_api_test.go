@@ -90,6 +90,31 @@ func TestAPICommand(t *testing.T) {
 	if c := get("/metrics", token); c != 200 {
 		t.Fatalf("metrics: %d", c)
 	}
+
+	// berth status and routes read the same rows through the API.
+	if code, _, errOut := berth(t, "apply", "../../examples/paas-monitor.yaml", "--etcd-endpoints", srv.Endpoint); code != 0 {
+		t.Fatalf("apply: %s", errOut)
+	}
+	_, fromEtcd, _ := berth(t, "status", "-o", "json", "--etcd-endpoints", srv.Endpoint)
+	if code, _, errOut := berth(t, "status", "--api", "http://"+addr); code == 0 || !strings.Contains(errOut, "BERTH_API_TOKEN") {
+		t.Fatalf("status --api without a token: exit %d, %q", code, errOut)
+	}
+	t.Setenv("BERTH_API_TOKEN", token)
+	var fromAPI string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, fromAPI, _ = berth(t, "status", "-o", "json", "--api", "http://"+addr); fromAPI == fromEtcd {
+			break
+		}
+	}
+	if fromAPI != fromEtcd || !strings.Contains(fromAPI, "paas-monitor") {
+		t.Fatalf("status --api: %q, from etcd %q", fromAPI, fromEtcd)
+	}
+	if code, out, errOut := berth(t, "routes", "--api", "http://"+addr); code != 0 || !strings.Contains(out, "paas-monitor.example.com") {
+		t.Fatalf("routes --api: exit %d, %q, %q", code, out, errOut)
+	}
+	if code, _, _ := berth(t, "routes", "--api", "ftp://x"); code != exitUsage {
+		t.Fatalf("routes --api ftp://x: exit %d, want usage", code)
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()

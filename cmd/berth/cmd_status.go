@@ -30,29 +30,39 @@ func (o *ViewOptions) AddFlags(f *pflag.FlagSet) {
 
 func newStatusCommand(g *GlobalOptions) *cobra.Command {
 	var opts ViewOptions
+	var api APIClientOptions
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show apps, their state, live instances and last access",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if api.URL != "" {
+				return viaAPI(cmd.Context(), g, api, opts.Output, "/v1/status", printStatusRows)
+			}
 			return runView(cmd.Context(), g, opts, printStatus)
 		},
 	}
 	opts.AddFlags(cmd.Flags())
+	api.AddFlags(cmd.Flags())
 	return cmd
 }
 
 func newRoutesCommand(g *GlobalOptions) *cobra.Command {
 	var opts ViewOptions
+	var api APIClientOptions
 	cmd := &cobra.Command{
 		Use:   "routes",
 		Short: "Show the routing table: domains, apps and live backends",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if api.URL != "" {
+				return viaAPI(cmd.Context(), g, api, opts.Output, "/v1/routes", printRouteRows)
+			}
 			return runView(cmd.Context(), g, opts, printRoutes)
 		},
 	}
 	opts.AddFlags(cmd.Flags())
+	api.AddFlags(cmd.Flags())
 	return cmd
 }
 
@@ -82,7 +92,10 @@ func runView(ctx context.Context, g *GlobalOptions, opts ViewOptions, print prin
 type statusRow = view.StatusRow
 
 func printStatus(w io.Writer, s *registry.Snapshot, asJSON bool) error {
-	rows := view.Status(s)
+	return printStatusRows(w, view.Status(s), asJSON)
+}
+
+func printStatusRows(w io.Writer, rows []view.StatusRow, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(w).Encode(rows)
 	}
@@ -95,7 +108,10 @@ func printStatus(w io.Writer, s *registry.Snapshot, asJSON bool) error {
 }
 
 func printRoutes(w io.Writer, s *registry.Snapshot, asJSON bool) error {
-	rows := view.Routes(s)
+	return printRouteRows(w, view.Routes(s), asJSON)
+}
+
+func printRouteRows(w io.Writer, rows []view.RouteRow, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(w).Encode(rows)
 	}

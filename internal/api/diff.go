@@ -2,6 +2,8 @@ package api
 
 import (
 	"crypto/tls"
+	"reflect"
+	"slices"
 	"time"
 
 	"github.com/berthproject/berth/internal/registry"
@@ -75,7 +77,7 @@ func diff(a, b *registry.Snapshot, now time.Time) []Event {
 			add(EvWoken, app, "", ch.To)
 		}
 	})
-	for _, app := range keysOfBoth(a.Instances, b.Instances) {
+	for _, app := range changedApps(a.Instances, b.Instances) {
 		diffMap(a.Instances[app], b.Instances[app], func(id string, old, cur *registry.Instance) {
 			switch {
 			case cur == nil:
@@ -120,21 +122,47 @@ func diff(a, b *registry.Snapshot, now time.Time) []Event {
 }
 
 // diffMap calls f for each key whose value differs between a and b (the
-// zero value standing for a missing key), in key order.
+// zero value standing for a missing key), in key order. It allocates for
+// the changed keys only.
 func diffMap[V comparable](a, b map[string]V, f func(key string, old, cur V)) {
-	var zero V
-	for _, k := range keysOfBoth(a, b) {
-		old, cur := a[k], b[k]
-		if old != cur {
-			_, inA := a[k]
-			_, inB := b[k]
-			if !inA {
-				old = zero
-			}
-			if !inB {
-				cur = zero
-			}
-			f(k, old, cur)
+	var changed []string
+	for k, old := range a {
+		if cur, ok := b[k]; !ok || cur != old {
+			changed = append(changed, k)
 		}
 	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			changed = append(changed, k)
+		}
+	}
+	slices.Sort(changed)
+	for _, k := range changed {
+		f(k, a[k], b[k])
+	}
+}
+
+// sameMap reports whether a and b are the same map (not equal contents):
+// the cache shares an app's instance map between snapshots until one of
+// its instances changes.
+func sameMap[V any](a, b map[string]V) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+}
+
+// changedApps returns the apps whose instance map differs between a and
+// b, sorted: unchanged apps cost a pointer comparison.
+func changedApps(a, b map[string]map[string]*registry.Instance) []string {
+	var out []string
+	for app, m := range a {
+		if !sameMap(m, b[app]) {
+			out = append(out, app)
+		}
+	}
+	for app := range b {
+		if _, ok := a[app]; !ok {
+			out = append(out, app)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

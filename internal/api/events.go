@@ -86,7 +86,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 			if ev.Last {
 				id = ev.Rev
 			}
-			writeEvent(bw, ev.Type, id, ev.Event)
+			writeRaw(bw, ev.Type, id, ev.JSON)
 		}
 		seq = next
 		if bw.Buffered() > 0 {
@@ -111,16 +111,26 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	}
 }
 
-// writeEvent writes one SSE event; id < 0 writes none (the client keeps
-// its last id: only the last event of a revision carries it).
+// writeEvent writes one SSE event with data as JSON.
 func writeEvent(w *bufio.Writer, typ string, id int64, data any) {
 	b, err := json.Marshal(data)
 	if err != nil {
 		b = []byte(`{"error":"event not encodable"}`)
 	}
-	fmt.Fprintf(w, "event: %s\n", typ)
+	writeRaw(w, typ, id, b)
+}
+
+// writeRaw writes one SSE event of JSON b (one line); id < 0 writes none
+// (the client keeps its last id: only the last event of a revision
+// carries it).
+func writeRaw(w *bufio.Writer, typ string, id int64, b []byte) {
+	w.WriteString("event: ")
+	w.WriteString(typ)
+	w.WriteString("\n")
 	if id >= 0 {
-		fmt.Fprintf(w, "id: %d\n", id)
+		w.WriteString("id: ")
+		w.WriteString(strconv.FormatInt(id, 10))
+		w.WriteString("\n")
 	}
 	w.WriteString("data: ")
 	w.Write(b)

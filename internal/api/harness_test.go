@@ -39,7 +39,7 @@ func (w *countingWatcher) Watch(ctx context.Context, key string, opts ...clientv
 
 // env is an API server on a real etcd, served on loopback.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	cli     *clientv3.Client
 	keys    registry.Keys
 	srv     *Server
@@ -50,7 +50,7 @@ type env struct {
 	read    string // a read token, named "test-read"
 }
 
-func newEnv(t *testing.T, mut func(*Config)) *env {
+func newEnv(t testing.TB, mut func(*Config)) *env {
 	t.Helper()
 	_, cli := etcdtest.New(t)
 	return newEnvOn(t, cli, cli, cli, mut)
@@ -59,7 +59,7 @@ func newEnv(t *testing.T, mut func(*Config)) *env {
 // newEnvOn serves an API writing through cli and reading through the
 // watch cache of reader (a client of another etcd user, or cli itself);
 // its tokens are created through tokens.
-func newEnvOn(t *testing.T, cli, reader, tokens *clientv3.Client, mut func(*Config)) *env {
+func newEnvOn(t testing.TB, cli, reader, tokens *clientv3.Client, mut func(*Config)) *env {
 	t.Helper()
 	keys, _ := registry.NewKeys("")
 	log, _ := test.NewNullLogger()

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -31,7 +32,7 @@ type Hub struct {
 	size int
 
 	mu    sync.RWMutex
-	ring  []Event
+	ring  []encoded
 	next  uint64        // sequence number of the next event; ring[seq%size]
 	rev   int64         // revision of the newest view diffed
 	base  int64         // revision of the first view: events after it are known
@@ -48,7 +49,7 @@ func NewHub(src registry.Source, size int) *Hub {
 	if size <= 0 {
 		size = 4096
 	}
-	return &Hub{src: src, size: size, ring: make([]Event, size), wake: make(chan struct{}), ready: make(chan struct{}),
+	return &Hub{src: src, size: size, ring: make([]encoded, size), wake: make(chan struct{}), ready: make(chan struct{}),
 		events: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_api_events_total", Help: "Events the API derived from registry changes."})}
 }
 
@@ -92,10 +93,24 @@ func (h *Hub) Revision() int64 {
 	return h.rev
 }
 
+// encoded is an event with its JSON, encoded once for every client.
+type encoded struct {
+	Event
+	JSON []byte
+}
+
 func (h *Hub) append(rev int64, evs []Event) {
+	enc := make([]encoded, len(evs))
+	for i, ev := range evs {
+		b, err := json.Marshal(ev)
+		if err != nil {
+			b, _ = json.Marshal(Event{Rev: ev.Rev, Type: ev.Type, App: ev.App, Name: ev.Name, Time: ev.Time})
+		}
+		enc[i] = encoded{Event: ev, JSON: b}
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, ev := range evs {
+	for _, ev := range enc {
 		i := h.next % uint64(h.size)
 		if h.next >= uint64(h.size) {
 			h.lost = h.ring[i].Rev
@@ -138,7 +153,7 @@ func (h *Hub) start(last int64, has bool) (seq uint64, rev int64, reset string) 
 // sent is an event read for a client; Last says whether it is the last
 // event of its revision (the one that carries the SSE id).
 type sent struct {
-	Event
+	encoded
 	Last bool
 }
 
@@ -156,7 +171,7 @@ func (h *Hub) read(seq uint64, max int) (evs []sent, next uint64, wake <-chan st
 	for ; seq < h.next && len(evs) < max; seq++ {
 		ev := h.ring[seq%size]
 		last := seq+1 == h.next || h.ring[(seq+1)%size].Rev != ev.Rev
-		evs = append(evs, sent{Event: ev, Last: last})
+		evs = append(evs, sent{encoded: ev, Last: last})
 	}
 	return evs, seq, h.wake, false, h.rev
 }

@@ -26,9 +26,40 @@ func callerOf(r *http.Request) caller {
 // burst of requests costs one etcd read; a revoked token stops working
 // within the TTL. Unknown tokens are not cached (nothing to remember).
 type tokenCache struct {
-	ttl time.Duration
-	mu  sync.Mutex
-	m   map[string]cachedToken // hash → record
+	ttl      time.Duration
+	mu       sync.Mutex
+	m        map[string]cachedToken // hash → record
+	inflight map[string]*lookup     // hash → the look-up running for it
+}
+
+// lookup is one etcd read of a token that concurrent requests with the
+// same token wait for, instead of each reading it.
+type lookup struct {
+	done chan struct{}
+	rec  *TokenRecord
+	err  error
+}
+
+// shared runs read once for every concurrent caller with hash.
+func (c *tokenCache) shared(hash string, read func() (*TokenRecord, error)) (*TokenRecord, error) {
+	c.mu.Lock()
+	if l, ok := c.inflight[hash]; ok {
+		c.mu.Unlock()
+		<-l.done
+		return l.rec, l.err
+	}
+	l := &lookup{done: make(chan struct{})}
+	if c.inflight == nil {
+		c.inflight = map[string]*lookup{}
+	}
+	c.inflight[hash] = l
+	c.mu.Unlock()
+	l.rec, l.err = read()
+	c.mu.Lock()
+	delete(c.inflight, hash)
+	c.mu.Unlock()
+	close(l.done)
+	return l.rec, l.err
 }
 
 type cachedToken struct {
@@ -84,9 +115,13 @@ func (s *Server) authenticate(r *http.Request, need string) (caller, error) {
 	hash := HashToken(token)
 	rec, ok := s.tokens.get(hash)
 	if !ok {
-		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
-		found, err := lookupToken(ctx, s.kv, s.cfg.Keys, token)
-		cancel()
+		found, err := s.tokens.shared(hash, func() (*TokenRecord, error) {
+			// Not the request's context: the others waiting for this
+			// read must not fail because its client went away.
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+			defer cancel()
+			return lookupToken(ctx, s.kv, s.cfg.Keys, token)
+		})
 		if err != nil {
 			return caller{}, toError(err)
 		}

@@ -4,7 +4,10 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestAPIAuth(t *testing.T) {
@@ -95,5 +98,37 @@ func TestAPILocalReads(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != 401 {
 		t.Fatalf("read with a foreign Host: got %d, want 401", res.StatusCode)
+	}
+}
+
+// TestAPITokenLookupShared: concurrent requests with one token (a
+// reconnect storm) cost one etcd read.
+func TestAPITokenLookupShared(t *testing.T) {
+	c := &tokenCache{ttl: time.Second, m: map[string]cachedToken{}}
+	var reads atomic.Int32
+	release := make(chan struct{})
+	var wg, entered sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		entered.Add(1)
+		go func() {
+			defer wg.Done()
+			entered.Done()
+			rec, err := c.shared("h", func() (*TokenRecord, error) {
+				reads.Add(1)
+				<-release
+				return &TokenRecord{Name: "n", Scope: ScopeRead}, nil
+			})
+			if err != nil || rec.Name != "n" {
+				t.Errorf("got %v, %v", rec, err)
+			}
+		}()
+	}
+	entered.Wait()
+	time.Sleep(100 * time.Millisecond) // every caller is in shared, queued behind the first read
+	close(release)
+	wg.Wait()
+	if n := reads.Load(); n != 1 {
+		t.Fatalf("%d reads for 50 concurrent look-ups, want 1", n)
 	}
 }

@@ -148,7 +148,9 @@ func TestAPIEventsResume(t *testing.T) {
 // TestAPIEvents1000Clients: a thousand streams are served by the one watch
 // of the registry cache: connecting them opens no watch.
 func TestAPIEvents1000Clients(t *testing.T) {
-	e := newEnv(t, nil)
+	// Tokens remembered as in production (5s): a thousand connections
+	// arriving at once cost one token look-up each otherwise.
+	e := newEnv(t, func(c *Config) { c.TokenTTL = 5 * time.Second })
 	const n = 1000
 	if open := e.watcher.open.Load(); open != 1 {
 		t.Fatalf("%d watches open before the clients, want the cache's 1", open)
@@ -172,6 +174,12 @@ func TestAPIEvents1000Clients(t *testing.T) {
 				return
 			}
 			defer res.Body.Close()
+			if res.StatusCode != 200 {
+				b, _ := io.ReadAll(res.Body)
+				ready.Done()
+				got <- fmt.Sprintf("status %d: %s", res.StatusCode, b)
+				return
+			}
 			ch := make(chan sseEvent, 16)
 			go readSSE(res.Body, ch)
 			if ev := <-ch; ev.typ != evHello {
@@ -191,7 +199,12 @@ func TestAPIEvents1000Clients(t *testing.T) {
 	}
 	ready.Wait()
 	if c := e.srv.metrics.streams; gaugeValue(c) != n {
-		t.Fatalf("berth_api_sse_clients = %v, want %d", gaugeValue(c), n)
+		select {
+		case msg := <-got:
+			t.Fatalf("berth_api_sse_clients = %v, want %d; a client: %s", gaugeValue(c), n, msg)
+		default:
+			t.Fatalf("berth_api_sse_clients = %v, want %d", gaugeValue(c), n)
+		}
 	}
 	e.putInstance("fanout", "1", registry.StateUp)
 	deadline := time.After(30 * time.Second)

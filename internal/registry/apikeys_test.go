@@ -36,7 +36,7 @@ func TestCacheListSkipsAuditLog(t *testing.T) {
 	_, cli := etcdtest.New(t)
 	k := keys(t)
 	put(t, cli, "/berth/v1/apps/web", map[string]any{"name": "web", "version": "1.0.0"}) // before audit/
-	put(t, cli, instKey(t, "web", "1"), up("127.0.0.1:8001"))                           // after audit/
+	put(t, cli, instKey(t, "web", "1"), up("127.0.0.1:8001"))                            // after audit/
 	for i := range 50 {
 		key, err := k.Audit(int64(i), "r1", i)
 		if err != nil {

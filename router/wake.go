@@ -73,20 +73,7 @@ func (w *Waker) deadline() time.Duration {
 // wake moves the app to expected=started unless it already is, or is
 // deleted; it reports whether this call won the transaction.
 func (w *Waker) wake(ctx context.Context, app string) bool {
-	won := false
-	// Update may call this several times (compare-and-swap retries); the
-	// last call tells whether our transaction is the one that committed.
-	_, err := registry.Update(ctx, w.KV, w.Keys, app, func(cur *registry.Status) (registry.Status, bool) {
-		won = false
-		// Nothing to wake when it is started already, or deleted: its
-		// status gone (this router's view is behind) or marked by berth
-		// delete. A wake must not bring a deleted app's status back.
-		if cur == nil || cur.Expected == registry.StatusStarted || cur.Expected == registry.StatusDeleted {
-			return registry.Status{}, false
-		}
-		won = true
-		return registry.Status{Current: registry.StatusStarting, Expected: registry.StatusStarted, Units: cur.Units}, true
-	})
+	won, err := registry.Wake(ctx, w.KV, w.Keys, app)
 	if err != nil {
 		w.Log.WithError(err).WithField("app", app).Warn("wake transaction")
 		return false

@@ -126,14 +126,7 @@ func runDelete(ctx context.Context, g *GlobalOptions, o DeleteOptions, apps []st
 	defer cli.Close()
 	d.KV = cli
 	if o.Driver == "berth" {
-		store := &fleet.Store{KV: cli, Keys: k}
-		d.Remover = control.RemoverFunc(func(ctx context.Context, app string, _ []string) ([]string, error) {
-			names, err := store.DestroyApp(ctx, app)
-			for i, n := range names {
-				names[i] = "destroyed " + n
-			}
-			return names, err
-		})
+		d.Remover = berthRemover(&fleet.Store{KV: cli, Keys: k})
 	}
 	var done []*control.Deleted
 	var errs []error
@@ -206,4 +199,16 @@ func printDeleted(w io.Writer, r *control.Deleted, complete bool) {
 	if complete {
 		fmt.Fprintf(w, "deleted %s\n", r.App)
 	}
+}
+
+// berthRemover removes an app's units by destroying berth fleet's jobs of
+// the app (berth delete --driver berth, berth api --driver berth).
+func berthRemover(store *fleet.Store) control.Remover {
+	return control.RemoverFunc(func(ctx context.Context, app string, _ []string) ([]string, error) {
+		names, err := store.DestroyApp(ctx, app)
+		for i, n := range names {
+			names[i] = "destroyed " + n
+		}
+		return names, err
+	})
 }

@@ -305,38 +305,16 @@ type fleetView struct {
 func (f *fleetCtl) view(ctx context.Context) (*fleetView, error) {
 	rctx, cancel := f.ctx(ctx)
 	defer cancel()
-	resp, err := f.cli.Txn(rctx).Then(
-		clientv3.OpGet(f.keys.FleetJobsPrefix(), clientv3.WithPrefix()),
-		clientv3.OpGet(f.keys.FleetSchedulePrefix(), clientv3.WithPrefix()),
-		clientv3.OpGet(f.keys.FleetStatesPrefix(), clientv3.WithPrefix()),
-	).Commit()
+	v, err := fleet.ReadView(rctx, f.cli, f.keys)
 	if err != nil {
 		return nil, f.o.Etcd.wrapErr(err)
 	}
-	jobs, _ := fleet.Jobs(resp.Responses[0].GetResponseRange().Kvs) // the scheduler warns about bad ones
-	return &fleetView{jobs: jobs, sched: fleet.Placements(f.keys, resp.Responses[1].GetResponseRange().Kvs),
-		states: fleet.States(f.keys, resp.Responses[2].GetResponseRange().Kvs)}, nil
+	return &fleetView{jobs: v.Jobs, sched: v.Sched, states: v.States}, nil
 }
 
-// currentState is fleetctl's STATE of a unit from its agent's report:
-// launched (running), loaded (on its machine, not running), or inactive.
+// currentState is fleetctl's STATE of a unit (fleet.View.CurrentState).
 func currentState(states map[string]registry.FleetState, unit string) string {
-	st, ok := states[unit]
-	switch {
-	case !ok:
-		return registry.TargetInactive
-	case st.Active == "active" || st.Active == "activating" || st.Active == "reloading":
-		return registry.TargetLaunched
-	case st.Load == "loaded":
-		return registry.TargetLoaded
-	}
-	return registry.TargetInactive
+	return (&fleet.View{States: states}).CurrentState(unit)
 }
 
-// placement is where a unit is placed: its machine, or a global unit's.
-func placement(p registry.FleetPlacement) string {
-	if p.Machine != "" {
-		return p.Machine
-	}
-	return strings.Join(p.Machines, ",")
-}
+func placement(p registry.FleetPlacement) string { return fleet.PlacementString(p) }

@@ -100,6 +100,8 @@ passivates idle apps.`,
 		newDeployCommand(g),
 		newHistoryCommand(g),
 		newRollbackCommand(g),
+		newAPICommand(g),
+		newTokenCommand(g),
 	)
 	return root
 }

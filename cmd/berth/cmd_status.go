@@ -5,16 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/berthproject/berth/internal/registry"
+	"github.com/berthproject/berth/internal/view"
 )
 
 // ViewOptions are the flags of the operator views (status, routes).
@@ -31,29 +30,39 @@ func (o *ViewOptions) AddFlags(f *pflag.FlagSet) {
 
 func newStatusCommand(g *GlobalOptions) *cobra.Command {
 	var opts ViewOptions
+	var api APIClientOptions
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show apps, their state, live instances and last access",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if api.URL != "" {
+				return viaAPI(cmd.Context(), g, api, opts.Output, "/v1/status", printStatusRows)
+			}
 			return runView(cmd.Context(), g, opts, printStatus)
 		},
 	}
 	opts.AddFlags(cmd.Flags())
+	api.AddFlags(cmd.Flags())
 	return cmd
 }
 
 func newRoutesCommand(g *GlobalOptions) *cobra.Command {
 	var opts ViewOptions
+	var api APIClientOptions
 	cmd := &cobra.Command{
 		Use:   "routes",
 		Short: "Show the routing table: domains, apps and live backends",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if api.URL != "" {
+				return viaAPI(cmd.Context(), g, api, opts.Output, "/v1/routes", printRouteRows)
+			}
 			return runView(cmd.Context(), g, opts, printRoutes)
 		},
 	}
 	opts.AddFlags(cmd.Flags())
+	api.AddFlags(cmd.Flags())
 	return cmd
 }
 
@@ -79,45 +88,14 @@ func runView(ctx context.Context, g *GlobalOptions, opts ViewOptions, print prin
 	return print(g.stdout, s, opts.Output == "json")
 }
 
-type statusRow struct {
-	App       string `json:"app"`
-	Current   string `json:"current"`
-	Expected  string `json:"expected,omitempty"`
-	Up        int    `json:"up"`
-	Instances int    `json:"instances"` // registered, live or not
-	// Wanted is the number of instances the deployed spec asks for (0 while
-	// passivated; the registered count when no spec is deployed).
-	Wanted     int      `json:"wanted"`
-	LastAccess string   `json:"lastAccess,omitempty"`
-	Conns      int      `json:"conns"`
-	Domains    []string `json:"domains,omitempty"`
-}
+// statusRow is a row of "berth status -o json".
+type statusRow = view.StatusRow
 
 func printStatus(w io.Writer, s *registry.Snapshot, asJSON bool) error {
-	rows := []statusRow{}
-	for _, app := range s.AppNames() {
-		r := statusRow{App: app, Current: "-", Up: len(s.Live(app)), Instances: len(s.Instances[app])}
-		r.Wanted = r.Instances
-		if a := s.Apps[app]; a != nil {
-			r.Wanted = a.Instances
-		}
-		if st := s.Status[app]; st != nil {
-			r.Current, r.Expected = st.Current, st.Expected
-			if st.Expected == registry.StatusPassivated {
-				r.Wanted = 0
-			}
-		}
-		if last, conns := s.LastAccess(app); last > 0 {
-			r.LastAccess = time.UnixMilli(last).UTC().Format(time.RFC3339)
-			r.Conns = conns
-		}
-		for d, a := range s.Domains {
-			if a == app {
-				r.Domains = append(r.Domains, d)
-			}
-		}
-		rows = append(rows, r)
-	}
+	return printStatusRows(w, view.Status(s), asJSON)
+}
+
+func printStatusRows(w io.Writer, rows []view.StatusRow, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(w).Encode(rows)
 	}
@@ -129,22 +107,11 @@ func printStatus(w io.Writer, s *registry.Snapshot, asJSON bool) error {
 	return tw.Flush()
 }
 
-type routeRow struct {
-	Host     string   `json:"host"`
-	App      string   `json:"app"`
-	Backends []string `json:"backends"`
+func printRoutes(w io.Writer, s *registry.Snapshot, asJSON bool) error {
+	return printRouteRows(w, view.Routes(s), asJSON)
 }
 
-func printRoutes(w io.Writer, s *registry.Snapshot, asJSON bool) error {
-	rows := []routeRow{}
-	for _, host := range sortedHosts(s) {
-		app := s.Domains[host]
-		r := routeRow{Host: host, App: app, Backends: []string{}}
-		for _, in := range s.Live(app) {
-			r.Backends = append(r.Backends, in.Addr)
-		}
-		rows = append(rows, r)
-	}
+func printRouteRows(w io.Writer, rows []view.RouteRow, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(w).Encode(rows)
 	}
@@ -154,15 +121,6 @@ func printRoutes(w io.Writer, s *registry.Snapshot, asJSON bool) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Host, r.App, dash(strings.Join(r.Backends, ",")))
 	}
 	return tw.Flush()
-}
-
-func sortedHosts(s *registry.Snapshot) []string {
-	hosts := make([]string, 0, len(s.Domains))
-	for h := range s.Domains {
-		hosts = append(hosts, h)
-	}
-	slices.Sort(hosts)
-	return hosts
 }
 
 func dash(s string) string {

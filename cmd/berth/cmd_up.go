@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/berthproject/berth/internal/api"
 	"github.com/berthproject/berth/internal/local"
 	"github.com/berthproject/berth/internal/spec"
 )
@@ -22,6 +23,7 @@ type UpOptions struct {
 	Listen         string
 	DNSListen      string
 	Admin          string
+	API            string
 	Demo           bool
 	DemoInstances  int
 	DemoIdle       time.Duration
@@ -40,6 +42,7 @@ func (o *UpOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Listen, "listen", "127.0.0.1:8080", "router address")
 	f.StringVar(&o.DNSListen, "dns-listen", "127.0.0.1:8053", "dnsd address (UDP and TCP)")
 	f.StringVar(&o.Admin, "admin", "127.0.0.1:9080", "router admin address (/routes, /metrics); empty disables")
+	f.StringVar(&o.API, "api", api.DefaultListen, "HTTP API address (docs/api.md; reads from this machine need no token, the banner prints an admin token); empty disables")
 	f.BoolVar(&o.Demo, "demo", false, "also deploy the demo app (paas-monitor) as berth demo-app instances")
 	f.IntVar(&o.DemoInstances, "demo-instances", 3, "instances of the demo app")
 	f.DurationVar(&o.DemoIdle, "demo-idle-timeout", 2*time.Minute, "idle timeout of the demo app (passivation)")
@@ -93,7 +96,7 @@ func runUp(ctx context.Context, g *GlobalOptions, o UpOptions, specs []string) e
 		return err
 	}
 	cfg := local.Config{DataDir: o.DataDir, EtcdPort: o.EtcdPort, Endpoints: o.Endpoints, Secure: o.Secure, Listen: o.Listen,
-		DNSListen: o.DNSListen, Admin: o.Admin, PassivateEvery: o.PassivateEvery, MinUptime: o.MinUptime}
+		DNSListen: o.DNSListen, Admin: o.Admin, API: o.API, PassivateEvery: o.PassivateEvery, MinUptime: o.MinUptime}
 	o.Limits.apply(&cfg.Router)
 	if !o.Quiet {
 		cfg.Output = g.stdout

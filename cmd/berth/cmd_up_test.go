@@ -65,17 +65,18 @@ type upProcess struct {
 	cmd                  *exec.Cmd
 	out                  *upOutput
 	http, dns, etcd, dir string
+	api                  string // the HTTP API's address
 }
 
 func startUp(t *testing.T, dir string, extra ...string) *upProcess {
 	t.Helper()
-	addrs := freeAddrs(t, 3)
-	p := &upProcess{out: &upOutput{}, http: addrs[0], dns: addrs[1], dir: dir}
+	addrs := freeAddrs(t, 4)
+	p := &upProcess{out: &upOutput{}, http: addrs[0], dns: addrs[1], dir: dir, api: addrs[3]}
 	_, etcdPort, _ := net.SplitHostPort(addrs[2])
 	p.etcd = "http://127.0.0.1:" + etcdPort
 	self, _ := os.Executable()
 	args := append([]string{"up", "--demo", "--data-dir", dir, "--etcd-port", etcdPort, "--listen", p.http, "--dns-listen", p.dns,
-		"--admin", "", "--demo-idle-timeout", "3s", "--min-uptime", "1s", "--passivate-every", "300ms", "--log-level", "warn"}, extra...)
+		"--admin", "", "--api", p.api, "--demo-idle-timeout", "3s", "--min-uptime", "1s", "--passivate-every", "300ms", "--log-level", "warn"}, extra...)
 	p.cmd = exec.Command(self, args...)
 	p.cmd.Env = append(os.Environ(), "BERTH_TEST_AS_MAIN=1")
 	stdout, _ := p.cmd.StdoutPipe()

@@ -31,6 +31,8 @@ var (
 	ErrNoRollout = errors.New("no deploy of this app is running")
 	// ErrNoRelease: rollback to a version that was never released.
 	ErrNoRelease = errors.New("no such release")
+	// ErrNotCanary: promote of a deploy that is not in its canary phase.
+	ErrNotCanary = errors.New("the deploy is not a canary")
 )
 
 // Options of a deploy.
@@ -273,7 +275,7 @@ func Rollback(ctx context.Context, kv clientv3.KV, k registry.Keys, app, to stri
 func Promote(ctx context.Context, kv clientv3.KV, k registry.Keys, app string) error {
 	return change(ctx, kv, k, app, func(r *registry.Rollout) error {
 		if r.Phase != registry.PhaseCanary {
-			return fmt.Errorf("%s's deploy is %s, not a canary: nothing to promote", app, r.Phase)
+			return fmt.Errorf("%w: %s's deploy is %s: nothing to promote", ErrNotCanary, app, r.Phase)
 		}
 		r.Phase = registry.PhaseRolling
 		if r.Strategy == registry.StrategyBlueGreen {

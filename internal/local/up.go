@@ -39,6 +39,7 @@ type Config struct {
 	Listen         string        // router (default 127.0.0.1:8080)
 	DNSListen      string        // dnsd (default 127.0.0.1:8053)
 	Admin          string        // router admin (default 127.0.0.1:9080)
+	API            string        // HTTP API (internal/api); empty: none
 	Apps           []*spec.App   // apps to run (runtime exec)
 	PassivateEvery time.Duration // passivation pass interval (default 10s)
 	MinUptime      time.Duration // passivation minimum uptime (default 1m)
@@ -231,6 +232,12 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 			return err
 		}
 	}
+	apiLines, err := startAPI(bg, goRun, cfg, ccs, keys, cache, reg, log)
+	if err != nil {
+		srv.Close()
+		shutdown()
+		return err
+	}
 	<-dnsUp
 	for !r.Ready() {
 		time.Sleep(10 * time.Millisecond)
@@ -248,6 +255,9 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 	}
 	say("router on http://%s   (admin: http://%s/routes)", hl.Addr(), cfg.Admin)
 	say("dnsd on %s (udp+tcp), zone berth.", ls.UDP[0].LocalAddr())
+	for _, l := range apiLines {
+		say("%s", l)
+	}
 	for _, a := range cfg.Apps {
 		host := a.Name + ".localhost"
 		if len(a.Domains) > 0 {

@@ -156,15 +156,7 @@ func (p *Passivator) Pass(ctx context.Context, s *registry.Snapshot) ([]Decision
 }
 
 func (p *Passivator) passivate(ctx context.Context, app *spec.App) error {
-	cur, rev, err := registry.GetStatus(ctx, p.KV, p.Keys, app.Name)
-	if err != nil {
-		return err
-	}
-	if cur == nil || cur.Current != registry.StatusStarted {
-		return fmt.Errorf("%w: no longer running", registry.ErrConflict)
-	}
-	next := registry.Status{Current: registry.StatusPassivated, Expected: registry.StatusPassivated, Units: cur.Units}
-	if _, err := registry.Transition(ctx, p.KV, p.Keys, app.Name, rev, next); err != nil {
+	if err := Passivate(ctx, p.KV, p.Keys, app.Name); err != nil {
 		return err
 	}
 	p.passivations.Inc()
@@ -173,4 +165,23 @@ func (p *Passivator) passivate(ctx context.Context, app *spec.App) error {
 		return p.Driver.Stop(ctx, app)
 	}
 	return nil
+}
+
+// Passivate moves one running app to passivated (current and expected) in
+// a transaction that succeeds only if its status did not change since it
+// was read; an app that is not running (current started) is
+// registry.ErrConflict. Node agents, berth fleet's executors and berth
+// up's reconciler then stop its units. The passivation pass and the API
+// both use it.
+func Passivate(ctx context.Context, kv clientv3.KV, k registry.Keys, app string) error {
+	cur, rev, err := registry.GetStatus(ctx, kv, k, app)
+	if err != nil {
+		return err
+	}
+	if cur == nil || cur.Current != registry.StatusStarted {
+		return fmt.Errorf("%w: %s is not running", registry.ErrConflict, app)
+	}
+	next := registry.Status{Current: registry.StatusPassivated, Expected: registry.StatusPassivated, Units: cur.Units}
+	_, err = registry.Transition(ctx, kv, k, app, rev, next)
+	return err
 }

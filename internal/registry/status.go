@@ -87,3 +87,28 @@ func Update(ctx context.Context, kv clientv3.KV, k Keys, app string, change func
 	}
 	return nil, fmt.Errorf("status %s: %w (gave up after 10 tries)", app, ErrConflict)
 }
+
+// Wake moves an app to expected=started (current starting) unless it is
+// started already or being deleted, in a compare-and-swap; it reports
+// whether this call's transaction is the one that committed, so that of
+// racing wakers (routers, the API) exactly one wins.
+func Wake(ctx context.Context, kv clientv3.KV, k Keys, app string) (bool, error) {
+	won := false
+	// Update may call change several times (compare-and-swap retries); the
+	// last call tells whether our transaction is the one that committed.
+	_, err := Update(ctx, kv, k, app, func(cur *Status) (Status, bool) {
+		won = false
+		// Nothing to wake when it is started already, or deleted: its
+		// status gone or marked by berth delete. A wake must not bring a
+		// deleted app's status back.
+		if cur == nil || cur.Expected == StatusStarted || cur.Expected == StatusDeleted {
+			return Status{}, false
+		}
+		won = true
+		return Status{Current: StatusStarting, Expected: StatusStarted, Units: cur.Units}, true
+	})
+	if err != nil {
+		return false, err
+	}
+	return won, nil
+}

@@ -115,7 +115,7 @@ func withHooks(ctx context.Context, g *GlobalOptions, o *HookOptions, timeout ti
 	if err != nil {
 		return err
 	}
-	cli, k, err := o.Etcd.Connect()
+	cli, k, err := o.Etcd.connect()
 	if err != nil {
 		return err
 	}

@@ -133,6 +133,12 @@ type routeRow struct {
 	Host     string   `json:"host"`
 	App      string   `json:"app"`
 	Backends []string `json:"backends"`
+	// Wanted is the number of instances the app's spec asks for (0 while
+	// passivated); Starting is how many of them are not live yet (a scale
+	// or a wake in progress).
+	Wanted   int  `json:"wanted"`
+	Starting int  `json:"starting"`
+	Asleep   bool `json:"asleep,omitempty"` // passivated: the next request wakes it
 }
 
 func printRoutes(w io.Writer, s *registry.Snapshot, asJSON bool) error {
@@ -143,17 +149,35 @@ func printRoutes(w io.Writer, s *registry.Snapshot, asJSON bool) error {
 		for _, in := range s.Live(app) {
 			r.Backends = append(r.Backends, in.Addr)
 		}
+		if a := s.Apps[app]; a != nil {
+			r.Wanted = a.Instances
+		}
+		if st := s.Status[app]; st != nil && st.Expected == registry.StatusPassivated {
+			r.Wanted, r.Asleep = 0, true
+		}
+		r.Starting = max(0, r.Wanted-len(r.Backends))
 		rows = append(rows, r)
 	}
 	if asJSON {
 		return json.NewEncoder(w).Encode(rows)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tAPP\tBACKENDS")
+	fmt.Fprintln(tw, "HOST\tAPP\tUP\tBACKENDS")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Host, r.App, dash(strings.Join(r.Backends, ",")))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Host, r.App, r.up(), dash(strings.Join(r.Backends, ",")))
 	}
 	return tw.Flush()
+}
+
+// up is the UP column: live of wanted, and what is on its way.
+func (r routeRow) up() string {
+	switch {
+	case r.Asleep && len(r.Backends) == 0:
+		return "asleep (the next request wakes it)"
+	case r.Starting > 0:
+		return fmt.Sprintf("%d/%d (%d starting)", len(r.Backends), r.Wanted, r.Starting)
+	}
+	return fmt.Sprintf("%d/%d", len(r.Backends), r.Wanted)
 }
 
 func sortedHosts(s *registry.Snapshot) []string {

@@ -93,7 +93,7 @@ func runUp(ctx context.Context, g *GlobalOptions, o UpOptions, specs []string) e
 		return err
 	}
 	cfg := local.Config{DataDir: o.DataDir, EtcdPort: o.EtcdPort, Endpoints: o.Endpoints, Secure: o.Secure, Listen: o.Listen,
-		DNSListen: o.DNSListen, Admin: o.Admin, PassivateEvery: o.PassivateEvery, MinUptime: o.MinUptime}
+		DNSListen: o.DNSListen, Admin: o.Admin, PassivateEvery: o.PassivateEvery, MinUptime: o.MinUptime, CLI: cliName()}
 	o.Limits.apply(&cfg.Router)
 	if !o.Quiet {
 		cfg.Output = g.stdout

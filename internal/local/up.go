@@ -45,6 +45,7 @@ type Config struct {
 	AccessInterval time.Duration // router access record interval (default 2s)
 	Router         router.Config // the router's limits and timeouts (router's defaults); ID and AccessInterval are set here
 	Output         io.Writer     // instances' output (default discarded)
+	CLI            string        // how the banner names the berth command in its hints (default "berth")
 }
 
 // DefaultDataDir is $XDG_STATE_HOME/berth or ~/.local/state/berth.
@@ -136,11 +137,22 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 	cli := ccs.agent
 	keys, _ := registry.NewKeys("")
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	notes, err := keepScale(rctx, ccs.operator, keys, cfg.DataDir, cfg.Apps)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("etcd at %s: %w", strings.Join(endpoints, ","), err)
+	}
+	for _, n := range notes {
+		say("%s", n)
+	}
 	for _, a := range cfg.Apps {
 		if err := registry.PublishApp(rctx, ccs.operator, keys, a); err != nil {
 			cancel()
 			return fmt.Errorf("etcd at %s: %w", strings.Join(endpoints, ","), err)
 		}
+	}
+	if err := restarted(rctx, cli, keys, cfg.Apps, time.Now()); err != nil {
+		log.WithError(err).Warn("mark restarted apps")
 	}
 	cancel()
 
@@ -188,6 +200,15 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 	if routerOwner != owner {
 		goRun(routerOwner.Run)
 	}
+	select {
+	case <-cache.Synced():
+	case <-ctx.Done():
+	}
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := carryAccess(actx, cache.Snapshot(), keys, cfg.DataDir, rcfg.ID, routerOwner, cfg.Apps); err != nil {
+		log.WithError(err).Warn("carry access records")
+	}
+	cancel()
 	goRun(r.Run)
 	goRun(r.RunHealth)
 	goRun(dns.Run)
@@ -197,6 +218,9 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 	dep := &deploy.Deployer{KV: cli, Keys: keys, Driver: driver, Log: log.WithField("component", "deployer")}
 	goRun(func(ctx context.Context) error { return dep.Run(ctx, cache) })
 	shutdown := func() {
+		if err := saveAccess(cfg.DataDir, cache.Snapshot(), cfg.Apps); err != nil {
+			log.WithError(err).Warn("save last access")
+		}
 		say("stopping instances...")
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -234,35 +258,28 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 		say("waiting for %s instances...", a.Name)
 		deadline := time.Now().Add(time.Minute)
 		for len(cache.Snapshot().Live(a.Name)) < a.Instances && time.Now().Before(deadline) && ctx.Err() == nil {
-			if st := cache.Snapshot().Status[a.Name]; st != nil && st.Expected == registry.StatusPassivated {
+			if asleep(cache.Snapshot(), a.Name) {
 				break // asleep from an earlier run: the first request wakes it
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		say("  %d/%d up", len(cache.Snapshot().Live(a.Name)), a.Instances)
-	}
-	say("router on http://%s   (admin: http://%s/routes)", hl.Addr(), cfg.Admin)
-	say("dnsd on %s (udp+tcp), zone berth.", ls.UDP[0].LocalAddr())
-	for _, a := range cfg.Apps {
-		host := a.Name + ".localhost"
-		if len(a.Domains) > 0 {
-			host = strings.TrimPrefix(a.Domains[0], "*.")
+		if asleep(cache.Snapshot(), a.Name) {
+			say("  asleep (passivated after %s without requests): the first request wakes it", a.IdleTimeout)
+		} else {
+			say("  %d/%d up", len(cache.Snapshot().Live(a.Name)), a.Instances)
 		}
-		_, port, _ := net.SplitHostPort(hl.Addr().String())
-		say("app %s: %d instance(s), idle timeout %s", a.Name, a.Instances, a.IdleTimeout)
-		say("  open   http://%s:%s/", host, port)
-		say("  curl   curl -H 'Host: %s' http://%s/status", host, hl.Addr())
-		dhost, dport, _ := net.SplitHostPort(ls.UDP[0].LocalAddr().String())
-		say("  dig    dig @%s -p %s %s.service.berth SRV", dhost, dport, a.Name)
 	}
+	b := banner{cli: cfg.CLI, endpoints: endpoints, secure: secure != nil, router: hl.Addr().String(), admin: cfg.Admin,
+		dns: ls.UDP[0].LocalAddr().String(), minUptime: cfg.MinUptime, every: cfg.PassivateEvery}
+	b.print(out, cache.Snapshot(), cfg.Apps, time.Now())
 	if secure != nil {
 		say("etcd serves TLS with client certificates and auth; for the CLI (as berth-operator):")
 		for _, e := range cliEnv(endpoints, secure) {
 			say("  export %s", e)
 		}
-		say("status: berth status    (with the environment above; Ctrl-C stops everything)")
+		say("status: %s status    (with the environment above; Ctrl-C stops everything)", b.command())
 	} else {
-		say("status: berth status --etcd-endpoints %s    (Ctrl-C stops everything)", strings.Join(endpoints, ","))
+		say("status: %s status%s    (Ctrl-C stops everything)", b.command(), b.endpointFlag())
 	}
 	daemon.Ready(log)
 

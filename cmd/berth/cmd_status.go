@@ -174,6 +174,8 @@ func (r routeRow) up() string {
 	switch {
 	case r.Asleep && len(r.Backends) == 0:
 		return "asleep (the next request wakes it)"
+	case r.Asleep:
+		return fmt.Sprintf("%d (going to sleep)", len(r.Backends))
 	case r.Starting > 0:
 		return fmt.Sprintf("%d/%d (%d starting)", len(r.Backends), r.Wanted, r.Starting)
 	}

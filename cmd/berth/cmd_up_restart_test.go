@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/berthproject/berth/internal/registry"
+)
+
+// stop sends Ctrl-C to berth up and waits for a clean exit.
+func (p *upProcess) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGINT)
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("berth up exit: %v\n%s", err, p.out)
+	}
+}
+
+// TestUpRestartKeepsWhatTheUserDid: a scale made while berth up ran stays
+// after a restart (--demo does not reset it), the last access survives the
+// clean stop, the restart counts as the apps' start (no passivation on the
+// previous run's clock), and an app asleep at the stop is announced as
+// asleep, not as 0/N up.
+func TestUpRestartKeepsWhatTheUserDid(t *testing.T) {
+	dir := t.TempDir()
+	p := startUp(t, dir, "--demo-idle-timeout", "1m")
+	if code, _, errOut := berth(t, "scale", "paas-monitor", "4", "--etcd-endpoints", p.etcd); code != 0 {
+		t.Fatalf("scale: %s", errOut)
+	}
+	until(t, "4 live instances", 20*time.Second, func() bool { st := p.status(t); return st.Up == 4 && st.Wanted == 4 })
+	p.get(t, "/status")
+	var last string
+	until(t, "a last access", 10*time.Second, func() bool { last = p.status(t).LastAccess; return last != "" })
+	p.stop(t)
+
+	before := time.Now()
+	p = startUp(t, dir, "--demo-idle-timeout", "1m")
+	if out := p.out.String(); !strings.Contains(out, "keeping 4 instance(s) as scaled") || !strings.Contains(out, "4/4 up") {
+		t.Errorf("banner after the restart:\n%s\nwant the scale kept and 4/4 up", out)
+	}
+	if st := p.status(t); st.Wanted != 4 || st.LastAccess != last {
+		t.Errorf("after the restart: wanted %d, last access %q; want 4 and %q", st.Wanted, st.LastAccess, last)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{p.etcd}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := registry.NewKeys("")
+	st, _, err := registry.GetStatus(context.Background(), cli, k, "paas-monitor")
+	cli.Close()
+	if err != nil || st == nil || time.UnixMilli(st.Since).Before(before.Truncate(time.Millisecond)) {
+		t.Errorf("status after the restart %+v (%v): want it running since the restart (%s)", st, err, before)
+	}
+	// The spec's count changed since the last start: the spec wins.
+	p.stop(t)
+	p = startUp(t, dir, "--demo-instances", "2")
+	if out := p.out.String(); strings.Contains(out, "keeping") || !strings.Contains(out, "2/2 up") {
+		t.Errorf("banner with --demo-instances 2:\n%s\nwant the spec's 2 instances", out)
+	}
+
+	// Idle past 3s (startUp's timeout): asleep; the next start says so.
+	until(t, "passivation", 30*time.Second, func() bool { return p.status(t).Current == "passivated" })
+	p.stop(t)
+	p = startUp(t, dir)
+	out := p.out.String()
+	if !strings.Contains(out, "asleep (passivated after 3s without requests): the first request wakes it") ||
+		!strings.Contains(out, "asleep now") || strings.Contains(out, "0/2 up") {
+		t.Errorf("banner of an asleep app:\n%s", out)
+	}
+	p.stop(t)
+}
+
+// TestUpBannerHintsAsInvoked: the banner's commands name berth as it was
+// run and reach this berth up's etcd.
+func TestUpBannerHintsAsInvoked(t *testing.T) {
+	p := startUp(t, t.TempDir())
+	out := p.out.String()
+	// The test binary lives in a go-build directory, as go run's does.
+	for _, want := range []string{
+		"status: go run ./cmd/berth status --etcd-endpoints " + p.etcd,
+		"scale  go run ./cmd/berth scale paas-monitor 5 --etcd-endpoints " + p.etcd,
+		"idle timeout 3s: sleeps at about ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("banner lacks %q:\n%s", want, out)
+		}
+	}
+	p.stop(t)
+}
+
+func TestInvokedAs(t *testing.T) {
+	for _, c := range []struct{ arg0, exe, gocache, want string }{
+		{"/tmp/go-build1234/b001/exe/berth", "/tmp/go-build1234/b001/exe/berth", "", "go run ./cmd/berth"},
+		{"/root/.cache/go-build/30/30f3-d/berth", "/root/.cache/go-build/30/30f3-d/berth", "", "go run ./cmd/berth"},
+		{"/srv/cache/ab/abcd-d/berth", "/srv/cache/ab/abcd-d/berth", "/srv/cache", "go run ./cmd/berth"},
+		{"./berth", "/home/me/berth/berth", "", "./berth"},
+		{"/opt/bin/berth", "/opt/bin/berth", "", "/opt/bin/berth"},
+		{"berth", "/usr/local/bin/berth", "", "berth"},
+		{"./my berth", "/home/me/my berth", "", "'./my berth'"},
+	} {
+		if got := invokedAs(c.arg0, c.exe, c.gocache); got != c.want {
+			t.Errorf("invokedAs(%q, %q, %q) = %q, want %q", c.arg0, c.exe, c.gocache, got, c.want)
+		}
+	}
+}
+
+// TestStatusFailsFastWithoutBerthUp: a refused local endpoint is reported
+// at once as "is berth up running?", without the tunnel talk of an
+// unreachable remote etcd (whose endpoints the probe leaves alone).
+func TestStatusFailsFastWithoutBerthUp(t *testing.T) {
+	addr := freeAddrs(t, 1)[0] // closed again when freeAddrs returns: refused
+	for _, cmd := range [][]string{{"status"}, {"routes"}, {"scale", "paas-monitor", "2"}} {
+		code, _, errOut := berth(t, append(cmd, "--etcd-endpoints", "http://"+addr)...)
+		if code != exitFailure || !strings.Contains(errOut, "is `berth up` running? (no etcd at "+addr+": connection refused") ||
+			strings.Contains(errOut, "unreachable") {
+			t.Errorf("%v: exit %d, stderr %q", cmd, code, errOut)
+		}
+	}
+	// 192.0.2.0/24 is TEST-NET-1: the probe must not dial a remote endpoint.
+	if err := probeLocal([]string{"http://192.0.2.1:2379"}); err != nil {
+		t.Errorf("probe of a remote endpoint: %v", err)
+	}
+	if err := probeLocal([]string{addr, "192.0.2.1:2379"}); err != nil {
+		t.Errorf("probe with a remote endpoint among them: %v", err)
+	}
+}

@@ -42,7 +42,7 @@ func (o *UpOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Admin, "admin", "127.0.0.1:9080", "router admin address (/routes, /metrics); empty disables")
 	f.BoolVar(&o.Demo, "demo", false, "also deploy the demo app (paas-monitor) as berth demo-app instances")
 	f.IntVar(&o.DemoInstances, "demo-instances", 3, "instances of the demo app")
-	f.DurationVar(&o.DemoIdle, "demo-idle-timeout", 2*time.Minute, "idle timeout of the demo app (passivation)")
+	f.DurationVar(&o.DemoIdle, "demo-idle-timeout", 3*time.Minute, "idle timeout of the demo app (passivation); the banner and the demo page say when it will sleep")
 	f.DurationVar(&o.PassivateEvery, "passivate-every", 10*time.Second, "interval of the passivation pass")
 	f.DurationVar(&o.MinUptime, "min-uptime", time.Minute, "never passivate an app started less than this long ago")
 	f.BoolVar(&o.Quiet, "quiet", false, "do not print the instances' output")

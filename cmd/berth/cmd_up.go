@@ -42,7 +42,7 @@ func (o *UpOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Admin, "admin", "127.0.0.1:9080", "router admin address (/routes, /metrics); empty disables")
 	f.BoolVar(&o.Demo, "demo", false, "also deploy the demo app (paas-monitor) as berth demo-app instances")
 	f.IntVar(&o.DemoInstances, "demo-instances", 3, "instances of the demo app")
-	f.DurationVar(&o.DemoIdle, "demo-idle-timeout", 3*time.Minute, "idle timeout of the demo app (passivation); the banner and the demo page say when it will sleep")
+	f.DurationVar(&o.DemoIdle, "demo-idle-timeout", demoIdleTimeout, "idle timeout of the demo app (passivation); the banner and the demo page say when it will sleep")
 	f.DurationVar(&o.PassivateEvery, "passivate-every", 10*time.Second, "interval of the passivation pass")
 	f.DurationVar(&o.MinUptime, "min-uptime", time.Minute, "never passivate an app started less than this long ago")
 	f.BoolVar(&o.Quiet, "quiet", false, "do not print the instances' output")
@@ -68,6 +68,11 @@ certificates and etcd auth, each component acting as its role's user.`,
 	opts.AddFlags(cmd.Flags())
 	return cmd
 }
+
+// demoIdleTimeout is the demo app's idle timeout unless --demo-idle-timeout
+// says otherwise: long enough to read the tutorial's first steps without
+// the page open before the app sleeps.
+const demoIdleTimeout = 3 * time.Minute
 
 // demoSpec is the seed's paas-monitor, as berth demo-app instances.
 func demoSpec(instances int, idle time.Duration) (*spec.App, error) {
@@ -111,6 +116,7 @@ func runUp(ctx context.Context, g *GlobalOptions, o UpOptions, specs []string) e
 			return fmt.Errorf("demo spec: %w", err)
 		}
 		cfg.Apps = append(cfg.Apps, a)
+		cfg.DemoApp = a.Name
 	}
 	if len(cfg.Apps) == 0 {
 		fmt.Fprintln(g.stdout, "no apps given: running the platform only (berth up --demo adds the demo app)")

@@ -329,6 +329,21 @@ func TestUpDemoPageInBrowser(t *testing.T) {
 	if len(instances) < 2 {
 		t.Fatalf("the page shows instances %v, want several answering:\n%.2000s", instances, out)
 	}
+	// The chart draws a line per instance; the scale buttons know the
+	// count from berth up's control endpoint; the passivation part knows
+	// the idle timeout.
+	dom := string(out)
+	if n := strings.Count(dom, `class="series"`); n < 2 {
+		t.Errorf("the chart has %d series, want one per answering instance:\n%.3000s", n, dom)
+	}
+	for _, want := range []string{`<span id="scale-n" aria-live="polite">3</span>`, `<b id="idle">3s</b>`, `<div id="sleep-state">awake</div>`} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("the page lacks %s", want)
+		}
+	}
+	if regexp.MustCompile(`id="scale-up"[^>]*disabled`).MatchString(dom) {
+		t.Errorf("the scale button is disabled under berth up --demo")
+	}
 	p.cmd.Process.Signal(syscall.SIGINT)
 	p.cmd.Wait()
 }

@@ -49,6 +49,10 @@ type Exec struct {
 	// Output receives the instances' stdout and stderr, line by line with
 	// a "app-id |" prefix (default: discarded).
 	Output io.Writer
+	// AppEnv adds environment variables ("K=V") to the instances of an
+	// app, by app name, after the spec's (default none). berth up --demo
+	// gives the demo's instances its control endpoint this way.
+	AppEnv map[string][]string
 
 	mu    sync.Mutex
 	procs map[string]map[string]*proc // app → instance id → process
@@ -224,6 +228,7 @@ func (e *Exec) runOnce(p *proc, key string, log logrus.FieldLogger) error {
 	for k, v := range a.Env {
 		env = append(env, k+"="+v)
 	}
+	env = append(env, e.AppEnv[a.Name]...)
 	// After the spec's env: the instance is registered on this address, so
 	// that is where it listens (not on every interface).
 	env = append(env, "HOST="+e.ip())

@@ -34,7 +34,7 @@ func TestBanner(t *testing.T) {
 		{name: "asleep", s: snap(registry.Status{Current: registry.StatusPassivated, Expected: registry.StatusPassivated}, time.Time{}),
 			b: banner{cli: "./berth", endpoints: []string{defaultEndpoint}}, want: []string{"asleep now", "./berth scale web 5\n"}, not: []string{"sleeps at", "--etcd-endpoints"}},
 		{name: "accessed a minute ago", s: snap(running, now.Add(-time.Minute)),
-			b: banner{cli: "go run ./cmd/berth", endpoints: []string{"http://127.0.0.1:23790"}, every: 10 * time.Second},
+			b:    banner{cli: "go run ./cmd/berth", endpoints: []string{"http://127.0.0.1:23790"}, every: 10 * time.Second},
 			want: []string{"sleeps at about 12:01:10 (in 1m10s)", "go run ./cmd/berth scale web 5 --etcd-endpoints http://127.0.0.1:23790"}},
 		{name: "just started", s: snap(registry.Status{Current: registry.StatusStarted, Expected: registry.StatusStarted, Since: now.UnixMilli()}, time.Time{}),
 			b: banner{minUptime: time.Minute}, want: []string{"sleeps at about 12:02:00 (in 2m0s)", "  scale  berth scale web 5"}},

@@ -46,6 +46,7 @@ type Config struct {
 	Router         router.Config // the router's limits and timeouts (router's defaults); ID and AccessInterval are set here
 	Output         io.Writer     // instances' output (default discarded)
 	CLI            string        // how the banner names the berth command in its hints (default "berth")
+	DemoApp        string        // the demo app, whose page may scale it through a control endpoint on 127.0.0.1 (default none)
 }
 
 // DefaultDataDir is $XDG_STATE_HOME/berth or ~/.local/state/berth.
@@ -182,6 +183,15 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 		return err
 	}
 	driver := &control.Exec{KV: cli, Keys: keys, Reg: owner, Log: log, Output: cfg.Output}
+	if cfg.DemoApp != "" {
+		env, err := serveDemoControl(bg, &demoControl{kv: ccs.operator, keys: keys, app: cfg.DemoApp, every: cfg.PassivateEvery,
+			snapshot: cache.Snapshot, log: log.WithField("component", "demo-control")})
+		if err != nil {
+			stop()
+			return err
+		}
+		driver.AppEnv = map[string][]string{cfg.DemoApp: env}
+	}
 	managed := map[string]bool{}
 	for _, a := range cfg.Apps {
 		managed[a.Name] = true

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"syscall"
 	"testing"
@@ -128,4 +131,36 @@ func TestStatusFailsFastWithoutBerthUp(t *testing.T) {
 	if err := probeLocal([]string{addr, "192.0.2.1:2379"}); err != nil {
 		t.Errorf("probe with a remote endpoint among them: %v", err)
 	}
+}
+
+// TestUpDemoPageScales: the demo page's scale button, through the router
+// and an instance to berth up's control endpoint, scales the app; a page
+// of another site cannot.
+func TestUpDemoPageScales(t *testing.T) {
+	p := startUp(t, t.TempDir())
+	_, port, _ := net.SplitHostPort(p.http)
+	post := func(origin string) (int, string) {
+		req, _ := http.NewRequest("POST", "http://"+p.http+"/demo/scale", strings.NewReader(`{"instances":4}`))
+		req.Host = "paas-monitor.localhost:" + port
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := post("http://evil.example"); code != http.StatusForbidden {
+		t.Errorf("scale from another site: %d %q, want 403", code, body)
+	}
+	if st := p.status(t); st.Wanted != 3 {
+		t.Fatalf("wanted %d after a refused scale, want 3", st.Wanted)
+	}
+	if code, body := post("http://paas-monitor.localhost:" + port); code != 200 {
+		t.Fatalf("scale from the page: %d %q", code, body)
+	}
+	until(t, "4 live instances", 20*time.Second, func() bool { st := p.status(t); return st.Wanted == 4 && st.Up == 4 })
+	p.stop(t)
 }

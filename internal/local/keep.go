@@ -72,8 +72,9 @@ func saveAccess(dataDir string, s *registry.Snapshot, apps []*spec.App) error {
 // spec's, and the spec's count is the one berth up published last time (or
 // no record of that exists). A spec whose count changed since the last
 // start (an edited file, another --demo-instances) wins. It returns one
-// note per app whose scale was kept, and records the specs' counts.
-func keepScale(ctx context.Context, kv clientv3.KV, k registry.Keys, dataDir string, apps []*spec.App) ([]string, error) {
+// note per app whose scale was kept (naming the command cli to undo it),
+// and records the specs' counts.
+func keepScale(ctx context.Context, kv clientv3.KV, k registry.Keys, dataDir, cli string, apps []*spec.App) ([]string, error) {
 	last := readState(dataDir)
 	var notes []string
 	for _, a := range apps {
@@ -85,8 +86,8 @@ func keepScale(ctx context.Context, kv clientv3.KV, k registry.Keys, dataDir str
 		prev, known := last[a.Name]
 		if stored != nil && stored.Instances != given && (!known || prev.Instances == 0 || prev.Instances == given) {
 			a.Instances = stored.Instances
-			notes = append(notes, fmt.Sprintf("%s: keeping %d instance(s) as scaled (the spec says %d; berth scale %s %d goes back)",
-				a.Name, stored.Instances, given, a.Name, given))
+			notes = append(notes, fmt.Sprintf("%s: keeping %d instance(s) as scaled (the spec says %d: %s scale %s %d goes back)",
+				a.Name, stored.Instances, given, cli, a.Name, given))
 		}
 		prev.Instances = given
 		last[a.Name] = prev

@@ -57,14 +57,14 @@ func TestKeepScale(t *testing.T) {
 				}
 			}
 			a := testApp(t, c.given)
-			notes, err := keepScale(ctx, cli, k, dir, []*spec.App{a})
+			notes, err := keepScale(ctx, cli, k, dir, "./berth", []*spec.App{a})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if a.Instances != c.want {
 				t.Errorf("instances %d, want %d", a.Instances, c.want)
 			}
-			if got := len(notes) == 1 && strings.Contains(notes[0], "keeping"); got != c.note {
+			if got := len(notes) == 1 && strings.Contains(notes[0], "keeping") && strings.Contains(notes[0], "./berth scale web"); got != c.note {
 				t.Errorf("notes %q, want a note: %v", notes, c.note)
 			}
 			if got := readState(dir)["web"].Instances; got != c.given {

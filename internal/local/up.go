@@ -138,7 +138,7 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 	cli := ccs.agent
 	keys, _ := registry.NewKeys("")
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	notes, err := keepScale(rctx, ccs.operator, keys, cfg.DataDir, cfg.Apps)
+	notes, err := keepScale(rctx, ccs.operator, keys, cfg.DataDir, banner{cli: cfg.CLI}.command(), cfg.Apps)
 	if err != nil {
 		cancel()
 		return fmt.Errorf("etcd at %s: %w", strings.Join(endpoints, ","), err)

@@ -62,6 +62,9 @@ demo app. Ctrl-C stops everything cleanly; the next start finds its data again.
 certificates and etcd auth, each component acting as its role's user.`,
 		Example: "  berth up --demo\n  berth up --secure --demo\n  berth up examples/demo-exec.yaml",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("log-level") && os.Getenv("BERTH_LOG_LEVEL") == "" {
+				g.LogLevel = "warn" // the banner says what runs; --log-level info adds each step
+			}
 			return runUp(cmd.Context(), g, opts, args)
 		},
 	}

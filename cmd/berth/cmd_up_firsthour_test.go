@@ -93,6 +93,11 @@ func TestUpBannerHintsAsInvoked(t *testing.T) {
 			t.Errorf("banner lacks %q:\n%s", want, out)
 		}
 	}
+	// Info logs ("instance up", ...) stay out of the banner's way unless
+	// asked for with --log-level.
+	if logs := p.errOut.String(); strings.Contains(logs, "instance up") {
+		t.Errorf("info logs by default:\n%s", logs)
+	}
 	p.stop(t)
 }
 

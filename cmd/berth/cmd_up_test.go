@@ -54,6 +54,11 @@ func (o *upOutput) WriteString(s string) {
 	o.b.WriteString(s)
 }
 
+func (o *upOutput) Write(b []byte) (int, error) {
+	o.WriteString(string(b))
+	return len(b), nil
+}
+
 func (o *upOutput) String() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -63,23 +68,23 @@ func (o *upOutput) String() string {
 // upProcess is "berth up --demo" running as a subprocess.
 type upProcess struct {
 	cmd                  *exec.Cmd
-	out                  *upOutput
+	out, errOut          *upOutput // stdout (the banner), stderr (logs)
 	http, dns, etcd, dir string
 }
 
 func startUp(t *testing.T, dir string, extra ...string) *upProcess {
 	t.Helper()
 	addrs := freeAddrs(t, 3)
-	p := &upProcess{out: &upOutput{}, http: addrs[0], dns: addrs[1], dir: dir}
+	p := &upProcess{out: &upOutput{}, errOut: &upOutput{}, http: addrs[0], dns: addrs[1], dir: dir}
 	_, etcdPort, _ := net.SplitHostPort(addrs[2])
 	p.etcd = "http://127.0.0.1:" + etcdPort
 	self, _ := os.Executable()
 	args := append([]string{"up", "--demo", "--data-dir", dir, "--etcd-port", etcdPort, "--listen", p.http, "--dns-listen", p.dns,
-		"--admin", "", "--demo-idle-timeout", "3s", "--min-uptime", "1s", "--passivate-every", "300ms", "--log-level", "warn"}, extra...)
+		"--admin", "", "--demo-idle-timeout", "3s", "--min-uptime", "1s", "--passivate-every", "300ms"}, extra...)
 	p.cmd = exec.Command(self, args...)
 	p.cmd.Env = append(os.Environ(), "BERTH_TEST_AS_MAIN=1")
 	stdout, _ := p.cmd.StdoutPipe()
-	p.cmd.Stderr = os.Stderr
+	p.cmd.Stderr = io.MultiWriter(os.Stderr, p.errOut)
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

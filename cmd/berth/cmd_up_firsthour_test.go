@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,6 +15,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/berthproject/berth/internal/demoapp"
 	"github.com/berthproject/berth/internal/registry"
 )
 
@@ -36,6 +40,16 @@ func TestUpRestartKeepsWhatTheUserDid(t *testing.T) {
 		t.Fatalf("scale: %s", errOut)
 	}
 	until(t, "4 live instances", 20*time.Second, func() bool { st := p.status(t); return st.Up == 4 && st.Wanted == 4 })
+	// A deploy of 1.1.0 at that scale.
+	code, specJSON, errOut := berth(t, "demo-app", "--spec", "1.1.0")
+	if code != 0 {
+		t.Fatalf("demo-app --spec: %s", errOut)
+	}
+	specFile := filepath.Join(t.TempDir(), "pm.json")
+	os.WriteFile(specFile, []byte(strings.Replace(specJSON, `"instances": 3`, `"instances": 4`, 1)), 0o600)
+	if code, out, errOut := berth(t, "deploy", specFile, "--wait", "--etcd-endpoints", p.etcd); code != 0 {
+		t.Fatalf("deploy: %s %s", out, errOut)
+	}
 	p.get(t, "/status")
 	var last string
 	until(t, "a last access", 10*time.Second, func() bool { last = p.status(t).LastAccess; return last != "" })
@@ -43,8 +57,13 @@ func TestUpRestartKeepsWhatTheUserDid(t *testing.T) {
 
 	before := time.Now()
 	p = startUp(t, dir, "--demo-idle-timeout", "1m")
-	if out := p.out.String(); !strings.Contains(out, "keeping 4 instance(s) as scaled") || !strings.Contains(out, "4/4 up") {
-		t.Errorf("banner after the restart:\n%s\nwant the scale kept and 4/4 up", out)
+	if out := p.out.String(); !strings.Contains(out, "keeping version 1.1.0 as deployed") || !strings.Contains(out, "4 instance(s) as scaled") ||
+		!strings.Contains(out, "4/4 up") {
+		t.Errorf("banner after the restart:\n%s\nwant the deploy and the scale kept and 4/4 up", out)
+	}
+	var answer demoapp.Status
+	if code, _, body := p.get(t, "/status"); code != 200 || json.Unmarshal(body, &answer) != nil || answer.Version != "1.1.0" {
+		t.Errorf("after the restart the app answers %d %q, want version 1.1.0 (deployed)", code, body)
 	}
 	if st := p.status(t); st.Wanted != 4 || st.LastAccess != last {
 		t.Errorf("after the restart: wanted %d, last access %q; want 4 and %q", st.Wanted, st.LastAccess, last)

@@ -1,12 +1,14 @@
 package local
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -16,17 +18,18 @@ import (
 )
 
 // stateFile, in the data directory, is what berth up remembers of its
-// apps between runs: the instance count of each app as berth up last
-// published it from its spec (a file or --demo), so that the next start
-// can tell a scale the user made in between (keep it) from a spec whose
-// count was edited (publish it); and each app's last access when it
-// stopped, which a clean stop would otherwise lose with its leases.
+// apps between runs: each app's spec as berth up last published it (from a
+// file or --demo), so that the next start can tell what the user changed
+// in between (a scale, a deploy: kept) from a spec that was edited
+// (published); and each app's last access when it stopped, which a clean
+// stop would otherwise lose with its leases.
 const stateFile = "up-state.json"
 
 // appState is one app's entry in stateFile.
 type appState struct {
-	Instances    int   `json:"instances,omitempty"`    // in its spec, as last published
-	LastAccessMS int64 `json:"lastAccessMs,omitempty"` // unix ms, at the last stop
+	Spec         json.RawMessage `json:"spec,omitempty"`         // as last published from the given spec
+	Instances    int             `json:"instances,omitempty"`    // its instance count
+	LastAccessMS int64           `json:"lastAccessMs,omitempty"` // unix ms, at the last stop
 }
 
 // upState is the content of stateFile: app → its state.
@@ -36,7 +39,7 @@ func readState(dataDir string) upState {
 	st := upState{}
 	b, err := os.ReadFile(filepath.Join(dataDir, stateFile))
 	if err == nil {
-		_ = json.Unmarshal(b, &st) // an unreadable record is no record: the stored scale is kept
+		_ = json.Unmarshal(b, &st) // an unreadable record is no record: a stored scale is kept
 	}
 	return st
 }
@@ -67,32 +70,76 @@ func saveAccess(dataDir string, s *registry.Snapshot, apps []*spec.App) error {
 	return st.write(dataDir)
 }
 
-// keepScale sets each app's Instances to what is stored in etcd when the
-// user scaled it since the last berth up: the stored count differs from the
-// spec's, and the spec's count is the one berth up published last time (or
-// no record of that exists). A spec whose count changed since the last
-// start (an edited file, another --demo-instances) wins. It returns one
-// note per app whose scale was kept (naming the command cli to undo it),
-// and records the specs' counts.
-func keepScale(ctx context.Context, kv clientv3.KV, k registry.Keys, dataDir, cli string, apps []*spec.App) ([]string, error) {
+// keepChanges decides what a start of berth up publishes, so that it keeps
+// what the user did since the last start:
+//   - no spec stored: the given spec is published;
+//   - the given spec is the one published last time: the stored spec is
+//     the user's (scaled, deployed, applied) and stays as it is; apps[i]
+//     becomes the stored spec and publish[i] is false;
+//   - the given spec changed since (an edited file, other --demo flags): it
+//     is published, but a scale the user made stays unless the given
+//     instance count is what changed;
+//   - no record of the last start: published, keeping a stored count that
+//     differs.
+//
+// It returns one note per app it kept something of (naming cli, the
+// command to undo a scale), and records the given specs.
+func keepChanges(ctx context.Context, kv clientv3.KV, k registry.Keys, dataDir, cli string, apps []*spec.App) (publish []bool, notes []string, err error) {
 	last := readState(dataDir)
-	var notes []string
-	for _, a := range apps {
-		given := a.Instances
+	publish = make([]bool, len(apps))
+	for i, a := range apps {
+		given, err := json.Marshal(a)
+		if err != nil {
+			return nil, nil, err
+		}
 		stored, err := storedApp(ctx, kv, k, a.Name)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		prev, known := last[a.Name]
-		if stored != nil && stored.Instances != given && (!known || prev.Instances == 0 || prev.Instances == given) {
-			a.Instances = stored.Instances
-			notes = append(notes, fmt.Sprintf("%s: keeping %d instance(s) as scaled (the spec says %d: %s scale %s %d goes back)",
-				a.Name, stored.Instances, given, cli, a.Name, given))
+		n := a.Instances
+		switch {
+		case stored == nil:
+			publish[i] = true
+		case known && bytes.Equal(prev.Spec, given):
+			if note := changedNote(cli, a, stored); note != "" {
+				notes = append(notes, note)
+			}
+			apps[i] = stored
+		default:
+			publish[i] = true
+			if stored.Instances != n && (!known || prev.Instances == n) {
+				a.Instances = stored.Instances
+				notes = append(notes, fmt.Sprintf("%s: keeping %d instance(s) as scaled (the spec says %d: %s scale %s %d goes back)",
+					a.Name, stored.Instances, n, cli, a.Name, n))
+			}
 		}
-		prev.Instances = given
+		prev.Spec, prev.Instances = given, n
 		last[a.Name] = prev
 	}
-	return notes, last.write(dataDir)
+	return publish, notes, last.write(dataDir)
+}
+
+// changedNote says what of the stored spec differs from the given one, ""
+// if nothing.
+func changedNote(cli string, given, stored *spec.App) string {
+	var what []string
+	if stored.Version != given.Version {
+		what = append(what, fmt.Sprintf("version %s as deployed (the spec says %s: %s rollback or deploy goes back)", stored.Version, given.Version, cli))
+	}
+	if stored.Instances != given.Instances {
+		what = append(what, fmt.Sprintf("%d instance(s) as scaled (the spec says %d: %s scale %s %d goes back)",
+			stored.Instances, given.Instances, cli, given.Name, given.Instances))
+	}
+	if len(what) == 0 {
+		a, _ := json.Marshal(given)
+		b, _ := json.Marshal(stored)
+		if bytes.Equal(a, b) {
+			return ""
+		}
+		what = append(what, "the spec as applied since the last start")
+	}
+	return given.Name + ": keeping " + strings.Join(what, ", ")
 }
 
 // storedApp reads an app's spec from etcd; nil if there is none or it does

@@ -25,50 +25,66 @@ func testApp(t *testing.T, instances int) *spec.App {
 	return a
 }
 
-// TestKeepScale: a start of berth up keeps a scale the user made since the
-// last start, unless the spec's own count changed since then.
-func TestKeepScale(t *testing.T) {
+// TestKeepChanges: a start of berth up keeps what the user did since the
+// last start (a scale, a deploy), unless the given spec changed since.
+func TestKeepChanges(t *testing.T) {
+	app := func(instances int, version string, idle time.Duration) *spec.App {
+		a := testApp(t, instances)
+		a.Version, a.IdleTimeout = version, spec.Duration(idle)
+		return a
+	}
 	for _, c := range []struct {
-		name        string
-		record      int // instances berth up published last time (0: no record)
-		stored      int // in etcd now (0: no spec stored)
-		given, want int
-		note        bool
+		name           string
+		record, stored *spec.App // published last time (nil: no record), in etcd now (nil: none)
+		given          *spec.App
+		publish        bool
+		wantN          int
+		wantVersion    string
+		note           string // "" for none
 	}{
-		{name: "first start", given: 3, want: 3},
-		{name: "unchanged", record: 3, stored: 3, given: 3, want: 3},
-		{name: "scaled by the user", record: 3, stored: 10, given: 3, want: 10, note: true},
-		{name: "spec edited since", record: 3, stored: 10, given: 5, want: 5},
-		{name: "no record of the last start", stored: 10, given: 3, want: 10, note: true},
+		{name: "first start", given: app(3, "1.0.0", 0), publish: true, wantN: 3, wantVersion: "1.0.0"},
+		{name: "unchanged", record: app(3, "1.0.0", 0), stored: app(3, "1.0.0", 0), given: app(3, "1.0.0", 0), wantN: 3, wantVersion: "1.0.0"},
+		{name: "scaled by the user", record: app(3, "1.0.0", 0), stored: app(10, "1.0.0", 0), given: app(3, "1.0.0", 0),
+			wantN: 10, wantVersion: "1.0.0", note: "web: keeping 10 instance(s) as scaled (the spec says 3: ./berth scale web 3 goes back)"},
+		{name: "deployed by the user", record: app(3, "1.0.0", 0), stored: app(3, "1.1.0", 0), given: app(3, "1.0.0", 0),
+			wantN: 3, wantVersion: "1.1.0", note: "web: keeping version 1.1.0 as deployed"},
+		{name: "count edited since", record: app(3, "1.0.0", 0), stored: app(10, "1.0.0", 0), given: app(5, "1.0.0", 0),
+			publish: true, wantN: 5, wantVersion: "1.0.0"},
+		{name: "other field edited, scaled", record: app(3, "1.0.0", time.Minute), stored: app(10, "1.0.0", time.Minute), given: app(3, "1.0.0", 2*time.Minute),
+			publish: true, wantN: 10, wantVersion: "1.0.0", note: "web: keeping 10 instance(s) as scaled"},
+		{name: "no record of the last start", stored: app(10, "1.0.0", 0), given: app(3, "1.0.0", 0),
+			publish: true, wantN: 10, wantVersion: "1.0.0", note: "web: keeping 10 instance(s) as scaled"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, cli := etcdtest.New(t)
 			k, _ := registry.NewKeys("")
 			ctx := context.Background()
 			dir := t.TempDir()
-			if c.record > 0 {
-				if err := (upState{"web": {Instances: c.record}}).write(dir); err != nil {
+			if c.record != nil {
+				b, _ := json.Marshal(c.record)
+				if err := (upState{"web": {Spec: b, Instances: c.record.Instances}}).write(dir); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if c.stored > 0 {
-				if err := registry.PublishApp(ctx, cli, k, testApp(t, c.stored)); err != nil {
+			if c.stored != nil {
+				if err := registry.PublishApp(ctx, cli, k, c.stored); err != nil {
 					t.Fatal(err)
 				}
 			}
-			a := testApp(t, c.given)
-			notes, err := keepScale(ctx, cli, k, dir, "./berth", []*spec.App{a})
+			apps := []*spec.App{c.given}
+			given := c.given.Instances
+			publish, notes, err := keepChanges(ctx, cli, k, dir, "./berth", apps)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if a.Instances != c.want {
-				t.Errorf("instances %d, want %d", a.Instances, c.want)
+			if publish[0] != c.publish || apps[0].Instances != c.wantN || apps[0].Version != c.wantVersion {
+				t.Errorf("publish %v, %d instances, version %s; want %v, %d, %s", publish[0], apps[0].Instances, apps[0].Version, c.publish, c.wantN, c.wantVersion)
 			}
-			if got := len(notes) == 1 && strings.Contains(notes[0], "keeping") && strings.Contains(notes[0], "./berth scale web"); got != c.note {
-				t.Errorf("notes %q, want a note: %v", notes, c.note)
+			if c.note == "" && len(notes) > 0 || c.note != "" && (len(notes) != 1 || !strings.HasPrefix(notes[0], c.note)) {
+				t.Errorf("notes %q, want %q", notes, c.note)
 			}
-			if got := readState(dir)["web"].Instances; got != c.given {
-				t.Errorf("recorded %d, want the spec's %d", got, c.given)
+			if got := readState(dir)["web"].Instances; got != given {
+				t.Errorf("recorded %d, want the given spec's %d", got, given)
 			}
 		})
 	}

@@ -138,7 +138,7 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 	cli := ccs.agent
 	keys, _ := registry.NewKeys("")
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	notes, err := keepScale(rctx, ccs.operator, keys, cfg.DataDir, banner{cli: cfg.CLI}.command(), cfg.Apps)
+	publish, notes, err := keepChanges(rctx, ccs.operator, keys, cfg.DataDir, banner{cli: cfg.CLI}.command(), cfg.Apps)
 	if err != nil {
 		cancel()
 		return fmt.Errorf("etcd at %s: %w", strings.Join(endpoints, ","), err)
@@ -146,7 +146,10 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 	for _, n := range notes {
 		say("%s", n)
 	}
-	for _, a := range cfg.Apps {
+	for i, a := range cfg.Apps {
+		if !publish[i] {
+			continue
+		}
 		if err := registry.PublishApp(rctx, ccs.operator, keys, a); err != nil {
 			cancel()
 			return fmt.Errorf("etcd at %s: %w", strings.Join(endpoints, ","), err)

@@ -99,10 +99,14 @@ func Parse(data []byte) ([]*App, error) {
 // the document is still validated; a validation error on a field inside
 // one already reported is dropped.
 func parseDocument(n *yaml.Node) (*App, error) {
-	if err := checkAPIVersion(n); err != nil {
-		return nil, err
-	}
 	var c checked
+	if err := checkAPIVersion(n); err != nil {
+		var fe FieldError
+		if errors.Is(err, ErrNewerAPIVersion) || !errors.As(err, &fe) || fe.Path == "" {
+			return nil, err // a newer format, or no mapping: nothing more to say
+		}
+		c.errs, c.badPaths = append(c.errs, fe), append(c.badPaths, "apiVersion")
+	}
 	checkNode(n, reflect.TypeFor[App](), "", &c)
 	for _, b := range c.bad {
 		*b = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: b.Line, Column: b.Column}

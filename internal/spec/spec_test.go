@@ -225,6 +225,10 @@ health: {http: /h, interval: 1s, timeout: 1s}
 			`line 9: idleTimeout: "banana" is not a duration`,
 			`line 10: unknown field "helth" (did you mean "health"?)`,
 		}},
+		{name: "no apiVersion", doc: "name: web\nimage: nginx\ninstances: 0\nports: [{container: 0}]\n", want: []string{
+			`line 1: apiVersion: missing: add "apiVersion: berth/v1" at the top`,
+			"line 4: ports[0].container: must be 1..65535, got 0",
+		}},
 		{name: "json", doc: `{
 	"apiVersion": "berth/v1",
 	"name": "web",

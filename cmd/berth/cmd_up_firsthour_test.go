@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -187,4 +188,46 @@ func TestUpDemoPageScales(t *testing.T) {
 	}
 	until(t, "4 live instances", 20*time.Second, func() bool { st := p.status(t); return st.Wanted == 4 && st.Up == 4 })
 	p.stop(t)
+}
+
+// TestUpDemoPageButtons drives the demo page in headless Chromium: + scales
+// the app (one instance more, and its row appears), Kill makes an instance
+// exit and a new one take its place, and Pause counts down to the sleep,
+// after which the app is passivated; Resume wakes it.
+func TestUpDemoPageButtons(t *testing.T) {
+	p := startUp(t, t.TempDir())
+	_, port, _ := net.SplitHostPort(p.http)
+	page := openPage(t, "http://paas-monitor.localhost:"+port+"/")
+	rows := `String(new Set([...document.querySelectorAll('#rows tr')].filter(r => r.className === 'fresh').map(r => r.dataset.instance)).size)`
+	page.waitFor("the page shows the instances", rows, "3", 20*time.Second)
+	page.waitFor("the scale control", `document.getElementById('scale-n').textContent`, "3", 10*time.Second)
+
+	page.eval(`document.getElementById('scale-up').click()`)
+	until(t, "4 instances wanted and live", 20*time.Second, func() bool { st := p.status(t); return st.Wanted == 4 && st.Up == 4 })
+	page.waitFor("the fourth row", rows, "4", 20*time.Second)
+
+	pids := `String(document.querySelectorAll('#rows tr').length)`
+	before := page.eval(pids)
+	page.eval(`document.getElementById('kill').click()`)
+	page.waitFor("a new row for the replacement", pids, fmt.Sprint(mustAtoi(t, before)+1), 20*time.Second)
+	if failed := page.eval(`document.getElementById('failed').textContent`); failed != "0" {
+		t.Errorf("%s requests failed around the kill, want 0 (the router retries)", failed)
+	}
+
+	page.eval(`document.getElementById('pause').click()`)
+	page.waitFor("the countdown", `/^sleeps in 0:0[0-3]/.test(document.getElementById('sleep-state').textContent) ? 'yes' : document.getElementById('sleep-state').textContent`, "yes", 5*time.Second)
+	until(t, "passivation", 30*time.Second, func() bool { return p.status(t).Current == "passivated" })
+	page.waitFor("the page says asleep", `document.getElementById('sleep-state').textContent`, "asleep: resume to wake it", 10*time.Second)
+	page.eval(`document.getElementById('pause').click()`)
+	page.waitFor("the wake", `/^awake \(woke up/.test(document.getElementById('sleep-state').textContent) ? 'yes' : document.getElementById('sleep-state').textContent`, "yes", 20*time.Second)
+	p.stop(t)
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	var n int
+	if _, err := fmt.Sscan(s, &n); err != nil {
+		t.Fatalf("%q is no number", s)
+	}
+	return n
 }

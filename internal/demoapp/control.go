@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -46,6 +48,12 @@ func (c *control) scale(w http.ResponseWriter, r *http.Request) {
 	}
 	if c.url == "" {
 		http.Error(w, "no control endpoint: scaling from the page works under berth up --demo (elsewhere: berth scale)", http.StatusNotImplemented)
+		return
+	}
+	if !localName(r.Host) {
+		// berth up routes <app>.anything to the app: a page of another
+		// domain whose name resolves to 127.0.0.1 is not the demo's.
+		http.Error(w, "scaling from the page works on its *.localhost address only", http.StatusForbidden)
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1024))
@@ -101,4 +109,18 @@ type State struct {
 // ScaleRequest is the body of POST /scale.
 type ScaleRequest struct {
 	Instances int `json:"instances"`
+}
+
+// localName reports whether host (with or without a port) names this
+// machine: localhost, *.localhost or a loopback address.
+func localName(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

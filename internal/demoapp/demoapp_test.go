@@ -20,6 +20,9 @@ func TestControlsRefuseOtherSites(t *testing.T) {
 	post := func(path string, hdr ...string) (int, string) {
 		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(`{"instances":2}`))
 		req.Host = "paas-monitor.localhost:8080"
+		if len(hdr) > 0 && hdr[0] == "Host" {
+			req.Host, hdr = hdr[1], hdr[2:]
+		}
 		for i := 0; i+1 < len(hdr); i += 2 {
 			req.Header.Set(hdr[i], hdr[i+1])
 		}
@@ -76,6 +79,45 @@ func TestPageStructure(t *testing.T) {
 		`id="pause"`, `id="sleep-state"`, `id="idle"`, "fetch('/demo/scale'", "fetch('/demo/state'", "X-Berth-Cold-Start"} {
 		if !strings.Contains(page, id) {
 			t.Errorf("page lacks %s", id)
+		}
+	}
+}
+
+// TestScaleOnlyOnLocalNames: with a control endpoint, the page may scale
+// only on a name of this machine: berth up routes paas-monitor.anything to
+// the demo, and a foreign domain resolving to 127.0.0.1 is not its page.
+func TestScaleOnlyOnLocalNames(t *testing.T) {
+	ctl := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer tok" {
+			http.Error(w, "unauthorized", 401)
+			return
+		}
+		w.Write([]byte(`{"from":3,"to":2}`))
+	}))
+	defer ctl.Close()
+	t.Setenv(EnvControl, ctl.URL)
+	t.Setenv(EnvToken, "tok")
+	srv := httptest.NewServer(Handler(func(int) {}))
+	defer srv.Close()
+	for _, c := range []struct {
+		host string
+		want int
+	}{
+		{"paas-monitor.localhost:8080", 200},
+		{"127.0.0.1:8080", 200},
+		{"paas-monitor.evil.example:8080", 403},
+	} {
+		req, _ := http.NewRequest("POST", srv.URL+"/demo/scale", strings.NewReader(`{"instances":2}`))
+		req.Host = c.host
+		req.Header.Set("Origin", "http://"+c.host)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("scale on %s: %d %q, want %d", c.host, resp.StatusCode, b, c.want)
 		}
 	}
 }

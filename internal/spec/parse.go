@@ -65,10 +65,14 @@ func (e *FileErrors) Error() string {
 }
 
 // Parse decodes every YAML document in data strictly, applies defaults and
-// validates each app. The error lists every problem, each with its path.
+// validates each app. The error lists every problem of every document,
+// each with its line and path (and, in a file of several documents, the
+// document's number).
 func Parse(data []byte) ([]*App, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var apps []*App
+	var all Errors
+	docs := 0
 	for doc := 0; ; doc++ {
 		var n yaml.Node
 		err := dec.Decode(&n)
@@ -78,14 +82,30 @@ func Parse(data []byte) ([]*App, error) {
 		if err != nil {
 			return nil, fmt.Errorf("not valid YAML: %w", err)
 		}
+		docs++
 		app, err := parseDocument(&n)
-		if err != nil {
-			if doc > 0 || len(apps) > 0 {
-				return nil, fmt.Errorf("document %d: %w", doc+1, err)
+		var es Errors
+		switch {
+		case err == nil:
+			apps = append(apps, app)
+		case errors.As(err, &es):
+			for _, e := range es {
+				e.Doc = doc + 1
+				all = append(all, e)
 			}
+		case doc > 0:
+			return nil, fmt.Errorf("document %d: %w", doc+1, err)
+		default:
 			return nil, err
 		}
-		apps = append(apps, app)
+	}
+	if len(all) > 0 {
+		if docs == 1 {
+			for i := range all {
+				all[i].Doc = 0
+			}
+		}
+		return nil, all
 	}
 	if len(apps) == 0 {
 		return nil, errors.New("no app spec found (the file is empty)")
@@ -153,6 +173,9 @@ func nodeLines(n *yaml.Node, path string, lines map[string]int) {
 			nodeLines(c, path, lines)
 		}
 	case yaml.MappingNode:
+		if _, seen := lines[path]; !seen {
+			lines[path] = n.Line
+		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			p := joinPath(path, n.Content[i].Value)
 			if _, seen := lines[p]; !seen {
@@ -170,7 +193,8 @@ func nodeLines(n *yaml.Node, path string, lines map[string]int) {
 }
 
 // lineOf is the line of path, or of its nearest ancestor in the file (a
-// field filled by a default); 0 for a field missing at the top.
+// field filled by a default), or of the document's first field (a field
+// missing at the top).
 func lineOf(path string, lines map[string]int) int {
 	for path != "" {
 		if l, ok := lines[path]; ok {
@@ -178,11 +202,11 @@ func lineOf(path string, lines map[string]int) int {
 		}
 		i := strings.LastIndexAny(path, ".[")
 		if i < 0 {
-			return 0
+			break
 		}
 		path = path[:i]
 	}
-	return 0
+	return lines[""]
 }
 
 // under reports whether path is one of paths or inside one of them.

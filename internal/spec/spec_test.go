@@ -275,3 +275,22 @@ func TestParseFileListsProblems(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestEveryDocumentsErrors: problems in several documents of one file are
+// all reported, each naming its document and line.
+func TestEveryDocumentsErrors(t *testing.T) {
+	_, err := Parse([]byte(minimal + "instances: -1\n---\napiVersion: berth/v1\nname: api\nports: [{container: 70000}]\n"))
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 3 {
+		t.Fatalf("got %v, want 3 problems", err)
+	}
+	for i, want := range []string{
+		"document 1, line 4: instances: must be 1..1000, got -1",
+		"document 2, line 6: image: missing",
+		"document 2, line 8: ports[0].container: must be 1..65535, got 70000",
+	} {
+		if !strings.HasPrefix(es[i].Error(), want) {
+			t.Errorf("problem %d: %q, want %q", i, es[i].Error(), want)
+		}
+	}
+}

@@ -89,7 +89,7 @@ func TestPageStructure(t *testing.T) {
 func TestScaleOnlyOnLocalNames(t *testing.T) {
 	ctl := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer tok" {
-			http.Error(w, "unauthorized", 401)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
 		w.Write([]byte(`{"from":3,"to":2}`))

@@ -59,6 +59,8 @@ type pageData struct {
 	Message    string `json:"error"`
 	RetryAfter int    `json:"retryAfter,omitempty"`
 	Progress   string `json:"progress,omitempty"` // waiting page: instances up, time since the wake
+	Up         int    `json:"up,omitempty"`       // waiting page: instances up (the progress bar's value)
+	Wanted     int    `json:"wanted,omitempty"`   // waiting page: instances asked for, at least 1 (the bar's maximum)
 }
 
 // wantsHTML reports whether the client is a browser asking for a page.

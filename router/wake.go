@@ -103,9 +103,10 @@ func (w *Waker) Wait(rw http.ResponseWriter, req *http.Request, app string) bool
 	w.wake(tctx, app)
 	cancel()
 	if isBrowser(req) {
-		w.r.pages.serve(rw, acceptOfRequest(req), pageWaiting, pageData{Status: http.StatusServiceUnavailable, Host: req.Host, App: app,
-			Message: app + " was asleep and is starting now; this page reloads until it is up.", RetryAfter: 1,
-			Progress: w.progress(app)})
+		d := pageData{Status: http.StatusServiceUnavailable, Host: req.Host, App: app,
+			Message: app + " was asleep and is starting now; this page reloads until it is up.", RetryAfter: 1}
+		d.Progress, d.Up, d.Wanted = w.progress(app)
+		w.r.pages.serve(rw, acceptOfRequest(req), pageWaiting, d)
 		return true
 	}
 	q := w.queue(app)
@@ -149,19 +150,21 @@ func (w *Waker) queue(app string) *int64 {
 }
 
 // progress describes a waking app for the waiting page: instances up of
-// those asked for, and how long ago the start began.
-func (w *Waker) progress(app string) string {
+// those asked for (also as numbers, for the progress bar), and how long
+// ago the start began.
+func (w *Waker) progress(app string) (desc string, up, wanted int) {
 	rt := w.r.table.Load().apps[app]
 	if rt == nil {
-		return ""
+		return "", 0, 0
 	}
-	up := fmt.Sprintf("%d", len(rt.upstreams))
-	if rt.instances > 0 {
-		up += fmt.Sprintf(" of %d", rt.instances)
+	up, wanted = len(rt.upstreams), rt.instances
+	desc = fmt.Sprintf("%d", up)
+	if wanted > 0 {
+		desc += fmt.Sprintf(" of %d", wanted)
 	}
-	p := up + " instance(s) up"
+	desc += " instance(s) up"
 	if rt.since > 0 && rt.status == registry.StatusStarting {
-		p += fmt.Sprintf(", starting for %s", time.Since(time.UnixMilli(rt.since)).Round(time.Second))
+		desc += fmt.Sprintf(", starting for %s", time.Since(time.UnixMilli(rt.since)).Round(time.Second))
 	}
-	return p
+	return desc, up, max(wanted, up, 1)
 }

@@ -115,6 +115,10 @@ func TestWakeBrowserGetsWaitingPage(t *testing.T) {
 		!strings.Contains(body, `http-equiv="refresh"`) || !strings.Contains(body, "sleepy") || !strings.Contains(body, "0 instance(s) up") {
 		t.Fatalf("waiting page: %d %v %q", resp.StatusCode, resp.Header, body)
 	}
+	// Nothing is up yet: the bar shows 0, not an indeterminate animation.
+	if !strings.Contains(body, `<progress value="0" max="1">`) {
+		t.Errorf("waiting page's progress bar: %q, want value 0", body)
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		resp, body = e.get("sleepy.example.com", "/", "Accept", "text/html")

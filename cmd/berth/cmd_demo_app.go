@@ -58,7 +58,7 @@ func newDemoAppCommand(g *GlobalOptions) *cobra.Command {
 
 func runDemoApp(ctx context.Context, g *GlobalOptions, o DemoAppOptions) error {
 	if o.Spec != "" {
-		a, err := demoSpec(3, 30*time.Second)
+		a, err := demoSpec(3, demoIdleTimeout)
 		if err != nil {
 			return err
 		}

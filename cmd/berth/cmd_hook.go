@@ -116,7 +116,7 @@ func withHooks(ctx context.Context, g *GlobalOptions, o *HookOptions, timeout ti
 	if err != nil {
 		return err
 	}
-	cli, k, err := o.Etcd.Connect()
+	cli, k, err := o.Etcd.connect()
 	if err != nil {
 		return err
 	}

@@ -116,11 +116,24 @@ func printRouteRows(w io.Writer, rows []view.RouteRow, asJSON bool) error {
 		return json.NewEncoder(w).Encode(rows)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tAPP\tBACKENDS")
+	fmt.Fprintln(tw, "HOST\tAPP\tUP\tBACKENDS")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Host, r.App, dash(strings.Join(r.Backends, ",")))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Host, r.App, upColumn(r), dash(strings.Join(r.Backends, ",")))
 	}
 	return tw.Flush()
+}
+
+// up is the UP column: live of wanted, and what is on its way.
+func upColumn(r view.RouteRow) string {
+	switch {
+	case r.Asleep && len(r.Backends) == 0:
+		return "asleep (the next request wakes it)"
+	case r.Asleep:
+		return fmt.Sprintf("%d (going to sleep)", len(r.Backends))
+	case r.Starting > 0:
+		return fmt.Sprintf("%d/%d (%d starting)", len(r.Backends), r.Wanted, r.Starting)
+	}
+	return fmt.Sprintf("%d/%d", len(r.Backends), r.Wanted)
 }
 
 func dash(s string) string {

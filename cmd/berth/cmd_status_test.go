@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/berthproject/berth/internal/etcdtest"
 	"github.com/berthproject/berth/internal/registry"
 )
@@ -28,8 +30,11 @@ func TestStatusAndRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Two of the three instances are live: the third is on its way (a
+	// scale just made says so, rather than showing fewer backends).
 	code, out, errOut := berth(t, "routes", "--etcd-endpoints", srv.Endpoint)
-	if code != 0 || !strings.Contains(out, "paas-monitor.example.com") || !strings.Contains(out, "127.0.0.1:8001,127.0.0.1:8002") {
+	if code != 0 || !strings.Contains(out, "paas-monitor.example.com") || !strings.Contains(out, "127.0.0.1:8001,127.0.0.1:8002") ||
+		!strings.Contains(out, " 2/3 (1 starting) ") {
 		t.Fatalf("routes: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	code, out, _ = berth(t, "status", "-o", "json", "--etcd-endpoints", srv.Endpoint)
@@ -45,11 +50,23 @@ func TestStatusAndRoutes(t *testing.T) {
 	if code, out, _ = berth(t, "status", "--etcd-endpoints", srv.Endpoint); code != 0 || !strings.Contains(out, " 2/3 ") {
 		t.Fatalf("status table: exit %d, %q; want UP/WANTED 2/3", code, out)
 	}
+
+	// Passivated, instances gone: routes say it is asleep.
+	if _, err := registry.Update(ctx, cli, k, "paas-monitor", func(*registry.Status) (registry.Status, bool) {
+		return registry.Status{Current: registry.StatusPassivated, Expected: registry.StatusPassivated}, true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	prefix, _ := k.Instance("paas-monitor", "1")
+	cli.Delete(ctx, strings.TrimSuffix(prefix, "1"), clientv3.WithPrefix())
+	if code, out, _ = berth(t, "routes", "--etcd-endpoints", srv.Endpoint); code != 0 || !strings.Contains(out, "asleep (the next request wakes it)") {
+		t.Fatalf("routes of a passivated app: exit %d, %q", code, out)
+	}
 }
 
 func TestUnreachableEtcdNamesEndpoint(t *testing.T) {
 	code, _, errOut := berth(t, "status", "--etcd-endpoints", "127.0.0.1:1", "--etcd-request-timeout", "300ms", "--etcd-dial-timeout", "300ms")
-	if code != exitFailure || !strings.Contains(errOut, "127.0.0.1:1") || !strings.Contains(errOut, "unreachable") {
+	if code != exitFailure || !strings.Contains(errOut, "no etcd at 127.0.0.1:1") {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 }

@@ -45,7 +45,7 @@ func (o *UpOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.API, "api", api.DefaultListen, "HTTP API address (docs/api.md; reads from this machine need no token, the banner prints an admin token); empty disables")
 	f.BoolVar(&o.Demo, "demo", false, "also deploy the demo app (paas-monitor) as berth demo-app instances")
 	f.IntVar(&o.DemoInstances, "demo-instances", 3, "instances of the demo app")
-	f.DurationVar(&o.DemoIdle, "demo-idle-timeout", 2*time.Minute, "idle timeout of the demo app (passivation)")
+	f.DurationVar(&o.DemoIdle, "demo-idle-timeout", demoIdleTimeout, "idle timeout of the demo app (passivation); the banner and the demo page say when it will sleep")
 	f.DurationVar(&o.PassivateEvery, "passivate-every", 10*time.Second, "interval of the passivation pass")
 	f.DurationVar(&o.MinUptime, "min-uptime", time.Minute, "never passivate an app started less than this long ago")
 	f.BoolVar(&o.Quiet, "quiet", false, "do not print the instances' output")
@@ -65,12 +65,20 @@ demo app. Ctrl-C stops everything cleanly; the next start finds its data again.
 certificates and etcd auth, each component acting as its role's user.`,
 		Example: "  berth up --demo\n  berth up --secure --demo\n  berth up examples/demo-exec.yaml",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("log-level") && os.Getenv("BERTH_LOG_LEVEL") == "" {
+				g.LogLevel = "warn" // the banner says what runs; --log-level info adds each step
+			}
 			return runUp(cmd.Context(), g, opts, args)
 		},
 	}
 	opts.AddFlags(cmd.Flags())
 	return cmd
 }
+
+// demoIdleTimeout is the demo app's idle timeout unless --demo-idle-timeout
+// says otherwise: long enough to read the tutorial's first steps without
+// the page open before the app sleeps.
+const demoIdleTimeout = 3 * time.Minute
 
 // demoSpec is the seed's paas-monitor, as berth demo-app instances.
 func demoSpec(instances int, idle time.Duration) (*spec.App, error) {
@@ -96,7 +104,7 @@ func runUp(ctx context.Context, g *GlobalOptions, o UpOptions, specs []string) e
 		return err
 	}
 	cfg := local.Config{DataDir: o.DataDir, EtcdPort: o.EtcdPort, Endpoints: o.Endpoints, Secure: o.Secure, Listen: o.Listen,
-		DNSListen: o.DNSListen, Admin: o.Admin, API: o.API, PassivateEvery: o.PassivateEvery, MinUptime: o.MinUptime}
+		DNSListen: o.DNSListen, Admin: o.Admin, API: o.API, PassivateEvery: o.PassivateEvery, MinUptime: o.MinUptime, CLI: cliName()}
 	o.Limits.apply(&cfg.Router)
 	if !o.Quiet {
 		cfg.Output = g.stdout
@@ -114,6 +122,7 @@ func runUp(ctx context.Context, g *GlobalOptions, o UpOptions, specs []string) e
 			return fmt.Errorf("demo spec: %w", err)
 		}
 		cfg.Apps = append(cfg.Apps, a)
+		cfg.DemoApp = a.Name
 	}
 	if len(cfg.Apps) == 0 {
 		fmt.Fprintln(g.stdout, "no apps given: running the platform only (berth up --demo adds the demo app)")

@@ -54,6 +54,11 @@ func (o *upOutput) WriteString(s string) {
 	o.b.WriteString(s)
 }
 
+func (o *upOutput) Write(b []byte) (int, error) {
+	o.WriteString(string(b))
+	return len(b), nil
+}
+
 func (o *upOutput) String() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -63,7 +68,7 @@ func (o *upOutput) String() string {
 // upProcess is "berth up --demo" running as a subprocess.
 type upProcess struct {
 	cmd                  *exec.Cmd
-	out                  *upOutput
+	out, errOut          *upOutput // stdout (the banner), stderr (logs)
 	http, dns, etcd, dir string
 	api                  string // the HTTP API's address
 }
@@ -71,16 +76,16 @@ type upProcess struct {
 func startUp(t *testing.T, dir string, extra ...string) *upProcess {
 	t.Helper()
 	addrs := freeAddrs(t, 4)
-	p := &upProcess{out: &upOutput{}, http: addrs[0], dns: addrs[1], dir: dir, api: addrs[3]}
+	p := &upProcess{out: &upOutput{}, errOut: &upOutput{}, http: addrs[0], dns: addrs[1], dir: dir, api: addrs[3]}
 	_, etcdPort, _ := net.SplitHostPort(addrs[2])
 	p.etcd = "http://127.0.0.1:" + etcdPort
 	self, _ := os.Executable()
 	args := append([]string{"up", "--demo", "--data-dir", dir, "--etcd-port", etcdPort, "--listen", p.http, "--dns-listen", p.dns,
-		"--admin", "", "--api", p.api, "--demo-idle-timeout", "3s", "--min-uptime", "1s", "--passivate-every", "300ms", "--log-level", "warn"}, extra...)
+		"--admin", "", "--api", p.api, "--demo-idle-timeout", "3s", "--min-uptime", "1s", "--passivate-every", "300ms"}, extra...)
 	p.cmd = exec.Command(self, args...)
 	p.cmd.Env = append(os.Environ(), "BERTH_TEST_AS_MAIN=1")
 	stdout, _ := p.cmd.StdoutPipe()
-	p.cmd.Stderr = os.Stderr
+	p.cmd.Stderr = io.MultiWriter(os.Stderr, p.errOut)
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -329,6 +334,21 @@ func TestUpDemoPageInBrowser(t *testing.T) {
 	}
 	if len(instances) < 2 {
 		t.Fatalf("the page shows instances %v, want several answering:\n%.2000s", instances, out)
+	}
+	// The chart draws a line per instance; the scale buttons know the
+	// count from berth up's control endpoint; the passivation part knows
+	// the idle timeout.
+	dom := string(out)
+	if n := strings.Count(dom, `class="series"`); n < 2 {
+		t.Errorf("the chart has %d series, want one per answering instance:\n%.3000s", n, dom)
+	}
+	for _, want := range []string{`<span id="scale-n" aria-live="polite">3</span>`, `<b id="idle">3s</b>`, `<div id="sleep-state">awake</div>`} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("the page lacks %s", want)
+		}
+	}
+	if regexp.MustCompile(`id="scale-up"[^>]*disabled`).MatchString(dom) {
+		t.Errorf("the scale button is disabled under berth up --demo")
 	}
 	p.cmd.Process.Signal(syscall.SIGINT)
 	p.cmd.Wait()

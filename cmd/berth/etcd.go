@@ -53,9 +53,19 @@ func (o *EtcdOptions) Keys() (registry.Keys, error) {
 	return k, nil
 }
 
-// Connect returns a client and the key builder: what every command that
-// talks to etcd starts with.
+// Connect returns a client and the key builder: what every operator
+// command that talks to etcd starts with. It fails at once when the etcd
+// is local and refuses connections (probeLocal).
 func (o *EtcdOptions) Connect() (*clientv3.Client, registry.Keys, error) {
+	if err := probeLocal(o.Endpoints); err != nil {
+		return nil, registry.Keys{}, err
+	}
+	return o.connect()
+}
+
+// connect is Connect for daemons and unit hooks, which wait for an etcd
+// that is (re)starting rather than fail fast.
+func (o *EtcdOptions) connect() (*clientv3.Client, registry.Keys, error) {
 	k, err := o.Keys()
 	if err != nil {
 		return nil, k, err
@@ -124,7 +134,7 @@ type follower struct {
 
 // follow connects and builds the watch cache (not started: run cache.Run).
 func (o *EtcdOptions) follow(log logrus.FieldLogger) (*follower, error) {
-	cli, k, err := o.Connect()
+	cli, k, err := o.connect()
 	if err != nil {
 		return nil, err
 	}

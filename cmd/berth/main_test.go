@@ -46,8 +46,8 @@ func TestHelpOfEveryCommand(t *testing.T) {
 }
 
 func TestUnknownFlagIsUsageError(t *testing.T) {
-	if code, _, _ := berth(t, "render", "--bogus"); code != exitUsage {
-		t.Fatalf("got exit %d, want %d", code, exitUsage)
+	if code, _, errOut := berth(t, "render", "--bogus"); code != exitUsage || !strings.Contains(errOut, "unknown flag: --bogus (see berth render --help)") {
+		t.Fatalf("got exit %d, stderr %q; want %d and a pointer to --help", code, errOut, exitUsage)
 	}
 	if code, _, _ := berth(t, "render", "x.yaml"); code != exitUsage {
 		t.Fatalf("render without -o: got exit %d, want %d", code, exitUsage)

@@ -53,6 +53,10 @@ type Exec struct {
 	// "secret:NAME"; the value goes to the process's environment only.
 	// Nil: an app with such a value fails to start, naming it.
 	Secrets func(ctx context.Context, app, name string) ([]byte, error)
+	// AppEnv adds environment variables ("K=V") to the instances of an
+	// app, by app name, after the spec's (default none). berth up --demo
+	// gives the demo's instances its control endpoint this way.
+	AppEnv map[string][]string
 
 	mu    sync.Mutex
 	procs map[string]map[string]*proc // app → instance id → process
@@ -244,6 +248,7 @@ func (e *Exec) runOnce(p *proc, key string, log logrus.FieldLogger) error {
 		}
 		env = append(env, k+"="+v)
 	}
+	env = append(env, e.AppEnv[a.Name]...)
 	// After the spec's env: the instance is registered on this address, so
 	// that is where it listens (not on every interface).
 	env = append(env, "HOST="+e.ip())

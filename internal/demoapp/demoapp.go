@@ -29,8 +29,12 @@ type Status struct {
 	Served   int64  `json:"served"`
 }
 
-// Handler serves / (the page), /status (JSON), /health and POST /stop
-// (the instance exits after answering, as a crash would look).
+// Handler serves / (the page), /status (JSON), /health, POST /stop (the
+// instance exits after answering, as a crash would look), and the page's
+// controls: GET /demo/state and POST /demo/scale, passed on to the control
+// endpoint of berth up --demo when the environment names one
+// (BERTH_DEMO_CONTROL, BERTH_DEMO_TOKEN). POSTs from another site's page
+// are refused (their Origin is not the request's host).
 func Handler(exit func(code int)) http.Handler {
 	host, _ := os.Hostname()
 	started := time.Now().UTC().Format(time.RFC3339)
@@ -54,7 +58,14 @@ func Handler(exit func(code int)) http.Handler {
 			Port: os.Getenv("PORT"), Version: os.Getenv("BERTH_VERSION"), PID: os.Getpid(), Started: started, Served: served.Add(1)})
 	})
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	ctl := controlFromEnv()
+	mux.HandleFunc("GET /demo/state", ctl.state)
+	mux.HandleFunc("POST /demo/scale", ctl.scale)
 	mux.HandleFunc("POST /stop", func(w http.ResponseWriter, r *http.Request) {
+		if !sameOrigin(r) {
+			http.Error(w, "cross-site request refused", http.StatusForbidden)
+			return
+		}
 		w.Write([]byte("stopping instance " + os.Getenv("BERTH_INSTANCE") + "\n"))
 		if f, ok := w.(http.Flusher); ok {
 			f.Flush()

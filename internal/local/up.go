@@ -46,6 +46,8 @@ type Config struct {
 	AccessInterval time.Duration // router access record interval (default 2s)
 	Router         router.Config // the router's limits and timeouts (router's defaults); ID and AccessInterval are set here
 	Output         io.Writer     // instances' output (default discarded)
+	CLI            string        // how the banner names the berth command in its hints (default "berth")
+	DemoApp        string        // the demo app, whose page may scale it through a control endpoint on 127.0.0.1 (default none)
 }
 
 // DefaultDataDir is $XDG_STATE_HOME/berth or ~/.local/state/berth.
@@ -137,11 +139,25 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 	cli := ccs.agent
 	keys, _ := registry.NewKeys("")
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	for _, a := range cfg.Apps {
+	publish, notes, err := keepChanges(rctx, ccs.operator, keys, cfg.DataDir, banner{cli: cfg.CLI}.command(), cfg.Apps)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("etcd at %s: %w", strings.Join(endpoints, ","), err)
+	}
+	for _, n := range notes {
+		say("%s", n)
+	}
+	for i, a := range cfg.Apps {
+		if !publish[i] {
+			continue
+		}
 		if err := registry.PublishApp(rctx, ccs.operator, keys, a); err != nil {
 			cancel()
 			return fmt.Errorf("etcd at %s: %w", strings.Join(endpoints, ","), err)
 		}
+	}
+	if err := restarted(rctx, cli, keys, cfg.Apps, time.Now()); err != nil {
+		log.WithError(err).Warn("mark restarted apps")
 	}
 	cancel()
 
@@ -176,6 +192,15 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 	} else {
 		driver.Secrets = open
 	}
+	if cfg.DemoApp != "" {
+		env, err := serveDemoControl(bg, &demoControl{kv: ccs.operator, keys: keys, app: cfg.DemoApp, every: cfg.PassivateEvery,
+			snapshot: cache.Snapshot, log: log.WithField("component", "demo-control")})
+		if err != nil {
+			stop()
+			return err
+		}
+		driver.AppEnv = map[string][]string{cfg.DemoApp: env}
+	}
 	managed := map[string]bool{}
 	for _, a := range cfg.Apps {
 		managed[a.Name] = true
@@ -194,6 +219,15 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 	if routerOwner != owner {
 		goRun(routerOwner.Run)
 	}
+	select {
+	case <-cache.Synced():
+	case <-ctx.Done():
+	}
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := carryAccess(actx, cache.Snapshot(), keys, cfg.DataDir, rcfg.ID, routerOwner, cfg.Apps); err != nil {
+		log.WithError(err).Warn("carry access records")
+	}
+	cancel()
 	goRun(r.Run)
 	goRun(r.RunHealth)
 	goRun(dns.Run)
@@ -203,6 +237,9 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 	dep := &deploy.Deployer{KV: cli, Keys: keys, Driver: driver, Log: log.WithField("component", "deployer")}
 	goRun(func(ctx context.Context) error { return dep.Run(ctx, cache) })
 	shutdown := func() {
+		if err := saveAccess(cfg.DataDir, cache.Snapshot(), cfg.Apps); err != nil {
+			log.WithError(err).Warn("save last access")
+		}
 		say("stopping instances...")
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -246,38 +283,31 @@ func Up(ctx context.Context, cfg Config, out io.Writer, log *logrus.Logger) erro
 		say("waiting for %s instances...", a.Name)
 		deadline := time.Now().Add(time.Minute)
 		for len(cache.Snapshot().Live(a.Name)) < a.Instances && time.Now().Before(deadline) && ctx.Err() == nil {
-			if st := cache.Snapshot().Status[a.Name]; st != nil && st.Expected == registry.StatusPassivated {
+			if asleep(cache.Snapshot(), a.Name) {
 				break // asleep from an earlier run: the first request wakes it
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		say("  %d/%d up", len(cache.Snapshot().Live(a.Name)), a.Instances)
+		if asleep(cache.Snapshot(), a.Name) {
+			say("  asleep (passivated after %s without requests): the first request wakes it", a.IdleTimeout)
+		} else {
+			say("  %d/%d up", len(cache.Snapshot().Live(a.Name)), a.Instances)
+		}
 	}
-	say("router on http://%s   (admin: http://%s/routes)", hl.Addr(), cfg.Admin)
-	say("dnsd on %s (udp+tcp), zone berth.", ls.UDP[0].LocalAddr())
+	b := banner{cli: cfg.CLI, endpoints: endpoints, secure: secure != nil, router: hl.Addr().String(), admin: cfg.Admin,
+		dns: ls.UDP[0].LocalAddr().String(), minUptime: cfg.MinUptime, every: cfg.PassivateEvery}
+	b.print(out, cache.Snapshot(), cfg.Apps, time.Now())
 	for _, l := range apiLines {
 		say("%s", l)
-	}
-	for _, a := range cfg.Apps {
-		host := a.Name + ".localhost"
-		if len(a.Domains) > 0 {
-			host = strings.TrimPrefix(a.Domains[0], "*.")
-		}
-		_, port, _ := net.SplitHostPort(hl.Addr().String())
-		say("app %s: %d instance(s), idle timeout %s", a.Name, a.Instances, a.IdleTimeout)
-		say("  open   http://%s:%s/", host, port)
-		say("  curl   curl -H 'Host: %s' http://%s/status", host, hl.Addr())
-		dhost, dport, _ := net.SplitHostPort(ls.UDP[0].LocalAddr().String())
-		say("  dig    dig @%s -p %s %s.service.berth SRV", dhost, dport, a.Name)
 	}
 	if secure != nil {
 		say("etcd serves TLS with client certificates and auth; for the CLI (as berth-operator):")
 		for _, e := range cliEnv(endpoints, secure) {
 			say("  export %s", e)
 		}
-		say("status: berth status    (with the environment above; Ctrl-C stops everything)")
+		say("status: %s status    (with the environment above; Ctrl-C stops everything)", b.command())
 	} else {
-		say("status: berth status --etcd-endpoints %s    (Ctrl-C stops everything)", strings.Join(endpoints, ","))
+		say("status: %s status%s    (Ctrl-C stops everything)", b.command(), b.endpointFlag())
 	}
 	daemon.Ready(log)
 

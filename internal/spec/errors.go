@@ -12,6 +12,7 @@ type FieldError struct {
 	Line int    // 1-based line in the YAML file, 0 if unknown
 	Msg  string // what is wrong and how to fix it
 	Err  error  // a sentinel for errors.Is, or nil
+	Doc  int    // 1-based document in a file of several, 0 in a file of one
 }
 
 // Unwrap returns the sentinel behind e, if any.
@@ -19,6 +20,9 @@ func (e FieldError) Unwrap() error { return e.Err }
 
 func (e FieldError) Error() string {
 	var b strings.Builder
+	if e.Doc > 0 {
+		fmt.Fprintf(&b, "document %d, ", e.Doc)
+	}
 	if e.Line > 0 {
 		fmt.Fprintf(&b, "line %d: ", e.Line)
 	}

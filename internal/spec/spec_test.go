@@ -196,3 +196,101 @@ func TestPlainHTTP(t *testing.T) {
 		t.Errorf("Parse: routing %+v", a.Routing)
 	}
 }
+
+// TestEveryErrorWithLines: a spec with wrong types, an unknown field and
+// invalid values reports all of them in one error, in file order, each
+// with its line (the port range among them); a value nested in a bad one
+// is not reported twice.
+func TestEveryErrorWithLines(t *testing.T) {
+	for _, c := range []struct {
+		name, doc string
+		want      []string
+	}{
+		{name: "yaml", doc: `apiVersion: berth/v1
+name: Bad_Name
+image: nginx
+instances: -1
+ports:
+  - container: 70000
+  - container: 80
+    host: lots
+idleTimeout: banana
+helth: {}
+health: {http: /h, interval: 1s, timeout: 1s}
+`, want: []string{
+			`line 2: name: "Bad_Name" is not a valid app name`,
+			"line 4: instances: must be 1..1000, got -1",
+			"line 6: ports[0].container: must be 1..65535, got 70000",
+			`line 8: ports[1].host: must be a whole number, got "lots"`,
+			`line 9: idleTimeout: "banana" is not a duration`,
+			`line 10: unknown field "helth" (did you mean "health"?)`,
+		}},
+		{name: "no apiVersion", doc: "name: web\nimage: nginx\ninstances: 0\nports: [{container: 0}]\n", want: []string{
+			`line 1: apiVersion: missing: add "apiVersion: berth/v1" at the top`,
+			"line 4: ports[0].container: must be 1..65535, got 0",
+		}},
+		{name: "json", doc: `{
+	"apiVersion": "berth/v1",
+	"name": "web",
+	"image": "nginx",
+	"instances": 5000,
+	"ports": [
+		{"container": 0}
+	],
+	"stopTimeout": 7
+}
+`, want: []string{
+			"line 5: instances: must be 1..1000, got 5000",
+			"line 7: ports[0].container: must be 1..65535, got 0",
+			`line 9: stopTimeout:`,
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.doc))
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("got %v, want Errors", err)
+			}
+			if len(es) != len(c.want) {
+				t.Errorf("got %d errors, want %d:\n%v", len(es), len(c.want), err)
+			}
+			for i, w := range c.want {
+				if i < len(es) && !strings.HasPrefix(es[i].Error(), w) {
+					t.Errorf("error %d: %q, want it to start with %q", i, es[i].Error(), w)
+				}
+			}
+		})
+	}
+}
+
+// TestParseFileListsProblems: several problems print one a line as
+// FILE:LINE, the form editors jump to.
+func TestParseFileListsProblems(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "app.yaml")
+	os.WriteFile(p, []byte(minimal+"instances: -1\nports: [{container: 70000}]\n"), 0o600)
+	_, err := ParseFile(p)
+	var es Errors
+	if err == nil || !errors.As(err, &es) || !strings.Contains(err.Error(), "2 problems:\n  "+p+":") ||
+		!strings.Contains(err.Error(), "ports[0].container: must be 1..65535, got 70000") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// TestEveryDocumentsErrors: problems in several documents of one file are
+// all reported, each naming its document and line.
+func TestEveryDocumentsErrors(t *testing.T) {
+	_, err := Parse([]byte(minimal + "instances: -1\n---\napiVersion: berth/v1\nname: api\nports: [{container: 70000}]\n"))
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 3 {
+		t.Fatalf("got %v, want 3 problems", err)
+	}
+	for i, want := range []string{
+		"document 1, line 4: instances: must be 1..1000, got -1",
+		"document 2, line 6: image: missing",
+		"document 2, line 8: ports[0].container: must be 1..65535, got 70000",
+	} {
+		if !strings.HasPrefix(es[i].Error(), want) {
+			t.Errorf("problem %d: %q, want %q", i, es[i].Error(), want)
+		}
+	}
+}

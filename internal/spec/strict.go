@@ -16,15 +16,24 @@ type scalarChecker interface {
 
 var scalarCheckerType = reflect.TypeFor[scalarChecker]()
 
+// checked is what checkNode found: every problem, and the nodes of wrong
+// type (with their paths), which Parse blanks so that the rest of the
+// document can still be decoded and validated.
+type checked struct {
+	errs     Errors
+	bad      []*yaml.Node
+	badPaths []string
+}
+
 // checkNode walks a YAML node against the Go type it will be decoded into
 // and records unknown fields (with a suggestion) and wrong types, each with
 // its field path and line. Decoding proper is left to yaml.v3.
-func checkNode(n *yaml.Node, t reflect.Type, path string, errs *Errors) {
+func checkNode(n *yaml.Node, t reflect.Type, path string, c *checked) {
 	for n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
 	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
-		checkNode(n.Content[0], t, path, errs)
+		checkNode(n.Content[0], t, path, c)
 		return
 	}
 	for t.Kind() == reflect.Pointer {
@@ -34,7 +43,9 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *Errors) {
 		return // an empty value leaves the zero value
 	}
 	bad := func(format string, args ...any) {
-		*errs = append(*errs, FieldError{Path: path, Line: n.Line, Msg: fmt.Sprintf(format, args...)})
+		c.errs = append(c.errs, FieldError{Path: path, Line: n.Line, Msg: fmt.Sprintf(format, args...)})
+		c.bad = append(c.bad, n)
+		c.badPaths = append(c.badPaths, path)
 	}
 	if t.Implements(scalarCheckerType) {
 		if n.Kind != yaml.ScalarNode {
@@ -61,10 +72,10 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *Errors) {
 				if s := suggest(key.Value, fieldNames(fields)); s != "" {
 					msg += fmt.Sprintf(" (did you mean %q?)", s)
 				}
-				*errs = append(*errs, FieldError{Path: path, Line: key.Line, Msg: msg})
+				c.errs = append(c.errs, FieldError{Path: path, Line: key.Line, Msg: msg})
 				continue
 			}
-			checkNode(val, f.Type, joinPath(path, key.Value), errs)
+			checkNode(val, f.Type, joinPath(path, key.Value), c)
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
@@ -72,7 +83,7 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *Errors) {
 			return
 		}
 		for i, item := range n.Content {
-			checkNode(item, t.Elem(), indexPath(path, i), errs)
+			checkNode(item, t.Elem(), indexPath(path, i), c)
 		}
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
@@ -82,10 +93,11 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *Errors) {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key, val := n.Content[i], n.Content[i+1]
 			if key.Kind != yaml.ScalarNode {
-				*errs = append(*errs, FieldError{Path: path, Line: key.Line, Msg: "keys must be plain strings"})
-				continue
+				c.errs = append(c.errs, FieldError{Path: path, Line: key.Line, Msg: "keys must be plain strings"})
+				c.bad, c.badPaths = append(c.bad, n), append(c.badPaths, path)
+				return
 			}
-			checkNode(val, t.Elem(), joinPath(path, key.Value), errs)
+			checkNode(val, t.Elem(), joinPath(path, key.Value), c)
 		}
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {

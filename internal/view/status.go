@@ -70,6 +70,12 @@ type RouteRow struct {
 	Host     string   `json:"host"`
 	App      string   `json:"app"`
 	Backends []string `json:"backends"` // host:port of the live instances, by instance id
+	// Wanted is the number of instances the app's spec asks for (0 while
+	// passivated); Starting is how many of them are not live yet (a scale
+	// or a wake in progress).
+	Wanted   int  `json:"wanted"`
+	Starting int  `json:"starting"`
+	Asleep   bool `json:"asleep,omitempty"` // passivated: the next request wakes it
 }
 
 // Routes returns a row per domain, sorted by host; never nil.
@@ -81,6 +87,13 @@ func Routes(s *registry.Snapshot) []RouteRow {
 		for _, in := range s.Live(app) {
 			r.Backends = append(r.Backends, in.Addr)
 		}
+		if a := s.Apps[app]; a != nil {
+			r.Wanted = a.Instances
+		}
+		if st := s.Status[app]; st != nil && st.Expected == registry.StatusPassivated {
+			r.Wanted, r.Asleep = 0, true
+		}
+		r.Starting = max(0, r.Wanted-len(r.Backends))
 		rows = append(rows, r)
 	}
 	return rows

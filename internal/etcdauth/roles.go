@@ -54,7 +54,8 @@ var (
 //
 //   - berth-reader reads the whole schema (the watch cache lists and watches
 //     <root>/v1/, the router serves certs/) and writes its access records
-//     (access/) and the router's wake (a status transition, status/).
+//     (access/), the router's wake (a status transition, status/) and the
+//     routers' shared ACME storage and its locks (acme/, sealed values).
 //   - berth-agent reads the schema and writes what nodes write: the schema
 //     version key (first writer), instances/, status/, nodes/, fleet/
 //     (states, schedule and leader election, and jobs and units the
@@ -77,7 +78,7 @@ func Roles(root string) []Role {
 	agent := append(rw("instances", "status", "nodes", "fleet", "apps", "releases", "rollouts", "deploy"),
 		Perm{Type: readWrite, Key: root + "/schema"}, Prefix(readWrite, SkyDNSPrefix+"/"))
 	return []Role{
-		{Name: Reader, Perms: rw("access", "status")},
+		{Name: Reader, Perms: rw("access", "status", "acme")},
 		{Name: Agent, Perms: agent},
 		{Name: Operator, Perms: []Perm{Prefix(readWrite, root+"/"), Prefix(readWrite, SkyDNSPrefix+"/")}},
 	}

@@ -96,3 +96,20 @@ func (m *imds) credentials(ctx context.Context) (Credentials, error) {
 
 // defaultTimeout bounds one HTTP call.
 const defaultTimeout = 10 * time.Second
+
+// InstanceCredentials returns the credentials of the EC2 instance role
+// through the instance metadata service at base (DefaultIMDS when empty),
+// IMDSv2. client nil: a client with a 10s timeout.
+func InstanceCredentials(ctx context.Context, client *http.Client, base string) (Credentials, error) {
+	if client == nil {
+		client = &http.Client{Timeout: defaultTimeout}
+	}
+	if base == "" {
+		base = DefaultIMDS
+	}
+	m := &imds{base: base, client: client}
+	if err := m.session(ctx); err != nil {
+		return Credentials{}, err
+	}
+	return m.credentials(ctx)
+}

@@ -132,7 +132,9 @@ func TestErrors(t *testing.T) {
 		{"name outside the zone", nil, "other.test.", "is not permitted in zone"},
 		{"bad zone id", func(p *route53dns.Provider) { p.ZoneID = "Z1/../x" }, "wild.test.", "want Z0123"},
 		{"no credentials", func(p *route53dns.Provider) {
-			p.Credentials = func(context.Context) (ssmfetch.Credentials, error) { return ssmfetch.Credentials{}, errors.New("no role") }
+			p.Credentials = func(context.Context) (ssmfetch.Credentials, error) {
+				return ssmfetch.Credentials{}, errors.New("no role")
+			}
 		}, "wild.test.", "credentials: no role"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

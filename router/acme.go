@@ -59,7 +59,8 @@ type acmeManager struct {
 	cache  *certmagic.Cache
 	// dnsCfg issues the wildcard domains' certificates by DNS-01 (nil:
 	// no DNS01Config); it shares cache and storage with cfg.
-	dnsCfg *certmagic.Config
+	dnsCfg  *certmagic.Config
+	metrics *acmeMetrics
 }
 
 // errNotOurHost is the on-demand decision for a name that is not an exact
@@ -86,7 +87,7 @@ func (r *Router) EnableACME(c ACMEConfig) error {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	m := &acmeManager{}
+	m := &acmeManager{metrics: newACMEMetrics()}
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(c certmagic.Certificate) (*certmagic.Config, error) { return m.configFor(c.Names), nil },
 		Logger:           logger,
@@ -113,10 +114,12 @@ func (r *Router) EnableACME(c ACMEConfig) error {
 		Logger:                  logger,
 	})
 	m.cfg.Issuers = []certmagic.Issuer{m.issuer}
+	m.metrics.watch(m.cfg)
 	if c.DNS01 != nil {
 		if err := m.enableDNS01(c, logger); err != nil {
 			return err
 		}
+		m.metrics.watch(m.dnsCfg)
 	}
 	r.acme = m
 	return nil

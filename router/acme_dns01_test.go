@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/berthproject/berth/internal/acmetest"
@@ -103,6 +104,16 @@ func TestACMEDNS01(t *testing.T) {
 	if n := c.wildcardWrites("wild.test"); n != 1 {
 		t.Errorf("wildcard certificate written %d times, want 1", n)
 	}
+	// The metrics say the same: one order by one router, timed.
+	var orders, obtained, timed float64
+	for _, ar := range routers {
+		orders += testutil.ToFloat64(ar.r.acme.metrics.obtaining.WithLabelValues("false"))
+		obtained += testutil.ToFloat64(ar.r.acme.metrics.obtained.WithLabelValues("false"))
+		timed += float64(testutil.CollectAndCount(ar.r.acme.metrics.seconds))
+	}
+	if orders != 1 || obtained != 1 || timed != 1 {
+		t.Errorf("metrics: %v orders, %v obtained, %v timed; want 1 each", orders, obtained, timed)
+	}
 	changes := fake.Changes()
 	if want := []string{"UPSERT _acme-challenge.wild.test. TXT", "DELETE _acme-challenge.wild.test. TXT"}; !slices.Equal(changes, want) {
 		t.Errorf("Route53 changes %q, want %q (one challenge, cleaned up)", changes, want)
@@ -135,6 +146,9 @@ func TestACMEDNS01(t *testing.T) {
 	}
 	if n := c.wildcardWrites("wild.test"); n != 1 || len(fake.Changes()) != 2 {
 		t.Errorf("after the late router: %d writes, %d Route53 changes; want 1 and 2", n, len(fake.Changes()))
+	}
+	if got, loaded := testutil.ToFloat64(late.r.acme.metrics.obtaining.WithLabelValues("false")), testutil.ToFloat64(late.r.acme.metrics.loaded); got != 0 || loaded < 1 {
+		t.Errorf("late router's metrics: %v orders, %v loaded; want 0 and at least 1", got, loaded)
 	}
 
 	// Exact domains keep HTTP-01 / TLS-ALPN-01 on demand.

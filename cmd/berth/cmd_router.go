@@ -157,6 +157,7 @@ func runRouter(ctx context.Context, g *GlobalOptions, o RouterOptions) error {
 		}
 		defer store.Close()
 		defer r.StopACME()
+		reg.MustRegister(r.ACMECollectors()...)
 	}
 	bg, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

@@ -138,7 +138,9 @@ func runCertList(ctx context.Context, g *GlobalOptions, o CertListOptions) error
 
 // sortCertRows orders rows by host, then source.
 func sortCertRows(rows []certRow) {
-	slices.SortFunc(rows, func(a, b certRow) int { return cmp.Or(strings.Compare(a.Host, b.Host), strings.Compare(a.Source, b.Source)) })
+	slices.SortFunc(rows, func(a, b certRow) int {
+		return cmp.Or(strings.Compare(a.Host, b.Host), strings.Compare(a.Source, b.Source))
+	})
 }
 
 // expiresIn says how far t is, in days.

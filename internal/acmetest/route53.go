@@ -88,11 +88,38 @@ func (f *Route53) Values(name, typ string) []string {
 	return nil
 }
 
+// r53Set is a ResourceRecordSet element: one ResourceRecord, with one
+// Value, per value.
 type r53Set struct {
-	Name   string   `xml:"Name"`
-	Type   string   `xml:"Type"`
-	TTL    int64    `xml:"TTL,omitempty"`
-	Values []string `xml:"ResourceRecords>ResourceRecord>Value"`
+	Name    string `xml:"Name"`
+	Type    string `xml:"Type"`
+	TTL     int64  `xml:"TTL,omitempty"`
+	Records []struct {
+		Values []string `xml:"Value"`
+	} `xml:"ResourceRecords>ResourceRecord"`
+}
+
+// values returns the set's values, or an error for a ResourceRecord that
+// has not exactly one Value (Route53 refuses it).
+func (s r53Set) values() ([]string, error) {
+	out := make([]string, 0, len(s.Records))
+	for _, r := range s.Records {
+		if len(r.Values) != 1 {
+			return nil, fmt.Errorf("a ResourceRecord has %d Value elements, want 1", len(r.Values))
+		}
+		out = append(out, r.Values[0])
+	}
+	return out, nil
+}
+
+func newR53Set(name, typ string, ttl int64, values []string) r53Set {
+	s := r53Set{Name: name, Type: typ, TTL: ttl}
+	for _, v := range values {
+		s.Records = append(s.Records, struct {
+			Values []string `xml:"Value"`
+		}{[]string{v}})
+	}
+	return s
 }
 
 type r53ChangeInfo struct {
@@ -191,7 +218,7 @@ func (f *Route53) list(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		s := f.sets[k]
-		resp.Sets = append(resp.Sets, r53Set{Name: strings.ReplaceAll(k.name, "*", `\052`), Type: k.typ, TTL: s.TTL, Values: slices.Clone(s.Values)})
+		resp.Sets = append(resp.Sets, newR53Set(strings.ReplaceAll(k.name, "*", `\052`), k.typ, s.TTL, s.Values))
 	}
 	f.mu.Unlock()
 	writeXML(w, http.StatusOK, resp)
@@ -218,12 +245,17 @@ func (f *Route53) change(w http.ResponseWriter, body []byte) {
 	var problems, applied []string
 	for _, c := range req.Changes {
 		k := rrKey{dns.Fqdn(strings.ToLower(strings.ReplaceAll(c.Set.Name, `\052`, "*"))), c.Set.Type}
+		values, err := c.Set.values()
+		if err != nil {
+			writeR53Error(w, http.StatusBadRequest, "InvalidInput", err.Error())
+			return
+		}
 		desc := fmt.Sprintf("[%s] with type [%s]", strings.TrimSuffix(k.name, "."), k.typ)
 		if !dns.IsSubDomain(f.Zone, k.name) {
 			problems = append(problems, fmt.Sprintf("RRSet with DNS name %s is not permitted in zone %s", k.name, f.Zone))
 			continue
 		}
-		for _, v := range c.Set.Values {
+		for _, v := range values {
 			if k.typ == "TXT" && (!strings.HasPrefix(v, `"`) || !strings.HasSuffix(v, `"`)) {
 				problems = append(problems, "Invalid Resource Record: 'FATAL problem: InvalidCharacterString (Value should be enclosed in quotation marks) encountered with '"+v+"''")
 			}
@@ -240,7 +272,7 @@ func (f *Route53) change(w http.ResponseWriter, body []byte) {
 				problems = append(problems, "Tried to delete resource record set "+desc+" but it was not found")
 				continue
 			}
-			if cur.TTL != c.Set.TTL || !slices.Equal(cur.Values, c.Set.Values) {
+			if cur.TTL != c.Set.TTL || !slices.Equal(cur.Values, values) {
 				problems = append(problems, "Tried to delete resource record set "+desc+" but the values provided do not match the current values")
 				continue
 			}
@@ -252,11 +284,11 @@ func (f *Route53) change(w http.ResponseWriter, body []byte) {
 			problems = append(problems, "Invalid action "+c.Action)
 			continue
 		}
-		if len(c.Set.Values) == 0 || c.Set.TTL <= 0 {
+		if len(values) == 0 || c.Set.TTL <= 0 {
 			problems = append(problems, "Tried to "+strings.ToLower(c.Action)+" resource record set "+desc+" without records or TTL")
 			continue
 		}
-		next[k] = &rrSet{TTL: c.Set.TTL, Values: slices.Clone(c.Set.Values)}
+		next[k] = &rrSet{TTL: c.Set.TTL, Values: values}
 		applied = append(applied, c.Action+" "+k.name+" "+k.typ)
 	}
 	if len(problems) > 0 {

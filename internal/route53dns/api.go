@@ -17,12 +17,35 @@ import (
 // xmlns is Route53's API namespace.
 const xmlns = "https://route53.amazonaws.com/doc/2013-04-01/"
 
-// RecordSet is a resource record set as Route53's XML has it.
+// RecordSet is a resource record set as Route53's XML has it: one
+// ResourceRecord element, with one Value, per value.
 type RecordSet struct {
-	Name   string   `xml:"Name"`
-	Type   string   `xml:"Type"`
-	TTL    int64    `xml:"TTL,omitempty"`
-	Values []string `xml:"ResourceRecords>ResourceRecord>Value"`
+	Name    string           `xml:"Name"`
+	Type    string           `xml:"Type"`
+	TTL     int64            `xml:"TTL,omitempty"`
+	Records []ResourceRecord `xml:"ResourceRecords>ResourceRecord"`
+}
+
+// ResourceRecord is one value of a record set.
+type ResourceRecord struct {
+	Value string `xml:"Value"`
+}
+
+// values returns the set's values.
+func (s *RecordSet) values() []string {
+	out := make([]string, len(s.Records))
+	for i, r := range s.Records {
+		out[i] = r.Value
+	}
+	return out
+}
+
+// setValues replaces the set's values.
+func (s *RecordSet) setValues(vs []string) {
+	s.Records = make([]ResourceRecord, len(vs))
+	for i, v := range vs {
+		s.Records[i] = ResourceRecord{Value: v}
+	}
 }
 
 // Change is one action on a record set: CREATE, DELETE or UPSERT.

@@ -133,23 +133,23 @@ func (p *Provider) modify(ctx context.Context, zone string, recs []libdns.Record
 			set = &RecordSet{Name: k.name, Type: k.typ, TTL: p.ttl(rr.TTL)}
 			if cur != nil {
 				c := *cur
-				c.Values = slices.Clone(cur.Values)
+				c.Records = slices.Clone(cur.Records)
 				set = &c
 			}
 			sets[k], before[k] = set, cur
 			order = append(order, k)
 		}
-		set.Values = edit(set.Values, encodeValue(k.typ, rr.Data))
+		set.setValues(edit(set.values(), encodeValue(k.typ, rr.Data)))
 		done = append(done, rr)
 	}
 	for _, k := range order {
 		set, cur := sets[k], before[k]
 		switch {
-		case cur != nil && slices.Equal(cur.Values, set.Values):
+		case cur != nil && slices.Equal(cur.values(), set.values()):
 			// unchanged
-		case len(set.Values) == 0 && cur != nil:
+		case len(set.Records) == 0 && cur != nil:
 			changes = append(changes, Change{Action: "DELETE", Set: *cur})
-		case len(set.Values) > 0:
+		case len(set.Records) > 0:
 			changes = append(changes, Change{Action: "UPSERT", Set: *set})
 		}
 	}

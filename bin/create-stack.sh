@@ -16,6 +16,13 @@
 # need as SSM SecureString parameters under /berth/NAME/ (the nodes fetch them
 # at boot with their instance role).
 #
+# The routers get certificates from an ACME CA (Let's Encrypt unless -a):
+# on demand for the apps' exact domains, and by DNS-01 through the stack's
+# Route53 zone for wildcard domains. Their settings and the key that seals
+# the certificates' keys in etcd are SSM SecureString parameters under
+# /berth/NAME/acme/; the key is made once, on the first run, and never
+# leaves SSM again (not even to this machine).
+#
 # Safe to run twice: the bucket and an unchanged binary are left as they are,
 # the CA and the certificates are kept and unchanged parameters not written,
 # and an unchanged stack is reported and left alone.
@@ -27,7 +34,8 @@ flatcar_owner=075585003325
 usage() {
   cat <<USAGE
 usage: $(basename "$0") -d DOMAIN -r REGION -k KEY [-i AMI] [-f FILE | -u URL -c HASH] [-b BUCKET]
-                        [-n NAME] [-z ZONE_ID] [-s SSH_CIDR] [-P PKI_DIR] [-p Param=Value]...
+                        [-n NAME] [-z ZONE_ID] [-s SSH_CIDR] [-P PKI_DIR] [-a ACME] [-e EMAIL]
+                        [-p Param=Value]...
 
   -d DOMAIN     domain the apps are served under (its Route53 zone must exist)
   -r REGION     AWS region, e.g. eu-west-1
@@ -43,6 +51,11 @@ usage: $(basename "$0") -d DOMAIN -r REGION -k KEY [-i AMI] [-f FILE | -u URL -c
   -s SSH_CIDR   CIDR allowed to ssh to the nodes (default: 0.0.0.0/0 -- narrow it)
   -P PKI_DIR    the stack's CA and certificates (default: ~/.config/berth/NAME/pki);
                 the CA key stays there, the nodes' files go to SSM under /berth/NAME/
+  -a ACME       ACME CA the routers get certificates from: letsencrypt (default,
+                production), staging (Let's Encrypt's staging CA: untrusted
+                certificates, generous rate limits; for a first try), or an
+                https:// ACME directory URL
+  -e EMAIL      contact of the ACME account (expiry and policy notices; default none)
   -p P=V        any other template parameter (ServerCount=5, WorkerDesired=3, ...), repeatable
   -h            this help
 USAGE
@@ -53,8 +66,9 @@ die() { echo "create-stack: $*" >&2; exit 1; }
 bad_usage() { usage >&2; echo "create-stack: $*" >&2; exit 2; }
 
 domain="" region="" key="" ami="" url="" hash="" file="" bucket="" name="" zone="" ssh_cidr="0.0.0.0/0" pki=""
+acme=letsencrypt email=""
 extra=()
-while getopts "d:r:k:i:f:u:c:b:n:z:s:P:p:h" opt; do
+while getopts "d:r:k:i:f:u:c:b:n:z:s:P:a:e:p:h" opt; do
   case $opt in
     d) domain=$OPTARG ;;
     r) region=$OPTARG ;;
@@ -68,6 +82,8 @@ while getopts "d:r:k:i:f:u:c:b:n:z:s:P:p:h" opt; do
     z) zone=$OPTARG ;;
     s) ssh_cidr=$OPTARG ;;
     P) pki=$OPTARG ;;
+    a) acme=$OPTARG ;;
+    e) email=$OPTARG ;;
     p) extra+=("$OPTARG") ;;
     h) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
@@ -89,6 +105,15 @@ if [ -n "$url" ] || [ -n "$hash" ]; then
   [[ $hash =~ ^sha512-[0-9a-f]{128}$ ]] || bad_usage "-c takes sha512-<128 hex digits> (sha512sum of the binary), got $hash"
 fi
 [ -z "$file" ] || [ -f "$file" ] || bad_usage "-f $file is not a file"
+case $acme in
+  letsencrypt) acme_ca=https://acme-v02.api.letsencrypt.org/directory ;;
+  staging) acme_ca=https://acme-staging-v02.api.letsencrypt.org/directory ;;
+  https://?*) acme_ca=$acme ;;
+  *) bad_usage "-a takes letsencrypt, staging or an https:// ACME directory URL, got $acme" ;;
+esac
+[[ $acme_ca =~ ^https://[A-Za-z0-9.:/_~%+-]+$ ]] || bad_usage "-a $acme: the URL has characters an ACME directory URL does not"
+[ -z "$email" ] || [[ $email =~ ^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$ ]] ||
+  bad_usage "-e $email is not an email address (name@example.com)"
 channel=stable
 for p in "${extra[@]}"; do
   [[ $p == ?*=* ]] || bad_usage "-p takes Param=Value, got $p"
@@ -246,6 +271,40 @@ for u in "${uploads[@]}"; do
   written=$((written + 1))
 done
 echo "create-stack: SSM parameters under /berth/$name/: $written of ${#uploads[@]} written (SecureString)"
+
+# The routers' ACME settings, read at boot into /etc/berth/acme (docs/cloud.md).
+acme_env=$work/acme.env
+{
+  echo BERTH_ROUTER_ACME=1
+  echo "BERTH_ROUTER_ACME_CA=$acme_ca"
+  [ -z "$email" ] || echo "BERTH_ROUTER_ACME_EMAIL=$email"
+  echo "BERTH_ROUTER_ACME_ROUTE53_ZONE=$zone"
+} >"$acme_env"
+param=/berth/$name/acme/acme.env
+stored=$(aws ssm get-parameter --with-decryption --name "$param" --query Parameter.Value --output text 2>/dev/null) ||
+  stored=""
+if [ "$stored" = "$(cat "$acme_env")" ]; then
+  echo "create-stack: ACME settings kept ($acme_ca)"
+else
+  aws ssm put-parameter --overwrite --name "$param" --type SecureString --value "file://$acme_env" >/dev/null ||
+    die "cannot store $param in SSM Parameter Store"
+  echo "create-stack: ACME settings written ($acme_ca${email:+, contact $email})"
+  [ -z "$stored" ] || echo "create-stack: running nodes read them at boot: replace them, or run 'sudo systemctl restart berth-pki berth-router' on each"
+fi
+# The storage key: made once. Its name is asked for, never its value.
+param=/berth/$name/acme/acme.key
+if aws ssm get-parameter --name "$param" --query Parameter.Name --output text >/dev/null 2>&1; then
+  echo "create-stack: ACME storage key kept"
+else
+  (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$work/acme.key")
+  key_hex=$(cat "$work/acme.key")
+  [[ $key_hex =~ ^[0-9a-f]{64}$ ]] || die "cannot make the ACME storage key"
+  # No --overwrite: a key stored meanwhile is never replaced.
+  aws ssm put-parameter --name "$param" --type SecureString --value "file://$work/acme.key" >/dev/null ||
+    die "cannot store $param in SSM Parameter Store"
+  rm -f "$work/acme.key"
+  echo "create-stack: ACME storage key made and stored as $param (SecureString)"
+fi
 
 changeset="berth-$(date +%Y%m%d%H%M%S)"
 echo "create-stack: $type $name in $region (change set $changeset)"

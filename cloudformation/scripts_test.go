@@ -70,7 +70,7 @@ func (a *account) run(mode, name string, args ...string) (int, string, string, s
 			t.Fatal(err)
 		}
 	}
-	for _, tool := range []string{"bash", "date", "dirname", "basename", "cat", "tr", "cut", "grep", "mktemp", "rm", "sha512sum", "cp", "mkdir", "chmod"} {
+	for _, tool := range []string{"bash", "date", "dirname", "basename", "cat", "tr", "cut", "grep", "mktemp", "rm", "sha512sum", "cp", "mkdir", "chmod", "od", "wc"} {
 		if p, err := exec.LookPath(tool); err == nil {
 			os.Symlink(p, filepath.Join(bin, tool))
 		}

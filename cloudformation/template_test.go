@@ -26,7 +26,7 @@ const templatePath = "berth.yaml"
 // placeholders are what CloudFormation's Fn::Sub fills in the user data.
 func ignitionOptions() units.IgnitionOptions {
 	return units.IgnitionOptions{BerthURL: "${BerthSource}", BerthHash: "${BerthHash}", EtcdEndpoints: "${EtcdEndpoints}", Stack: "${AWS::StackName}",
-		Region: "${AWS::Region}", EtcdCluster: "${EtcdCluster}", RouterAdmin: "0.0.0.0:9080", PKIPrefix: "/berth/${AWS::StackName}"}
+		Region: "${AWS::Region}", EtcdCluster: "${EtcdCluster}", RouterAdmin: "0.0.0.0:9080", PKIPrefix: "/berth/${AWS::StackName}", ACME: true}
 }
 
 // concrete are example values of the placeholders, for validation.

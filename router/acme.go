@@ -44,6 +44,10 @@ type ACMEConfig struct {
 	// back from its expiry, in which it is renewed (default 1/3, as
 	// certmagic).
 	RenewalWindowRatio float64
+	// DNS01 gets certificates for the apps' wildcard domains
+	// ("*.example.com") by DNS-01 (default nil: wildcard domains get no
+	// ACME certificate). See RunACME.
+	DNS01 *DNS01Config
 	// Logger receives certmagic's logs (default: none).
 	Logger *zap.Logger
 }
@@ -53,6 +57,10 @@ type acmeManager struct {
 	cfg    *certmagic.Config
 	issuer *certmagic.ACMEIssuer
 	cache  *certmagic.Cache
+	// dnsCfg issues the wildcard domains' certificates by DNS-01 (nil:
+	// no DNS01Config); it shares cache and storage with cfg.
+	dnsCfg  *certmagic.Config
+	metrics *acmeMetrics
 }
 
 // errNotOurHost is the on-demand decision for a name that is not an exact
@@ -79,9 +87,9 @@ func (r *Router) EnableACME(c ACMEConfig) error {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	m := &acmeManager{}
+	m := &acmeManager{metrics: newACMEMetrics()}
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return m.cfg, nil },
+		GetConfigForCert: func(c certmagic.Certificate) (*certmagic.Config, error) { return m.configFor(c.Names), nil },
 		Logger:           logger,
 	})
 	m.cfg = certmagic.New(m.cache, certmagic.Config{
@@ -106,6 +114,13 @@ func (r *Router) EnableACME(c ACMEConfig) error {
 		Logger:                  logger,
 	})
 	m.cfg.Issuers = []certmagic.Issuer{m.issuer}
+	m.metrics.watch(m.cfg)
+	if c.DNS01 != nil {
+		if err := m.enableDNS01(c, logger); err != nil {
+			return err
+		}
+		m.metrics.watch(m.dnsCfg)
+	}
 	r.acme = m
 	return nil
 }
@@ -118,8 +133,8 @@ func (r *Router) StopACME() {
 }
 
 // acmeDecision allows on-demand issuance for the exact hosts of the apps'
-// domains only: never for a wildcard (DNS-01, not built), an app's name
-// fallback or any other name a client sends.
+// domains only: never for a wildcard (DNS01Config: RunACME keeps those),
+// an app's name fallback or any other name a client sends.
 func (r *Router) acmeDecision(_ context.Context, name string) error {
 	if r.table.Load().exact[strings.ToLower(name)] == nil {
 		return fmt.Errorf("%w: %q", errNotOurHost, name)

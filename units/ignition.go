@@ -34,6 +34,11 @@ type IgnitionOptions struct {
 	// certificates and auth, and berth-pki.service fetches the files at boot;
 	// empty (the default), etcd is plain http (EtcdCluster's URLs say which).
 	PKIPrefix string
+	// ACME, with PKIPrefix, turns the routers' ACME on: berth-pki.service
+	// also fetches PKIPrefix/acme/ (acme.env, acme.key) into ACMEDir, and
+	// berth-router.service reads acme.env and gets the key through
+	// LoadCredential (default false: no ACME).
+	ACME bool
 }
 
 // Ignition renders the Ignition config (spec 3.4, as Flatcar reads it) of a
@@ -115,6 +120,9 @@ func Ignition(role string, o IgnitionOptions) ([]byte, error) {
 		cfg.Systemd.Units = append(cfg.Systemd.Units,
 			ign.Unit{Name: "berth-etcd-join.service", Contents: &js, Enabled: boolPtr(true)},
 			ign.Unit{Name: "etcd-member.service", Enabled: boolPtr(true), Dropins: []ign.Dropin{{Name: "10-berth.conf", Contents: &ds}}})
+	}
+	if o.ACME && o.PKIPrefix == "" {
+		return nil, fmt.Errorf("acme on the nodes needs a pki prefix: its key comes from SSM Parameter Store")
 	}
 	if o.PKIPrefix != "" {
 		if strings.Contains(o.EtcdEndpoints, "http://") || strings.Contains(o.EtcdCluster, "http://") {

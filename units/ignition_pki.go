@@ -48,7 +48,11 @@ func pkiUnit(role string, o IgnitionOptions) (File, error) {
 		return o.Berth + " ssm-fetch --wait 10m --prefix " + o.PKIPrefix + "/" + sub + " --dir " + dir + " " + strings.Join(files, " ")
 	}
 	u := &unitFile{}
-	u.add("Unit", "Description", "berth: fetch etcd's certificates from SSM Parameter Store")
+	desc := "berth: fetch etcd's certificates from SSM Parameter Store"
+	if o.ACME {
+		desc = "berth: fetch etcd's certificates and the routers' ACME key from SSM Parameter Store"
+	}
+	u.add("Unit", "Description", desc)
 	u.add("Unit", "Documentation", "https://github.com/berthproject/berth/blob/main/docs/security.md")
 	u.add("Unit", "Wants", "network-online.target")
 	u.add("Unit", "After", "network-online.target")
@@ -56,6 +60,9 @@ func pkiUnit(role string, o IgnitionOptions) (File, error) {
 	u.add("Service", "Type", "oneshot")
 	u.add("Service", "RemainAfterExit", "yes")
 	u.add("Service", "ExecStart", fetch("pki", PKIDir, nodePKIFiles))
+	if o.ACME {
+		u.add("Service", "ExecStart", acmeFetch(o))
+	}
 	if role == RoleServer {
 		u.add("Service", "ExecStart", fetch("pki-server", PKIDir, rootPKIFiles))
 		u.add("Service", "ExecStart", fetch("pki-server", EtcdPKIDir, memberPKIFiles))
@@ -146,6 +153,11 @@ func addPKI(cfg *ign.Config, role string, o IgnitionOptions, addFile func(string
 			dc := string(d.Content)
 			u.Dropins = append(u.Dropins, ign.Dropin{Name: d.Name, Contents: &dc})
 			addFile(envFile, 0o644, textURL(env))
+		}
+	}
+	if o.ACME {
+		if err := addACME(cfg); err != nil {
+			return err
 		}
 	}
 	if role == RoleServer {

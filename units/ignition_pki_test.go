@@ -56,3 +56,28 @@ func TestIgnitionPKIOptions(t *testing.T) {
 		t.Errorf("without a prefix: err %v, TLS parts present", err)
 	}
 }
+
+// TestIgnitionACMEOption: the ACME drop-in and fetch come with ACME only,
+// and ACME needs the pki prefix (its key comes from SSM).
+func TestIgnitionACMEOption(t *testing.T) {
+	o := IgnitionOptions{BerthURL: "https://example.com/berth", EtcdEndpoints: "https://10.0.1.11:2379",
+		EtcdCluster: "etcd1=https://10.0.1.11:2380", PKIPrefix: "/berth/s"}
+	for _, acme := range []bool{false, true} {
+		o.ACME = acme
+		for _, role := range []string{RoleServer, RoleWorker} {
+			cfg, err := Ignition(role, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{"30-acme.conf", "--prefix /berth/s/acme --dir /etc/berth/acme acme.env acme.key", "LoadCredential=acme-key:"} {
+				if got := strings.Contains(string(cfg), want); got != acme {
+					t.Errorf("%s, ACME %v: %q present %v", role, acme, want, got)
+				}
+			}
+		}
+	}
+	o.PKIPrefix = ""
+	if _, err := Ignition(RoleWorker, o); err == nil || !strings.Contains(err.Error(), "needs a pki prefix") {
+		t.Errorf("ACME without a pki prefix: %v", err)
+	}
+}

@@ -24,7 +24,9 @@ var systemUnitDirs = []string{"/usr/lib/systemd/system", "/lib/systemd/system"}
 // units, stub executables for every binary the units run (docker and berth
 // need not be installed here) and a stub docker.service, so it checks the
 // units and nothing about this machine. Template units are verified through
-// their instance "@1".
+// their instance "@1". A file whose name has a directory, such as
+// "berth-router.service.d/30-acme.conf", is a drop-in: it is installed
+// and verified with its unit.
 func Verify(ctx context.Context, files []File) error {
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
@@ -41,6 +43,9 @@ func Verify(ctx context.Context, files []File) error {
 	var failed []string
 	for _, f := range files {
 		name := f.Name
+		if strings.Contains(name, "/") {
+			continue
+		}
 		if strings.HasSuffix(name, "@.service") {
 			name = strings.TrimSuffix(name, "@.service") + "@1.service"
 		}
@@ -83,6 +88,9 @@ func populateRoot(root string, files []File) error {
 	}
 	stubs := map[string]bool{}
 	for _, f := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(etc, f.Name)), 0o755); err != nil {
+			return err
+		}
 		if err := os.WriteFile(filepath.Join(etc, f.Name), f.Content, 0o644); err != nil {
 			return err
 		}

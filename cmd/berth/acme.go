@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"regexp"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/berthproject/berth/internal/acmestore"
 	"github.com/berthproject/berth/internal/registry"
+	"github.com/berthproject/berth/internal/route53dns"
 	"github.com/berthproject/berth/router"
 )
 
@@ -25,6 +27,12 @@ type ACMEOptions struct {
 	Email   string
 	KeyFile string
 	LockTTL time.Duration
+	// Route53Zone turns DNS-01 on for the apps' wildcard domains, through
+	// this Route53 hosted zone; Route53Endpoint and DNS01Resolvers are
+	// for tests and unusual networks.
+	Route53Zone     string
+	Route53Endpoint string
+	DNS01Resolvers  []string
 }
 
 // AddFlags registers the flags.
@@ -34,12 +42,18 @@ func (o *ACMEOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.CARoot, "acme-ca-root", envOr("BERTH_ROUTER_ACME_CA_ROOT", ""), "PEM file of roots trusted for the ACME CA's API (a test CA; default: the system's)")
 	f.StringVar(&o.Email, "acme-email", envOr("BERTH_ROUTER_ACME_EMAIL", ""), "contact of the ACME account (env BERTH_ROUTER_ACME_EMAIL)")
 	f.StringVar(&o.KeyFile, "acme-key-file", envOr("BERTH_ROUTER_ACME_KEY_FILE", "/etc/berth/acme.key"), "32-byte key (hex or base64) sealing the ACME account and certificate keys in etcd; the same on every router; required with --acme (env BERTH_ROUTER_ACME_KEY_FILE)")
+	f.StringVar(&o.Route53Zone, "acme-route53-zone", envOr("BERTH_ROUTER_ACME_ROUTE53_ZONE", ""), "Route53 hosted zone id: the apps' wildcard domains (*.example.com) in it get certificates by DNS-01, with the instance role's credentials (or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY); default: no wildcard certificates (env BERTH_ROUTER_ACME_ROUTE53_ZONE)")
+	f.StringVar(&o.Route53Endpoint, "acme-route53-endpoint", envOr("BERTH_ROUTER_ACME_ROUTE53_ENDPOINT", route53dns.DefaultEndpoint), "Route53 API endpoint (env BERTH_ROUTER_ACME_ROUTE53_ENDPOINT)")
+	f.StringSliceVar(&o.DNS01Resolvers, "acme-dns01-resolvers", nil, "DNS servers (host:port) to find a wildcard domain's zone and see its challenge record (default: the system's, then the zone's own servers)")
 	f.DurationVar(&o.LockTTL, "acme-lock-ttl", acmestore.DefaultLockTTL, "lease TTL of the cluster-wide issuance locks: how long a dead router's lock lasts")
 }
 
 // enable turns ACME on for r, with its storage under k, validated on the
 // router's first plain and TLS listeners. It returns the store to close.
 func (o *ACMEOptions) enable(r *router.Router, cli *clientv3.Client, k registry.Keys, httpAddr, tlsAddr string, log logrus.FieldLogger) (*acmestore.Store, error) {
+	if !reZoneID.MatchString(o.Route53Zone) {
+		return nil, usagef("--acme-route53-zone %q: want a hosted zone id such as Z0123456789ABC (aws route53 list-hosted-zones)", o.Route53Zone)
+	}
 	if tlsAddr == "" {
 		return nil, usagef("--acme needs an HTTPS listener: --listen-tls or a socket named https")
 	}
@@ -62,14 +76,22 @@ func (o *ACMEOptions) enable(r *router.Router, cli *clientv3.Client, k registry.
 	if err != nil {
 		return nil, err
 	}
-	err = r.EnableACME(router.ACMEConfig{CA: o.CA, Email: o.Email, Storage: store, TrustedRoots: roots,
-		HTTPAddr: httpAddr, TLSAddr: tlsAddr, Logger: zapToLogrus(log.WithField("component", "acme"))})
+	acfg := router.ACMEConfig{CA: o.CA, Email: o.Email, Storage: store, TrustedRoots: roots,
+		HTTPAddr: httpAddr, TLSAddr: tlsAddr, Logger: zapToLogrus(log.WithField("component", "acme"))}
+	if o.Route53Zone != "" {
+		acfg.DNS01 = &router.DNS01Config{Provider: &route53dns.Provider{ZoneID: o.Route53Zone, Endpoint: o.Route53Endpoint},
+			Resolvers: o.DNS01Resolvers}
+	}
+	err = r.EnableACME(acfg)
 	if err != nil {
 		store.Close()
 		return nil, err
 	}
 	return store, nil
 }
+
+// reZoneID is a Route53 hosted zone id, or empty.
+var reZoneID = regexp.MustCompile(`^([A-Z0-9]{1,32})?$`)
 
 // zapToLogrus returns a zap logger writing to log (certmagic logs with zap).
 func zapToLogrus(log logrus.FieldLogger) *zap.Logger {

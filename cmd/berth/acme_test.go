@@ -119,3 +119,83 @@ func TestRouterCommandACME(t *testing.T) {
 		t.Errorf("got %s %s %q, want 200 over HTTP/2 from the backend", resp.Proto, resp.Status, body)
 	}
 }
+
+// TestRouterCommandACMEDNS01 runs "berth router --acme
+// --acme-route53-zone" with a wildcard domain: the certificate comes by
+// DNS-01 through the Route53 fake (credentials from AWS_* variables) and
+// the first HTTPS request for a name under it is answered.
+func TestRouterCommandACMEDNS01(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello from backend")
+	}))
+	defer backend.Close()
+	srv := etcdWithWebInstance(t, strings.TrimPrefix(backend.URL, "http://"))
+	k, _ := registry.NewKeys("")
+	dk, _ := k.Domain("*.wild.test")
+	if _, err := etcdtest.Client(t, srv.Endpoint).Put(t.Context(), dk, `{"app":"web"}`); err != nil {
+		t.Fatal(err)
+	}
+	var files []*os.File
+	for range 2 {
+		l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		f, _ := l.File()
+		files = append(files, f)
+	}
+	fake := acmetest.StartRoute53(t, "wild.test")
+	ca := acmetest.StartPebbleDNS(t, 1, 1, fake.DNSAddr) // DNS-01 only: no HTTP or TLS validation
+	keyFile := filepath.Join(t.TempDir(), "acme.key")
+	os.WriteFile(keyFile, []byte(strings.Repeat("ab", 32)+"\n"), 0o600)
+	t.Setenv("AWS_ACCESS_KEY_ID", fake.Creds.AccessKeyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", fake.Creds.SecretAccessKey)
+	t.Setenv("AWS_SESSION_TOKEN", fake.Creds.Token)
+	t.Setenv("BERTH_ROUTER_ACME_ROUTE53_ZONE", fake.ZoneID)
+
+	notify, msgs := notifySocket(t)
+	activatedNamed(t, files, "http:https", notify, "router", "--etcd-endpoints", srv.Endpoint, "--admin", "",
+		"--log-level", "warn", "--acme", "--acme-ca", ca.Directory, "--acme-ca-root", ca.APIRootFile, "--acme-key-file", keyFile,
+		"--acme-route53-endpoint", fake.URL, "--acme-dns01-resolvers", fake.DNSAddr)
+	waitMsg(t, msgs, "READY=1")
+
+	l, _ := net.FileListener(files[1])
+	https := l.Addr().String()
+	l.Close()
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: ca.IssuingRoots(t)},
+		ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, https)
+		},
+	}}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := hc.Get("https://shop.wild.test/")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || resp.ProtoMajor != 2 || string(body) != "hello from backend" {
+				t.Errorf("got %s %s %q, want 200 over HTTP/2 from the backend", resp.Proto, resp.Status, body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no certificate for *.wild.test after 60s: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if got := fake.Changes(); len(got) != 2 || !strings.HasPrefix(got[0], "UPSERT _acme-challenge.wild.test.") {
+		t.Errorf("Route53 changes %q, want the challenge record written and removed", got)
+	}
+}
+
+func TestACMERoute53ZoneRefused(t *testing.T) {
+	var o ACMEOptions
+	o.Route53Zone = "Z1/../hostedzone/x"
+	_, err := o.enable(nil, nil, registry.Keys{}, "", "127.0.0.1:443", nil)
+	if err == nil || !strings.Contains(err.Error(), "--acme-route53-zone") {
+		t.Errorf("got %v, want an error naming --acme-route53-zone", err)
+	}
+}

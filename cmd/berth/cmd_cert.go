@@ -29,7 +29,7 @@ func newCertCommand(g *GlobalOptions) *cobra.Command {
 		},
 	}
 	opts.AddFlags(put.Flags())
-	cmd.AddCommand(put)
+	cmd.AddCommand(put, newCertListCommand(g))
 	return cmd
 }
 

@@ -47,6 +47,7 @@ func (o *RenderOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Ign.Region, "region", "", "with --ignition server: AWS region")
 	f.StringVar(&o.Ign.EtcdCluster, "etcd-cluster", "", "with --ignition server: etcd initial cluster (etcd1=http://IP:2380,...; https:// with --pki-prefix)")
 	f.StringVar(&o.Ign.PKIPrefix, "pki-prefix", "", "with --ignition: SSM parameter path of etcd's TLS files (/berth/STACK): etcd on TLS with client certificates and auth (docs/security.md)")
+	f.BoolVar(&o.Ign.ACME, "ignition-acme", false, "with --ignition and --pki-prefix: the routers' ACME settings and key from PREFIX/acme/ in SSM, the key through LoadCredential (docs/cloud.md)")
 }
 
 func newRenderCommand(g *GlobalOptions) *cobra.Command {

@@ -157,6 +157,7 @@ func runRouter(ctx context.Context, g *GlobalOptions, o RouterOptions) error {
 		}
 		defer store.Close()
 		defer r.StopACME()
+		reg.MustRegister(r.ACMECollectors()...)
 	}
 	bg, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -168,6 +169,7 @@ func runRouter(ctx context.Context, g *GlobalOptions, o RouterOptions) error {
 	goRun(cache.Run)
 	goRun(r.Run)
 	goRun(r.RunHealth)
+	goRun(r.RunACME) // wildcard certificates by DNS-01 (waits when off)
 	goRun(owner.Run)
 	goRun(func(ctx context.Context) error { return r.RunAccess(ctx, k, owner) })
 	if _, err := daemon.ServeAdmin(bg, o.Admin, r.AdminHandler(reg, o.Pprof), log); err != nil {

@@ -142,6 +142,14 @@ func TestRenderIgnition(t *testing.T) {
 	if code, _, _ := berth(t, "render", "--ignition", "laptop", "--berth-url", "https://x", "-o", "-"); code != exitUsage {
 		t.Fatalf("unknown role: exit %d", code)
 	}
+	code, out, errOut = berth(t, "render", "--ignition", "worker", "--berth-url", "https://x", "--node-etcd-endpoints", "https://10.0.1.11:2379",
+		"--pki-prefix", "/berth/s", "--ignition-acme", "-o", "-")
+	if code != 0 || !strings.Contains(out, "30-acme.conf") || !strings.Contains(out, "--prefix /berth/s/acme --dir /etc/berth/acme") {
+		t.Fatalf("--ignition-acme: exit %d %q", code, errOut)
+	}
+	if code, _, errOut := berth(t, "render", "--ignition", "worker", "--berth-url", "https://x", "--ignition-acme", "-o", "-"); code == 0 || !strings.Contains(errOut, "needs a pki prefix") {
+		t.Fatalf("--ignition-acme without --pki-prefix: exit %d %q", code, errOut)
+	}
 }
 
 // TestAgentDeployerFlag: a deployer berth agent does not know is a usage

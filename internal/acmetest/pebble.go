@@ -1,7 +1,8 @@
 // Package acmetest runs Pebble, Let's Encrypt's test ACME CA, for one
 // test, with a DNS server that resolves every name to 127.0.0.1, so that
 // Pebble's validations (HTTP-01, TLS-ALPN-01) reach routers listening on
-// the loopback. Tests skip when the pebble binary (Debian package pebble,
+// the loopback; and a fake of Route53's REST API whose records a DNS server
+// serves, for DNS-01 (route53.go). Tests skip when the pebble binary (Debian package pebble,
 // installed by bin/test) is missing.
 package acmetest
 
@@ -46,11 +47,21 @@ type Pebble struct {
 // nonce rejections Pebble adds by default.
 func StartPebble(t testing.TB, httpPort, tlsPort int) *Pebble {
 	t.Helper()
+	if _, err := exec.LookPath("pebble"); err != nil {
+		t.Skip("pebble is not installed (bin/test installs the Debian package)")
+	}
+	return StartPebbleDNS(t, httpPort, tlsPort, startDNS(t))
+}
+
+// StartPebbleDNS is StartPebble with Pebble resolving names (A for
+// HTTP-01 and TLS-ALPN-01, TXT for DNS-01) at the DNS server dnsAddr,
+// such as a Route53 fake's.
+func StartPebbleDNS(t testing.TB, httpPort, tlsPort int, dnsAddr string) *Pebble {
+	t.Helper()
 	bin, err := exec.LookPath("pebble")
 	if err != nil {
 		t.Skip("pebble is not installed (bin/test installs the Debian package)")
 	}
-	dnsAddr := startDNS(t)
 	dir := t.TempDir()
 	certPEM, keyPEM, _, err := etcdtest.SelfSigned("localhost")
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/berthproject/berth/internal/acmestore"
 	"github.com/berthproject/berth/internal/etcdauth"
 	"github.com/berthproject/berth/internal/etcdtest"
 	"github.com/berthproject/berth/internal/registry"
@@ -59,7 +60,7 @@ func TestSkyDNSPrefix(t *testing.T) {
 
 // TestReader: a router's user follows the registry through the watch cache
 // over TLS, writes its access records and wakes apps (a status
-// transition), and cannot write specs, domains, instances or certificates.
+// transition), uses the ACME storage, and cannot write specs, domains, instances or certificates.
 func TestReader(t *testing.T) {
 	s, p := etcdtest.Secure(t)
 	k := keys(t)
@@ -102,8 +103,21 @@ func TestReader(t *testing.T) {
 	}); err != nil {
 		t.Errorf("wake (status transition): %v", err)
 	}
+	// The routers' ACME storage: sealed values and the issuance locks.
+	store, err := acmestore.New(r, k.ACMEPrefix(), bytes.Repeat([]byte{7}, acmestore.KeySize), 5*time.Second, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if err := store.Lock(ctx(t), "issue_cert_shop.example.com"); err != nil {
+		t.Errorf("acme lock: %v", err)
+	} else if err := store.Store(ctx(t), "certificates/ca/shop.example.com/shop.example.com.crt", []byte("pem")); err != nil {
+		t.Errorf("acme store: %v", err)
+	} else if err := store.Unlock(ctx(t), "issue_cert_shop.example.com"); err != nil {
+		t.Errorf("acme unlock: %v", err)
+	}
 	appKey, _ := k.App("x")
-	_, err := r.Put(ctx(t), appKey, "{}")
+	_, err = r.Put(ctx(t), appKey, "{}")
 	mustDeny(t, "put "+appKey, err)
 	mustDeny(t, "publish", registry.PublishApp(ctx(t), r, k, app("x")))
 	inst, _ := k.Instance("shop", "1")

@@ -54,8 +54,9 @@ var (
 //
 //   - berth-reader reads the schema version and <root>/v1/ (the watch cache
 //     lists and watches it, the router serves certs/) and writes its access
-//     records (access/) and the router's wake (a status transition,
-//     status/). It cannot read <root>/secrets/: a router or dnsd holds no
+//     records (access/), the router's wake (a status transition,
+//     status/) and the routers' shared ACME storage and its locks (acme/,
+//     sealed values). It cannot read <root>/secrets/: a router or dnsd holds no
 //     sealed value, not even encrypted.
 //   - berth-agent reads everything under root, sealed secrets included (the
 //     pre-start hook opens an app's secrets with the node's key), and
@@ -80,7 +81,7 @@ func Roles(root string) []Role {
 	}
 	agent := append(rw([]Perm{all}, "instances", "status", "nodes", "fleet", "apps", "releases", "rollouts", "deploy"),
 		Perm{Type: readWrite, Key: root + "/schema"}, Prefix(readWrite, SkyDNSPrefix+"/"))
-	reader := rw([]Perm{{Type: read, Key: root + "/schema"}, Prefix(read, v1)}, "access", "status")
+	reader := rw([]Perm{{Type: read, Key: root + "/schema"}, Prefix(read, v1)}, "access", "status", "acme")
 	return []Role{
 		{Name: Reader, Perms: reader},
 		{Name: Agent, Perms: agent},

@@ -33,6 +33,22 @@ func TestSignPostVanilla(t *testing.T) {
 	}
 }
 
+// TestSignQuery checks Sign against the test suite's
+// get-vanilla-query-order-key-case: the query is sorted.
+func TestSignQuery(t *testing.T) {
+	req, err := http.NewRequest(http.MethodGet, "https://example.amazonaws.com/?Param2=value2&Param1=value1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Credentials{AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}
+	Sign(req, nil, c, "us-east-1", "service", time.Date(2015, 8, 30, 12, 36, 0, 0, time.UTC))
+	want := "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, " +
+		"SignedHeaders=host;x-amz-date, Signature=b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500"
+	if got := req.Header.Get("Authorization"); got != want {
+		t.Errorf("Authorization:\n got %s\nwant %s", got, want)
+	}
+}
+
 // fakeAWS is an IMDSv2 and an SSM JSON API in one server.
 type fakeAWS struct {
 	mu       sync.Mutex

@@ -3,15 +3,7 @@ package ssmfetch
 import (
 	"context"
 	"net/http"
-	"time"
 )
-
-// Sign adds Signature Version 4 headers to req, whose body is body, for
-// service in region (AWS JSON APIs: a POST without a query string). Other
-// AWS clients of berth (internal/ecr) sign with it.
-func Sign(req *http.Request, body []byte, c Credentials, region, service string, now time.Time) {
-	sign(req, body, c, region, service, now)
-}
 
 // InstanceRole returns the EC2 instance role's credentials and the
 // instance's region through IMDSv2 at base (DefaultIMDS if empty).

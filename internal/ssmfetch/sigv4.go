@@ -5,14 +5,20 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
 )
 
-// sign adds Signature Version 4 headers (X-Amz-Date, X-Amz-Security-Token
+// Sign adds Signature Version 4 headers (X-Amz-Date, X-Amz-Security-Token
 // when the credentials have a token, Authorization) to req, whose body is
-// body. The request must have no query string (SSM's JSON API has none).
+// body, for service in region (Route53's REST API signs for "route53" in
+// us-east-1). The query string is canonicalized (sorted, RFC 3986 encoded).
+func Sign(req *http.Request, body []byte, c Credentials, region, service string, now time.Time) {
+	sign(req, body, c, region, service, now)
+}
+
 func sign(req *http.Request, body []byte, c Credentials, region, service string, now time.Time) {
 	now = now.UTC()
 	amzDate := now.Format("20060102T150405Z")
@@ -49,7 +55,7 @@ func sign(req *http.Request, body []byte, c Credentials, region, service string,
 	if path == "" {
 		path = "/"
 	}
-	canonical := strings.Join([]string{req.Method, path, "", canonHdrs.String(), signed, hex.EncodeToString(payload[:])}, "\n")
+	canonical := strings.Join([]string{req.Method, path, canonicalQuery(req.URL.Query()), canonHdrs.String(), signed, hex.EncodeToString(payload[:])}, "\n")
 
 	scope := day + "/" + region + "/" + service + "/aws4_request"
 	creq := sha256.Sum256([]byte(canonical))
@@ -68,4 +74,21 @@ func hmacSHA256(key []byte, data string) []byte {
 	h := hmac.New(sha256.New, key)
 	h.Write([]byte(data))
 	return h.Sum(nil)
+}
+
+// canonicalQuery is SigV4's canonical query string: parameters sorted by
+// name, then value, each RFC 3986 encoded (space as %20).
+func canonicalQuery(q url.Values) string {
+	var pairs []string
+	for k, vs := range q {
+		for _, v := range vs {
+			pairs = append(pairs, uriEncode(k)+"="+uriEncode(v))
+		}
+	}
+	sort.Strings(pairs)
+	return strings.Join(pairs, "&")
+}
+
+func uriEncode(s string) string {
+	return strings.ReplaceAll(url.QueryEscape(s), "+", "%20")
 }

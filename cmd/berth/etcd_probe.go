@@ -50,4 +50,3 @@ func hostPort(ep string) string {
 	}
 	return ep
 }
-

@@ -47,6 +47,10 @@ func TestEngines(t *testing.T) {
 			lifecycle(t, n, rt)
 		})
 	}
+	t.Run("registrar", func(t *testing.T) {
+		n.Use(t)
+		registrar(t, n)
+	})
 }
 
 func writeFile(t testing.TB, path, content string) {
@@ -136,9 +140,9 @@ func unitProp(n *enginetest.Node, unit, prop string) string {
 }
 
 // publishedPort asks the engine, as an operator would, which host port the
-// container's 8080/tcp is published on.
-func publishedPort(n *enginetest.Node, cli, container string) string {
-	out, err := n.Try(cli, "port", container, "8080/tcp")
+// container's port ("8080/tcp") is published on.
+func publishedPort(n *enginetest.Node, cli, container, port string) string {
+	out, err := n.Try(cli, "port", container, port)
 	if err != nil {
 		return ""
 	}
@@ -184,7 +188,7 @@ func lifecycle(t *testing.T, n *enginetest.Node, rt string) {
 		t.Helper()
 		var addr string
 		n.WaitFor(what, 60*time.Second, func() bool {
-			p := publishedPort(n, rt, container)
+			p := publishedPort(n, rt, container, "8080/tcp")
 			addr = registered()
 			return p != "" && addr == "127.0.0.1:"+p
 		})

@@ -51,6 +51,10 @@ func TestEngines(t *testing.T) {
 		n.Use(t)
 		registrar(t, n)
 	})
+	t.Run("registry", func(t *testing.T) {
+		n.Use(t)
+		privateRegistry(t, n)
+	})
 }
 
 func writeFile(t testing.TB, path, content string) {
@@ -259,4 +263,28 @@ func startUnit(t testing.TB, n *enginetest.Node, unit string) {
 	if out, err := n.Try("systemctl", "start", unit); err != nil {
 		t.Fatalf("start %s: %v\n%s\njournal:\n%s", unit, err, out, n.Journal(unit))
 	}
+}
+
+// status returns an app's status record, or nil.
+func status(t testing.TB, n *enginetest.Node, app string) *registry.Status {
+	t.Helper()
+	k, _ := registry.NewKeys("")
+	key, err := k.Status(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := n.Etcd.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil
+	}
+	var st registry.Status
+	if err := json.Unmarshal(resp.Kvs[0].Value, &st); err != nil {
+		t.Fatalf("%s: %v", key, err)
+	}
+	return &st
 }

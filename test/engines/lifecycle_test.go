@@ -207,13 +207,14 @@ func lifecycle(t *testing.T, n *enginetest.Node, rt string) {
 	t.Logf("%s registered at %s", unit, addr)
 	n.WaitFor("routed by the router", 30*time.Second, func() bool { return routed(n, host) == 200 })
 
-	// Killed: systemd restarts it, a new container on a new port.
+	// Killed: systemd restarts it; the new container is registered where
+	// the engine publishes it now.
 	restarts := unitProp(n, unit, "NRestarts")
 	n.Exec(rt, "kill", container)
 	n.WaitFor("a restart after the kill", 60*time.Second, func() bool {
 		return unitProp(n, unit, "NRestarts") != restarts && unitProp(n, unit, "ActiveState") == "active"
 	})
-	addr = wantAddr("the restarted instance registered")
+	t.Logf("%s registered at %s after the kill", unit, wantAddr("the restarted instance registered"))
 	n.WaitFor("routed after the restart", 30*time.Second, func() bool { return routed(n, host) == 200 })
 
 	// The unit's main process (the CLI) crashes: the container is removed

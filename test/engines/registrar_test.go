@@ -12,7 +12,8 @@ import (
 // registrar checks the node agent's Docker registrar (berth-agent.service,
 // on the engine's socket) against the real engine: registrator's
 // conventions on containers berth's units did not start, deregistration
-// on stop, and a resync after the engine restarts.
+// on stop, and a resync after the engine restarts; and a berth unit's
+// instance coming back after the engine restart.
 func registrar(t *testing.T, n *enginetest.Node) {
 	run := func(name string, args ...string) {
 		t.Helper()
@@ -56,9 +57,24 @@ func registrar(t *testing.T, n *enginetest.Node) {
 		return instance(t, n, "beta-web", "node1:reg-b:8080") == nil && instance(t, n, "beta-metrics", "node1:reg-b:9090") == nil
 	})
 
+	// A berth unit of the docker runtime runs beside them.
+	app, y := appSpec(t, "dunit", "docker", image, "never")
+	install(t, n, app, y)
+	startUnit(t, n, "dunit@1.service")
+	unitAt := func() string {
+		in := instance(t, n, "dunit", "1")
+		if in == nil {
+			return ""
+		}
+		return in.Addr
+	}
+	n.WaitFor("dunit@1 registered", 30*time.Second, func() bool { return unitAt() != "" && unitAt() == port("dunit-1", "8080/tcp") })
+	unitStarted := unitProp(n, "dunit@1.service", "ActiveEnterTimestampMonotonic")
+
 	// The engine restarts: reg-a comes back (restart policy), on a port
 	// the engine may choose anew; reg-d does not. The agent reconnects and
-	// takes the engine's list as the truth.
+	// takes the engine's list as the truth. The berth unit is restarted
+	// with the engine (Requires=docker.service) and registered again.
 	before := port("reg-a", "8080/tcp")
 	n.Exec("systemctl", "restart", "docker.service")
 	n.WaitFor("the registrar's resync after the engine restart", 60*time.Second, func() bool {
@@ -66,6 +82,12 @@ func registrar(t *testing.T, n *enginetest.Node) {
 		return p != "" && at("alpha", "node1:reg-a:8080", "http", "public") == p &&
 			instance(t, n, "delta", "node1:reg-d:8080") == nil
 	})
+	n.WaitFor("dunit@1 restarted with the engine and registered", 60*time.Second, func() bool {
+		return unitProp(n, "dunit@1.service", "ActiveEnterTimestampMonotonic") != unitStarted &&
+			unitProp(n, "dunit@1.service", "ActiveState") == "active" && unitAt() != "" && unitAt() == port("dunit-1", "8080/tcp")
+	})
+	n.WaitFor("dunit routed after the engine restart", 30*time.Second, func() bool { return routed(n, "dunit.test") == 200 })
+	n.Exec("systemctl", "stop", "dunit@1.service")
 	t.Logf("reg-a published at %s before the engine restart, %s after", before, port("reg-a", "8080/tcp"))
 	if j := n.Journal("berth-agent.service"); !strings.Contains(j, "docker engine unavailable") {
 		t.Errorf("the agent's journal does not show the engine going away:\n%s", j)

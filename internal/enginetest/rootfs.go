@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 
 	"github.com/berthproject/berth/internal/systemdtest"
@@ -41,7 +42,9 @@ var (
 
 // Root returns the extracted root of the engine nodes, building the
 // cached tarball first if needed (about a minute, once per machine: the
-// systemd test root plus Debian's engines from the Debian mirror).
+// systemd test root plus Debian's engines from the Debian mirror). The
+// extracted root is kept next to the tarball and shared by every run: the
+// nodes boot it read-only (--volatile=overlay).
 func Root() (string, error) {
 	rootOnce.Do(func() {
 		if os.Geteuid() != 0 {
@@ -62,17 +65,42 @@ func Root() (string, error) {
 				return
 			}
 		}
-		dir, err := os.MkdirTemp("", "berth-engines-rootfs-")
-		if err != nil {
-			rootErr = err
-			return
-		}
-		cmd := exec.Command("sh", "-c", `zstd -dc "$1" | tar -C "$2" -xf -`, "sh", tarball, dir)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			rootErr = fmt.Errorf("extract %s: %v\n%s", tarball, err, out)
-			return
-		}
-		rootDir = dir
+		rootDir, rootErr = extract(tarball)
 	})
 	return rootDir, rootErr
+}
+
+// extract unpacks tarball once into the directory of the same name
+// without ".tar.zst", marked complete by a file; concurrent first runs
+// each extract into a scratch directory and the first rename wins.
+func extract(tarball string) (string, error) {
+	dir := strings.TrimSuffix(tarball, ".tar.zst")
+	done := filepath.Join(dir, ".berth-complete")
+	if _, err := os.Stat(done); err == nil {
+		return dir, nil
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".tmp-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	cmd := exec.Command("sh", "-c", `zstd -dc "$1" | tar -C "$2" -xf -`, "sh", tarball, tmp)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("extract %s: %v\n%s", tarball, err, out)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, ".berth-complete"), nil, 0o644); err != nil {
+		return "", err
+	}
+	// MkdirTemp made tmp 0700; the root's own mode is 0755.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", err
+	}
+	os.RemoveAll(dir) // an incomplete extraction of an earlier run
+	if err := os.Rename(tmp, dir); err != nil {
+		if _, serr := os.Stat(done); serr == nil {
+			return dir, nil // another run finished first
+		}
+		return "", err
+	}
+	return dir, nil
 }

@@ -85,8 +85,16 @@ func (ns *NS) Listen(network, addr string) (net.Listener, error) {
 }
 
 // DialContext connects from inside the namespace (an http.Transport's
-// DialContext).
+// DialContext). addr's host must be an IP address: a name could be
+// resolved and dialed on other threads, outside the namespace.
 func (ns *NS) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	if net.ParseIP(host) == nil {
+		return nil, fmt.Errorf("dial %s in %s: the host must be an IP address", addr, ns.Name)
+	}
 	var c net.Conn
 	var derr error
 	if err := ns.in(func() { c, derr = (&net.Dialer{}).DialContext(ctx, network, addr) }); err != nil {

@@ -47,6 +47,10 @@ func TestEngines(t *testing.T) {
 			lifecycle(t, n, rt)
 		})
 	}
+	t.Run("release2", func(t *testing.T) {
+		n.Use(t)
+		laterRelease(t, n)
+	})
 	t.Run("registrar", func(t *testing.T) {
 		n.Use(t)
 		registrar(t, n)
@@ -288,4 +292,31 @@ func status(t testing.TB, n *enginetest.Node, app string) *registry.Status {
 		t.Fatalf("%s: %v", key, err)
 	}
 	return &st
+}
+
+// laterRelease starts a second release's unit ("<app>.2@1.service",
+// container "%p-%i" = "<app>.2-1") of a docker app: the hook finds the
+// container under the units' name and registers instance "2.1" there.
+func laterRelease(t *testing.T, n *enginetest.Node) {
+	app, _ := appSpec(t, "dgen", spec.RuntimeDocker, image, spec.PullNever)
+	app.Generation = 2
+	files, err := units.Render(app, units.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files[0].Name != "dgen.2@.service" {
+		t.Fatalf("rendered %s, want dgen.2@.service", files[0].Name)
+	}
+	writeFile(t, filepath.Join(n.Units, files[0].Name), string(files[0].Content))
+	n.Exec("systemctl", "link", "/run/berth-units/"+files[0].Name)
+	startUnit(t, n, "dgen.2@1.service")
+	n.WaitFor("release 2's instance registered", 60*time.Second, func() bool {
+		in := instance(t, n, "dgen", "2.1")
+		p := publishedPort(n, "docker", "dgen.2-1", "8080/tcp")
+		return in != nil && p != "" && in.Addr == "127.0.0.1:"+p
+	})
+	n.Exec("systemctl", "stop", "dgen.2@1.service")
+	if c := containers(n, "docker", "dgen.2-1"); c != "" {
+		t.Fatalf("container dgen.2-1 left: %s", c)
+	}
 }

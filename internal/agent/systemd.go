@@ -138,7 +138,14 @@ func (s *Systemd) reconcileApp(ctx context.Context, app string, units []sdbus.Un
 					continue
 				}
 				if slices.Contains(failed, name) {
-					// A wake starts every unit that ran here, failed ones too.
+					// A wake starts every unit that ran here, failed ones
+					// too; but not one that failed since the status last
+					// changed (a start that failed on its own, such as a
+					// pull refused until systemd's start limit): starting it
+					// again would retry it forever. It is reported below.
+					if st != nil && s.failedSince(ctx, name, st.Since) {
+						continue
+					}
 					s.Conn.ResetFailedUnitContext(ctx, name)
 					failed = slices.DeleteFunc(failed, func(f string) bool { return f == name })
 				}
@@ -213,4 +220,20 @@ func (s *Systemd) reconcileApp(ctx context.Context, app string, units []sdbus.Un
 		return n, true
 	})
 	return err
+}
+
+// failedSince reports whether unit entered its state (failed) at or after
+// sinceMS (unix ms, a status's Since), by the unit's StateChangeTimestamp.
+// When the time cannot be read the failure counts as new: the unit is
+// left failed rather than started again.
+func (s *Systemd) failedSince(ctx context.Context, unit string, sinceMS int64) bool {
+	p, err := s.Conn.GetUnitPropertyContext(ctx, unit, "StateChangeTimestamp")
+	if err != nil {
+		return true
+	}
+	usec, ok := p.Value.Value().(uint64)
+	if !ok {
+		return true
+	}
+	return int64(usec/1000) >= sinceMS
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -127,7 +128,7 @@ func (in *Instance) hostAddr(ctx context.Context, envVar, container string, host
 			return "", fmt.Errorf("%s has no %s", in.EnvFile, envVar)
 		}
 	default:
-		p, err := dockerPort(ctx, in.CLI, in.App+"-"+in.ID, container)
+		p, err := waitPort(ctx, in.CLI, in.container(), container)
 		if err != nil {
 			return "", err
 		}
@@ -142,6 +143,34 @@ func proto(port string) string {
 		return "udp"
 	}
 	return "tcp"
+}
+
+// container is the instance's container name, the units' "%p-%i": its
+// unit's name without ".service", "@" replaced ("app.2@1.service" →
+// "app.2-1").
+func (in *Instance) container() string {
+	return strings.Replace(strings.TrimSuffix(in.unit(), ".service"), "@", "-", 1)
+}
+
+// portPoll is how often waitPort asks again.
+const portPoll = 200 * time.Millisecond
+
+// waitPort asks for the published port until the engine has one: the
+// post-start hook runs as soon as "docker run" is forked, often before the
+// engine has created the container. It gives up when ctx ends, with the
+// last answer.
+func waitPort(ctx context.Context, cli, container, port string) (string, error) {
+	for {
+		p, err := dockerPort(ctx, cli, container, port)
+		if err == nil {
+			return p, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("no published port before the deadline: %w", err)
+		case <-time.After(portPoll):
+		}
+	}
 }
 
 // dockerPort asks the container CLI for the published port of a container

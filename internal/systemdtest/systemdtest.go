@@ -83,8 +83,26 @@ type Container struct {
 	cgroup string // this boot's cgroup name (unique: a reboot never reuses one)
 }
 
-// Option is a Bind or a NetNS.
+// Option is a Bind, a NetNS, a RootFS, an Nspawn or an Env.
 type Option interface{ nspawnArgs() []string }
+
+// RootFS boots the container on another root directory than Root() (a
+// root derived from it, such as enginetest's with container engines).
+type RootFS string
+
+func (RootFS) nspawnArgs() []string { return nil }
+
+// Nspawn passes further arguments to systemd-nspawn (capabilities, system
+// call filters).
+type Nspawn []string
+
+func (n Nspawn) nspawnArgs() []string { return n }
+
+// Env sets one environment variable ("KEY=value") of systemd-nspawn, such
+// as SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1.
+type Env string
+
+func (Env) nspawnArgs() []string { return nil }
 
 // Bind is a host path mounted into the container.
 type Bind struct {
@@ -110,9 +128,21 @@ func (n NetNS) nspawnArgs() []string { return []string{"--network-namespace-path
 // stopped when the test ends.
 func Boot(t testing.TB, name string, opts ...Option) *Container {
 	t.Helper()
-	root, err := Root()
-	if err != nil {
-		t.Fatal(err)
+	var root string
+	var env []string
+	for _, o := range opts {
+		switch o := o.(type) {
+		case RootFS:
+			root = string(o)
+		case Env:
+			env = append(env, string(o))
+		}
+	}
+	if root == "" {
+		var err error
+		if root, err = Root(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c := &Container{Name: name, BusDir: t.TempDir(), log: &bytes.Buffer{}, cgroup: fmt.Sprintf("berth-%s-%d", name, time.Now().UnixNano())}
 	// The machine name (also the container's host name) is unique per
@@ -128,6 +158,9 @@ func Boot(t testing.TB, name string, opts ...Option) *Container {
 	script := `for h in systemd unified; do if [ -d /sys/fs/cgroup/$h ]; then mkdir -p /sys/fs/cgroup/$h/$0; echo $$ > /sys/fs/cgroup/$h/$0/cgroup.procs; fi; done; exec systemd-nspawn "$@"`
 	c.cmd = exec.Command("sh", append([]string{"-c", script, c.cgroup}, args...)...)
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
+	if len(env) > 0 {
+		c.cmd.Env = append(os.Environ(), env...)
+	}
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,180 @@
+package engines
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/berthproject/berth/internal/enginetest"
+	"github.com/berthproject/berth/internal/pki"
+	"github.com/berthproject/berth/internal/registry"
+	"github.com/berthproject/berth/internal/spec"
+)
+
+// Registry credentials of the test.
+const (
+	regUser     = "berth"
+	regPassword = "s3cret-pull"
+	regHost     = "localhost:5000"
+	regImage    = regHost + "/berth/demo:1"
+)
+
+// startRegistry runs Debian's docker-registry (distribution 2.8) on the
+// node's 127.0.0.1:5000 with htpasswd auth and TLS (a certificate from
+// internal/pki, trusted by both engines through their certs.d).
+func startRegistry(t *testing.T, n *enginetest.Node) {
+	dir := filepath.Join(n.Share, "registry")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.Init(filepath.Join(dir, "pki"), "berth-test-registry-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.Issue(pki.Request{Name: "registry", Role: pki.RoleServer, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, DNS: []string{"localhost"}}); err != nil {
+		t.Fatal(err)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(regPassword), bcrypt.DefaultCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "htpasswd"), regUser+":"+string(hash)+"\n")
+	writeFile(t, filepath.Join(dir, "config.yml"), `version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: /var/lib/berth-registry
+http:
+  addr: 127.0.0.1:5000
+  tls:
+    certificate: /run/berth-share/registry/pki/registry.pem
+    key: /run/berth-share/registry/pki/registry-key.pem
+auth:
+  htpasswd:
+    realm: berth-test
+    path: /run/berth-share/registry/htpasswd
+`)
+	b, err := os.ReadFile("/usr/bin/docker-registry")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "docker-registry"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"/etc/docker/certs.d/" + regHost, "/etc/containers/certs.d/" + regHost} {
+		n.Exec("mkdir", "-p", d)
+		n.Exec("cp", "/run/berth-share/registry/pki/ca.pem", d+"/ca.crt")
+	}
+	n.Exec("systemd-run", "--unit", "berth-test-registry", "/run/berth-share/registry/docker-registry", "serve", "/run/berth-share/registry/config.yml")
+	n.WaitFor("the registry listening", 30*time.Second, func() bool {
+		_, err := n.Try("curl", "-sf", "-o", "/dev/null", "--cacert", "/run/berth-share/registry/pki/ca.pem", "https://"+regHost+"/")
+		return err == nil
+	})
+}
+
+// authFile is a registry auth file (docker's config.json, podman's
+// auth.json: the same "auths" format) for user and password.
+func authFile(user, password string) string {
+	return fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, regHost, base64.StdEncoding.EncodeToString([]byte(user+":"+password)))
+}
+
+// login writes both engines' auth files in the node: docker's
+// /root/.docker/config.json and podman's /run/containers/0/auth.json
+// (root's default locations, which units running as root use).
+func login(t *testing.T, n *enginetest.Node, password string) {
+	t.Helper()
+	writeFile(t, filepath.Join(n.Share, "auth.json"), authFile(regUser, password))
+	n.Exec("mkdir", "-p", "/root/.docker", "/run/containers/0")
+	n.Exec("cp", "/run/berth-share/auth.json", "/root/.docker/config.json")
+	n.Exec("cp", "/run/berth-share/auth.json", "/run/containers/0/auth.json")
+}
+
+// privateRegistry: both engines pull the image from the registry through
+// the rendered units' pull step with credentials; a wrong password fails
+// the unit with the registry's answer in its journal, and the unit's
+// restart limit ends the retries.
+func privateRegistry(t *testing.T, n *enginetest.Node) {
+	startRegistry(t, n)
+	// Anonymous pulls are refused: the registry does check credentials.
+	if out, err := n.Try("docker", "pull", regImage); err == nil {
+		t.Fatalf("anonymous pull succeeded:\n%s", out)
+	}
+	login(t, n, regPassword)
+	n.Exec("docker", "tag", image, regImage)
+	n.Exec("docker", "push", regImage)
+	n.Exec("docker", "rmi", regImage)
+
+	for _, rt := range []string{spec.RuntimeDocker, spec.RuntimePodman} {
+		name := rt[:1] + "priv"
+		app, y := appSpec(t, name, rt, regImage, spec.PullAlways)
+		install(t, n, app, y)
+		unit := name + "@1.service"
+		startUnit(t, n, unit)
+		n.WaitFor(rt+" instance from the private registry registered", 60*time.Second, func() bool {
+			in := instance(t, n, name, "1")
+			return in != nil && in.Addr == "127.0.0.1:"+publishedPort(n, rt, name+"-1", "8080/tcp")
+		})
+		// The pull step's own output: the manifest came from the registry.
+		pulled := map[string]string{spec.RuntimeDocker: "Digest: sha256:", spec.RuntimePodman: "Writing manifest"}[rt]
+		if j := n.Journal(unit); !strings.Contains(j, pulled) {
+			t.Errorf("%s: no %q from the pull step in the journal:\n%s", unit, pulled, j)
+		}
+		n.Exec("systemctl", "stop", unit)
+	}
+
+	// A wrong password: the pull fails, the unit fails and is retried at
+	// most StartLimitBurst times (3 in appSpec) before systemd gives up
+	// ("Start request repeated too quickly"), and nothing starts it again.
+	login(t, n, "wrong-password")
+	n.Exec("podman", "rmi", "-f", regImage)
+	for _, rt := range []string{spec.RuntimeDocker, spec.RuntimePodman} {
+		name := rt[:1] + "bad"
+		app, y := appSpec(t, name, rt, regImage, spec.PullAlways)
+		install(t, n, app, y)
+		unit := name + "@1.service"
+		if out, err := n.Try("systemctl", "start", unit); err == nil {
+			t.Fatalf("%s started with a wrong registry password:\n%s", unit, out)
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for unitProp(n, unit, "ActiveState") != "failed" || !strings.Contains(n.Journal(unit), "Start request repeated too quickly") {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not given up by systemd: %s %s, %s restarts\n%s", unit, unitProp(n, unit, "ActiveState"),
+					unitProp(n, unit, "Result"), unitProp(n, unit, "NRestarts"), n.Journal(unit))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		j := n.Journal(unit)
+		pulls := strings.Count(j, "unauthorized")
+		time.Sleep(3 * time.Second) // longer than RestartSec: no further attempt
+		if again := strings.Count(n.Journal(unit), "unauthorized"); again != pulls || pulls == 0 || pulls > app.Restart.Burst {
+			t.Fatalf("%s: %d failed pulls, then %d (want 1..%d, then no more):\n%s", unit, pulls, again, app.Restart.Burst, j)
+		}
+		if instance(t, n, name, "1") != nil {
+			t.Fatalf("%s registered without its image", unit)
+		}
+		// The node agent reports the failure in the app's status.
+		n.WaitFor(name+"'s status failed", 30*time.Second, func() bool {
+			st := status(t, n, name)
+			return st != nil && st.Current == registry.StatusFailed && strings.Contains(st.Message, unit)
+		})
+		t.Logf("%s: %d pull attempts, journal says: %s", unit, pulls, firstLine(j, "unauthorized"))
+	}
+}
+
+// firstLine returns the first line of s containing sub.
+func firstLine(s, sub string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			return strings.TrimSpace(l)
+		}
+	}
+	return ""
+}

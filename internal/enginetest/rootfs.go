@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 
 	"github.com/berthproject/berth/internal/systemdtest"
@@ -65,42 +64,7 @@ func Root() (string, error) {
 				return
 			}
 		}
-		rootDir, rootErr = extract(tarball)
+		rootDir, rootErr = systemdtest.Extract(tarball)
 	})
 	return rootDir, rootErr
-}
-
-// extract unpacks tarball once into the directory of the same name
-// without ".tar.zst", marked complete by a file; concurrent first runs
-// each extract into a scratch directory and the first rename wins.
-func extract(tarball string) (string, error) {
-	dir := strings.TrimSuffix(tarball, ".tar.zst")
-	done := filepath.Join(dir, ".berth-complete")
-	if _, err := os.Stat(done); err == nil {
-		return dir, nil
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".tmp-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	cmd := exec.Command("sh", "-c", `zstd -dc "$1" | tar -C "$2" -xf -`, "sh", tarball, tmp)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("extract %s: %v\n%s", tarball, err, out)
-	}
-	if err := os.WriteFile(filepath.Join(tmp, ".berth-complete"), nil, 0o644); err != nil {
-		return "", err
-	}
-	// MkdirTemp made tmp 0700; the root's own mode is 0755.
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return "", err
-	}
-	os.RemoveAll(dir) // an incomplete extraction of an earlier run
-	if err := os.Rename(tmp, dir); err != nil {
-		if _, serr := os.Stat(done); serr == nil {
-			return dir, nil // another run finished first
-		}
-		return "", err
-	}
-	return dir, nil
 }

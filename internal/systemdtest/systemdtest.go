@@ -59,17 +59,7 @@ func Root() (string, error) {
 				return
 			}
 		}
-		dir, err := os.MkdirTemp("", "berth-rootfs-")
-		if err != nil {
-			rootErr = err
-			return
-		}
-		cmd := exec.Command("sh", "-c", `zstd -dc "$1" | tar -C "$2" -xf -`, "sh", tarball, dir)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			rootErr = fmt.Errorf("extract %s: %v\n%s", tarball, err, out)
-			return
-		}
-		rootDir = dir
+		rootDir, rootErr = Extract(tarball)
 	})
 	return rootDir, rootErr
 }

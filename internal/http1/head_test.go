@@ -18,7 +18,7 @@ func TestHeaderKind(t *testing.T) {
 		"X-Real-IP": XRealIP, "Forwarded": Forwarded, "Accept": Accept, "Idempotency-Key": IdempotencyKey,
 		"X-Idempotency-Key": IdempotencyKey, "Retry-After": RetryAfter, "Trailer": Trailer,
 		"strict-transport-security": StrictTransportSecurity,
-		"X-Real-IPs": Other, "Hosts": Other, "Content-Type": Other, "": Other,
+		"X-Real-IPs":                Other, "Hosts": Other, "Content-Type": Other, "": Other,
 	} {
 		if got := KindOf([]byte(name)); got != want {
 			t.Errorf("KindOf(%q) = %d, want %d", name, got, want)

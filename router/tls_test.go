@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -313,4 +315,54 @@ func TestHostileTLS(t *testing.T) {
 			t.Errorf("shutdown took %v with a stalled handshake, want it closed at once", d)
 		}
 	})
+}
+
+// TestHostileTLSClientNeverReads: over TLS too, a client that takes no
+// response bytes for the body timeout is disconnected and the upstream
+// connection that fed it closed, on the lane and after a handoff (the
+// bound is under the TLS layer).
+func TestHostileTLSClientNeverReads(t *testing.T) {
+	for _, lane := range hostileLanes {
+		t.Run(lane.name, func(t *testing.T) {
+			t.Parallel()
+			cut := make(chan struct{})
+			e, up := hostileWeb(t, Config{BodyTimeout: 300 * time.Millisecond}, func(c *hostileConn, req *http.Request) bool {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 268435456\r\n\r\n")
+				chunk := strings.Repeat("z", 64<<10)
+				for range 4096 {
+					if _, err := io.WriteString(c, chunk); err != nil {
+						close(cut)
+						return false
+					}
+				}
+				return true
+			})
+			tlsAddr, _ := e.serveTLS()
+			raw, err := net.Dial("tcp", tlsAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			c := tls.Client(raw, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+			if _, err := io.WriteString(c, lane.head("GET", "/big", "web.example.com")); err != nil {
+				t.Fatal(err)
+			}
+			if up.waitRequest("/big", 3*time.Second) == nil {
+				t.Fatal("the upstream got no request")
+			}
+			if lane.hdr == "" && counterValue(t, e.r.metrics.laneTLSRequests) != 1 ||
+				lane.hdr != "" && counterValue(t, e.r.metrics.handoffs) != 1 {
+				t.Errorf("the request did not take the %s path over TLS", lane.name)
+			}
+			select {
+			case <-cut:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the upstream connection is still open 10s after the client stopped reading, want it closed")
+			}
+			raw.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.Copy(io.Discard, raw); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+				t.Fatalf("the client connection did not end: %v", err)
+			}
+		})
+	}
 }

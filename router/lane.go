@@ -19,11 +19,11 @@ import (
 )
 
 // The fast lane serves HTTP/1.1 keep-alive requests, plain and over TLS,
-// for apps with live instances: it parses the head in place (internal/http1), writes the
-// outbound head with the forwarded headers into the upstream connection,
-// and copies the response back, in the connection's goroutine and
-// without allocating per request. Everything else is handed to net/http
-// (server.go).
+// for apps with live instances: it parses the head in place
+// (internal/http1), writes the outbound head with the forwarded headers
+// into the upstream connection, and copies the response back, in the
+// connection's goroutine and without allocating per request. Everything
+// else is handed to net/http (server.go).
 
 // laneBufSize is the lane's read buffer: a request head that does not
 // fit goes to net/http (which applies MaxHeaderBytes).
@@ -50,6 +50,7 @@ type laneConn struct {
 	client  string    // client IP ("" if unknown)
 	trusted bool      // the client is a trusted proxy
 	tls     bool      // the connection is TLS (NC is a *tls.Conn)
+	raw     net.Conn  // the socket, which Shutdown and Close close (NC itself for plain HTTP)
 	out     []byte    // outbound request head, rebuilt per request
 	lastEnd time.Time // when the last request ended
 

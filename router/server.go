@@ -124,7 +124,7 @@ func (s *Server) Close() error {
 	s.stopAccepting()
 	s.mu.Lock()
 	for lc := range s.conns {
-		lc.NC.Close()
+		lc.raw.Close()
 	}
 	for c := range s.handshakes {
 		c.Close()
@@ -151,7 +151,7 @@ func (s *Server) closeIdle() int {
 	defer s.mu.Unlock()
 	for lc := range s.conns {
 		if lc.state.CompareAndSwap(laneIdle, laneClosed) {
-			lc.NC.Close()
+			lc.raw.Close()
 		}
 	}
 	for c := range s.handshakes {
@@ -165,11 +165,16 @@ func (s *Server) serveConn(c net.Conn) {
 	s.serveLane(c, http1.SocketIO(c, s.Router.cfg.BodyTimeout), nil)
 }
 
-// serveLane serves c on the fast lane, read and written through rw, and
-// hands it to net/http when the lane does not take a request; tc is set
-// when c is a TLS connection (c itself).
-func (s *Server) serveLane(c net.Conn, rw io.ReadWriter, tc *tls.Conn) {
+// serveLane serves the connection on socket raw on the fast lane, read
+// and written through rw, and hands it to net/http when the lane does not
+// take a request; tc is set when it is a TLS connection.
+func (s *Server) serveLane(raw net.Conn, rw io.ReadWriter, tc *tls.Conn) {
+	c := raw
+	if tc != nil {
+		c = tc
+	}
 	lc := newLaneConn(s, c, rw, tc != nil)
+	lc.raw = raw
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()

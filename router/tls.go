@@ -82,7 +82,7 @@ func (s *Server) serveTLSConn(c net.Conn) {
 	case acmez.ACMETLS1Protocol:
 		tc.Close() // the validation was the handshake itself
 	default:
-		s.serveLane(tc, tc, tc)
+		s.serveLane(c, tc, tc)
 	}
 }
 

@@ -192,7 +192,7 @@ func TestTLSResumption(t *testing.T) {
 // with its bytes intact (Transfer-Encoding wins, the rest is the next
 // request), and an upload answered early (a 413) is never parsed for the
 // requests its body hides, over TLS as on plain HTTP. Shutdown closes
-// stalled handshakes at once.
+// stalled handshakes and idle connections at once.
 func TestHostileTLS(t *testing.T) {
 	e, up := hostileWeb(t, Config{ReadHeaderTimeout: 300 * time.Millisecond}, func(c *hostileConn, req *http.Request) bool {
 		switch req.URL.Path {
@@ -303,6 +303,9 @@ func TestHostileTLS(t *testing.T) {
 
 	t.Run("shutdown", func(t *testing.T) {
 		c := raw(t)
+		idle := dialTLS(t, tlsAddr, "http/1.1")
+		idle.send("GET /idle HTTP/1.1\r\nHost: web.example.com\r\n\r\n")
+		idle.want(t, "GET /idle", "GET", 200, "up /idle")
 		time.Sleep(50 * time.Millisecond) // accepted
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -311,8 +314,9 @@ func TestHostileTLS(t *testing.T) {
 			t.Errorf("shutdown: %v", err)
 		}
 		cut(t, c, time.Second, "")
+		idle.expectEOF(t, time.Second)
 		if d := time.Since(start); d > 250*time.Millisecond {
-			t.Errorf("shutdown took %v with a stalled handshake, want it closed at once", d)
+			t.Errorf("shutdown took %v with a stalled handshake and an idle connection, want them closed at once", d)
 		}
 	})
 }

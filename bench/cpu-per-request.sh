@@ -2,7 +2,8 @@
 # CPU time (user and system, all threads) that the given processes spend
 # per request while wrk loads URL: a throughput-independent measure of a
 # proxy's cost, less sensitive than req/s to a shared machine's noise.
-#   bench/cpu-per-request.sh URL PID [PID...]   (env HOST, default bench.local; SECONDS_RUN, default 8)
+#   bench/cpu-per-request.sh URL PID [PID...]   (env HOST, default bench.local; SECONDS_RUN, default 8;
+#   NEW_CONNECTIONS=1: a new connection per request, 16 at a time, instead of 64 kept alive)
 set -euo pipefail
 url=$1; shift
 host=${HOST:-bench.local}
@@ -19,7 +20,9 @@ cpu() {
   echo "$u $s"
 }
 read -r u0 s0 < <(cpu "$@")
-rps=$(wrk -t2 -c64 -d"${secs}s" -H "Host: $host" "$url" | awk '/Requests\/sec/ {print $2}')
+args=(-c64)
+if [ "${NEW_CONNECTIONS:-}" = 1 ]; then args=(-c16 -H 'Connection: close'); fi
+rps=$(wrk -t2 "${args[@]}" -d"${secs}s" -H "Host: $host" "$url" | awk '/Requests\/sec/ {print $2}')
 read -r u1 s1 < <(cpu "$@")
 awk -v u0="$u0" -v u1="$u1" -v s0="$s0" -v s1="$s1" -v rps="$rps" -v secs="$secs" -v tick="$tick" 'BEGIN {
   n = rps * secs

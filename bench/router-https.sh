@@ -2,8 +2,10 @@
 # HTTPS through berth's router and through nginx with the same certificate
 # (both terminate TLS and forward plain HTTP to the same keep-alive backend),
 # against the backend serving HTTPS itself (direct), all in one run: with
-# keep-alive connections, and with a new connection (a full TLS handshake)
-# per request. Needs: wrk nginx etcd.
+# keep-alive connections, and with a new connection (a TLS handshake) per
+# request. wrk resumes its TLS sessions (OpenSSL keeps the last session of
+# each connection): a probe after the rounds counts the handshakes each
+# proxy resumed. Needs: wrk nginx etcd.
 #   bench/router-https.sh [seconds-per-run] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +28,7 @@ cert=$work/pki/bench.local.pem key=$work/pki/bench.local-key.pem
 bench_backend_and_etcd "$work" 18281 23990
 "$work/backend" -listen 127.0.0.1:18284 -tls-cert "$cert" -tls-key "$key" & pids+=($!)
 GOMAXPROCS=2 "$work/berth" router --etcd-endpoints 127.0.0.1:23990 --listen 127.0.0.1:18280 --listen-tls 127.0.0.1:18282 \
-  --tls-cert "$cert" --tls-key "$key" --admin "" --log-level error & pids+=($!)
+  --tls-cert "$cert" --tls-key "$key" --admin 127.0.0.1:18285 --log-level error & pids+=($!)
 
 cat > "$work/nginx.conf" <<NGINX
 worker_processes 2;
@@ -46,6 +48,16 @@ http {
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Real-IP \$remote_addr;
       proxy_set_header X-Forwarded-Proto \$scheme; proxy_set_header X-Forwarded-Host \$host;
     }
+  }
+  # The same server, logging whether each handshake resumed, for the
+  # resumption probe only (the measured one logs nothing).
+  log_format reused '\$ssl_session_reused';
+  server {
+    listen 127.0.0.1:18286 ssl http2;
+    ssl_certificate $cert;
+    ssl_certificate_key $key;
+    access_log $work/nginx-reused.log reused;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
 }
 NGINX
@@ -83,3 +95,13 @@ for mode in keepalive handshake; do
   done
   echo
 done
+
+# Resumption probe: new connections for 2 s against berth (its handshake
+# counter) and nginx's logging twin ($ssl_session_reused).
+handshakes() { curl -s http://127.0.0.1:18285/metrics | awk -v r="$1" '$1 ~ "^berth_router_tls_handshakes_total" && $1 ~ r {n += $2} END {print n + 0}'; }
+r0=$(handshakes resumed) a0=$(handshakes '')
+wrk -t1 -c4 -d2s -H 'Host: bench.local' -H 'Connection: close' https://127.0.0.1:18282/ >/dev/null
+r1=$(handshakes resumed) a1=$(handshakes '')
+wrk -t1 -c4 -d2s -H 'Host: bench.local' -H 'Connection: close' https://127.0.0.1:18286/ >/dev/null
+echo "Resumed TLS handshakes (2 s wrk probe, Connection: close): berth $((r1 - r0)) of $((a1 - a0)), nginx $(grep -c '^r' "$work/nginx-reused.log" || true) of $(wc -l <"$work/nginx-reused.log")"
+

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -17,12 +18,12 @@ import (
 	"github.com/berthproject/berth/internal/http1"
 )
 
-// The fast lane serves plain HTTP/1.1 keep-alive requests for apps with
-// live instances: it parses the head in place (internal/http1), writes the
-// outbound head with the forwarded headers into the upstream connection,
-// and copies the response back, in the connection's goroutine and
-// without allocating per request. Everything else is handed to net/http
-// (server.go).
+// The fast lane serves HTTP/1.1 keep-alive requests, plain and over TLS,
+// for apps with live instances: it parses the head in place
+// (internal/http1), writes the outbound head with the forwarded headers
+// into the upstream connection, and copies the response back, in the
+// connection's goroutine and without allocating per request. Everything
+// else is handed to net/http (server.go).
 
 // laneBufSize is the lane's read buffer: a request head that does not
 // fit goes to net/http (which applies MaxHeaderBytes).
@@ -48,6 +49,8 @@ type laneConn struct {
 	state   atomic.Int32
 	client  string    // client IP ("" if unknown)
 	trusted bool      // the client is a trusted proxy
+	tls     bool      // the connection is TLS (NC is a *tls.Conn)
+	raw     net.Conn  // the socket, which Shutdown and Close close (NC itself for plain HTTP)
 	out     []byte    // outbound request head, rebuilt per request
 	lastEnd time.Time // when the last request ended
 
@@ -57,14 +60,15 @@ type laneConn struct {
 	lastRoute *route
 }
 
-func newLaneConn(s *Server, c net.Conn) *laneConn {
-	rw := http1.SocketIO(c, s.Router.cfg.BodyTimeout)
+// newLaneConn starts serving c, read and written through rw (the socket
+// itself for plain HTTP, the *tls.Conn for TLS).
+func newLaneConn(s *Server, c net.Conn, rw io.ReadWriter, tls bool) *laneConn {
 	br := laneReaders.Get().(*bufio.Reader)
 	br.Reset(rw)
 	bw := laneWriters.Get().(*bufio.Writer)
 	bw.Reset(rw)
 	lc := &laneConn{ClientConn: http1.ClientConn{NC: c, BR: br, BW: bw, BodyTimeout: s.Router.cfg.BodyTimeout,
-		Closing: s.closing.Load}, s: s, r: s.Router}
+		Closing: s.closing.Load}, s: s, r: s.Router, tls: tls}
 	ip := remoteIP(c.RemoteAddr().String())
 	if ip.IsValid() {
 		lc.client = ip.String()
@@ -204,11 +208,14 @@ type pending struct {
 func (lc *laneConn) serve(h *http1.RequestHead) bool {
 	r := lc.r
 	rt := lc.route(h.Host)
-	if rt == nil || !rt.plainServed() || rt.h2c || len(rt.upstreams) == 0 || rt.canary != nil ||
+	if rt == nil || !lc.tls && !rt.plainServed() || rt.h2c || len(rt.upstreams) == 0 || rt.canary != nil ||
 		rt.maxConns > 0 && rt.stats.active.Load() >= rt.maxConns || r.acmeChallengePath(h.Target) {
 		return false // pages, redirects, wakes, limits, canaries' cookies and ACME challenges are net/http's
 	}
 	r.metrics.laneRequests.Inc()
+	if lc.tls {
+		r.metrics.laneTLSRequests.Inc()
+	}
 	start := time.Now()
 	if ms := start.UnixMilli(); rt.stats.lastAccess.Load() != ms {
 		rt.stats.lastAccess.Store(ms) // a write only when it changes: the routers' cores share it
@@ -226,10 +233,10 @@ func (lc *laneConn) serve(h *http1.RequestHead) bool {
 			p.path = string(raw)
 		}
 	}
-	lc.out = appendOutbound(lc.out[:0], h, lc.client, lc.trusted, r.cfg.AllowUnderscoreHeaders)
+	lc.out = appendOutbound(lc.out[:0], h, lc.client, lc.trusted, lc.tls, r.cfg.AllowUnderscoreHeaders)
 	lc.Begin(h) // h is not valid from here on
 	req := http1.Request{Head: lc.out, HeadMethod: p.head, Close: p.clientClose,
-		Start: start, ResponseHeaderTimeout: r.cfg.ResponseHeaderTimeout}
+		Start: start, ResponseHeaderTimeout: r.cfg.ResponseHeaderTimeout, HSTS: lc.hsts(rt)}
 
 	var triedBuf [4]*Upstream
 	tried := triedBuf[:0]
@@ -260,7 +267,7 @@ func (lc *laneConn) serve(h *http1.RequestHead) bool {
 	switch {
 	case status != 0:
 	case isClientError(res.Err):
-		status = lc.clientError(res.Err, &p)
+		status = lc.clientError(rt, res.Err, &p)
 	default:
 		status = lc.badGateway(rt, &p, res.Err)
 	}
@@ -316,18 +323,33 @@ func (r *Router) observeStatus(up *Upstream, status int, retryAfter, idempotent 
 func (lc *laneConn) badGateway(rt *route, p *pending, err error) int {
 	var pw pageWriter
 	status := lc.r.badGateway(&pw, p.accept, string(lc.lastHost), rt.app, err)
+	if v := lc.hsts(rt); v != "" {
+		pw.Header().Set(hstsHeader, v)
+	}
 	lc.WritePage(status, pw.Header(), pw.body.Bytes(), p.head, p.clientClose)
 	return status
+}
+
+// hsts is the Strict-Transport-Security value of the lane's answers for
+// rt: the app's routing.hsts over TLS, none on plain HTTP (as ServeHTTP).
+func (lc *laneConn) hsts(rt *route) string {
+	if lc.tls {
+		return rt.hstsHdr
+	}
+	return ""
 }
 
 // clientError answers a request the client failed (408 after a stalled
 // body, 400 for one cut short; 499, nothing written, when it went away)
 // and returns the status; the connection closes after it.
-func (lc *laneConn) clientError(err error, p *pending) int {
+func (lc *laneConn) clientError(rt *route, err error, p *pending) int {
 	status := clientErrorStatus(err)
 	if status != statusClientGone {
-		lc.WritePage(status, http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
-			[]byte(http.StatusText(status)+"\n"), p.head, true)
+		hdr := http.Header{"Content-Type": {"text/plain; charset=utf-8"}}
+		if v := lc.hsts(rt); v != "" {
+			hdr.Set(hstsHeader, v)
+		}
+		lc.WritePage(status, hdr, []byte(http.StatusText(status)+"\n"), p.head, true)
 	}
 	return status
 }

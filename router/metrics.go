@@ -11,12 +11,16 @@ type metrics struct {
 	rebuilds         prometheus.Counter
 	routes           prometheus.Gauge
 	laneRequests     prometheus.Counter
-	handoffs         prometheus.Counter
-	healthChecks     *prometheus.CounterVec
+	laneTLSRequests  prometheus.Counter
+	tlsHandshakes    *prometheus.CounterVec
+	// tlsHandshakes' series, looked up once
+	tlsFull, tlsResumed, tlsFailed prometheus.Counter
+	handoffs                       prometheus.Counter
+	healthChecks                   *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
-	return &metrics{
+	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_router_requests_total",
 			Help: "Requests by app (\"-\" for unknown hosts) and status code class."}, []string{"app", "code"}),
 		genRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_router_generation_requests_total",
@@ -31,14 +35,21 @@ func newMetrics() *metrics {
 		rebuilds: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_router_table_rebuilds_total", Help: "Routing table rebuilds."}),
 		routes:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "berth_router_apps", Help: "Apps in the routing table."}),
 		laneRequests: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_router_fast_lane_requests_total",
-			Help: "Requests proxied on the fast lane (plain HTTP/1.1 to an app with live instances)."}),
+			Help: "Requests proxied on the fast lane (HTTP/1.1, plain or over TLS, to an app with live instances)."}),
+		laneTLSRequests: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_router_fast_lane_tls_requests_total",
+			Help: "Of the fast lane's requests, those over TLS."}),
+		tlsHandshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_router_tls_handshakes_total",
+			Help: "TLS handshakes on the HTTPS listeners by result: full, resumed (a session ticket), failed."}, []string{"result"}),
 		healthChecks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_router_health_checks_total",
 			Help: "Active health probes by app and result (pass, fail)."}, []string{"app", "result"}),
 		handoffs: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_router_handoffs_total",
 			Help: "Connections the fast lane handed to the full HTTP server (pages, wakes, upgrades, h2c, unusual requests)."}),
 	}
+	m.tlsFull, m.tlsResumed = m.tlsHandshakes.WithLabelValues("full"), m.tlsHandshakes.WithLabelValues("resumed")
+	m.tlsFailed = m.tlsHandshakes.WithLabelValues("failed")
+	return m
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.genRequests, m.duration, m.retries, m.upstreamFailures, m.rebuilds, m.routes, m.laneRequests, m.handoffs, m.healthChecks}
+	return []prometheus.Collector{m.requests, m.genRequests, m.duration, m.retries, m.upstreamFailures, m.rebuilds, m.routes, m.laneRequests, m.laneTLSRequests, m.tlsHandshakes, m.handoffs, m.healthChecks}
 }

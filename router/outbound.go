@@ -9,9 +9,9 @@ import (
 // appendOutbound appends the fast lane's outbound head to out: the
 // request line and headers as received, minus hop-by-hop and forwarding
 // headers (and names with "_" unless allowed), plus X-Forwarded-For,
-// -Host, -Proto and X-Real-IP (kept from trusted proxies only), as the
-// net/http lane's rewrite does.
-func appendOutbound(out []byte, h *http1.RequestHead, client string, trusted, underscores bool) []byte {
+// -Host, -Proto (https when the client's connection is TLS) and X-Real-IP
+// (kept from trusted proxies only), as the net/http lane's rewrite does.
+func appendOutbound(out []byte, h *http1.RequestHead, client string, trusted, tls, underscores bool) []byte {
 	line, rest, _ := bytes.Cut(h.Raw, []byte("\r\n"))
 	out = append(out, line...)
 	out = append(out, "\r\n"...)
@@ -41,6 +41,9 @@ func appendOutbound(out []byte, h *http1.RequestHead, client string, trusted, un
 	}
 	out = append(append(append(out, "X-Forwarded-Host: "...), h.Host...), "\r\n"...)
 	proto := []byte("http")
+	if tls {
+		proto = []byte("https")
+	}
 	if trusted && (string(h.XFP) == "http" || string(h.XFP) == "https") {
 		proto = h.XFP
 	}

@@ -201,7 +201,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if req.TLS != nil && rt.hsts > 0 {
-		w.Header().Set(hstsHeader, hstsValue(rt.hsts))
+		w.Header().Set(hstsHeader, rt.hstsHdr)
 	}
 	if len(rt.upstreams) == 0 {
 		r.noUpstream(w, req, rt)

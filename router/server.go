@@ -19,28 +19,30 @@ import (
 	"github.com/berthproject/berth/internal/http1"
 )
 
-// Server serves a Router. On plain HTTP listeners each connection starts
-// on the fast lane (lane.go): HTTP/1.1 requests for apps with live
-// instances are parsed and proxied in place, without net/http's per
-// request machinery. A request the lane does not take (404 and other
+// Server serves a Router. Each HTTP/1.1 connection, plain or over TLS
+// (tls.go), starts on the fast lane (lane.go): HTTP/1.1 requests for apps
+// with live instances are parsed and proxied in place, without net/http's
+// per request machinery. A request the lane does not take (404 and other
 // pages, wakes, redirects, upgrades, h2c, chunked uploads, anything
 // unusual) hands the connection, with what was already read, to the
-// net/http server, which serves it from then on. TLS listeners are
-// served by net/http alone.
+// net/http server, which serves it from then on. HTTP/2 over TLS goes to
+// net/http once the handshake has chosen it.
 type Server struct {
 	Router *Router
-	// HTTP serves TLS listeners and the connections the lane hands over,
-	// with the Router's limits (Config.ReadHeaderTimeout, IdleTimeout,
+	// HTTP serves what the lane hands over and HTTP/2 connections, with
+	// the Router's limits (Config.ReadHeaderTimeout, IdleTimeout,
 	// MaxHeaderBytes), which the lane applies too.
 	HTTP *http.Server
 
+	tls       *tls.Config // for ServeTLS's handshakes (nil: no HTTPS)
 	handoff   *handoffListener
 	startOnce sync.Once
 	closing   atomic.Bool
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[*laneConn]struct{}
+	mu         sync.Mutex
+	listeners  map[net.Listener]struct{}
+	conns      map[*laneConn]struct{}
+	handshakes map[net.Conn]struct{} // TLS connections in their handshake
 }
 
 // NewServer returns a server for r, with the limits of r's Config;
@@ -55,12 +57,18 @@ func NewServer(r *Router, tlsConfig *tls.Config) *Server {
 		Protocols:         ServerProtocols(),
 		ErrorLog:          log.New(logWriter{r.log.WithField("component", "http")}, "", 0),
 	}
-	return &Server{Router: r, HTTP: hs, handoff: newHandoffListener(),
-		listeners: map[net.Listener]struct{}{}, conns: map[*laneConn]struct{}{}}
+	return &Server{Router: r, HTTP: hs, tls: handshakeConfig(tlsConfig), handoff: newHandoffListener(),
+		listeners: map[net.Listener]struct{}{}, conns: map[*laneConn]struct{}{}, handshakes: map[net.Conn]struct{}{}}
 }
 
 // Serve accepts plain HTTP connections on l until Shutdown or Close.
 func (s *Server) Serve(l net.Listener) error {
+	return s.serve(l, s.serveConn)
+}
+
+// serve accepts connections on l, each served by handle in its own
+// goroutine, until Shutdown or Close.
+func (s *Server) serve(l net.Listener, handle func(net.Conn)) error {
 	s.startOnce.Do(func() { go s.HTTP.Serve(s.handoff) })
 	s.mu.Lock()
 	if s.closing.Load() {
@@ -88,29 +96,8 @@ func (s *Server) Serve(l net.Listener) error {
 			continue
 		}
 		backoff = 0
-		go s.serveConn(c)
+		go handle(c)
 	}
-}
-
-// ServeTLS serves HTTPS on l through net/http (HTTP/2 and HTTP/1.1).
-func (s *Server) ServeTLS(l net.Listener) error {
-	return s.HTTP.ServeTLS(boundListener{l, s.Router.cfg.BodyTimeout}, "", "")
-}
-
-// boundListener bounds every pause in writes to its connections
-// (Config.BodyTimeout, nginx's send_timeout): a client that takes nothing
-// for that long is cut; one that reads slowly is served.
-type boundListener struct {
-	net.Listener
-	d time.Duration
-}
-
-func (l boundListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil || l.d <= 0 {
-		return c, err
-	}
-	return http1.WriteBoundConn(c, l.d), nil
 }
 
 // Shutdown stops accepting, closes idle connections, lets requests in
@@ -137,7 +124,10 @@ func (s *Server) Close() error {
 	s.stopAccepting()
 	s.mu.Lock()
 	for lc := range s.conns {
-		lc.NC.Close()
+		lc.raw.Close()
+	}
+	for c := range s.handshakes {
+		c.Close()
 	}
 	s.mu.Unlock()
 	return s.HTTP.Close()
@@ -153,21 +143,38 @@ func (s *Server) stopAccepting() {
 	}
 }
 
-// closeIdle closes the lane's idle connections and returns how many
-// connections the lane still has.
+// closeIdle closes the lane's idle connections and those still in their
+// TLS handshake (no request yet), and returns how many connections the
+// lane still has.
 func (s *Server) closeIdle() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for lc := range s.conns {
 		if lc.state.CompareAndSwap(laneIdle, laneClosed) {
-			lc.NC.Close()
+			lc.raw.Close()
 		}
 	}
-	return len(s.conns)
+	for c := range s.handshakes {
+		c.Close()
+	}
+	return len(s.conns) + len(s.handshakes)
 }
 
+// serveConn serves a plain HTTP connection.
 func (s *Server) serveConn(c net.Conn) {
-	lc := newLaneConn(s, c)
+	s.serveLane(c, http1.SocketIO(c, s.Router.cfg.BodyTimeout), nil)
+}
+
+// serveLane serves the connection on socket raw on the fast lane, read
+// and written through rw, and hands it to net/http when the lane does not
+// take a request; tc is set when it is a TLS connection.
+func (s *Server) serveLane(raw net.Conn, rw io.ReadWriter, tc *tls.Conn) {
+	c := raw
+	if tc != nil {
+		c = tc
+	}
+	lc := newLaneConn(s, c, rw, tc != nil)
+	lc.raw = raw
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
@@ -185,11 +192,19 @@ func (s *Server) serveConn(c net.Conn) {
 	s.mu.Unlock()
 	if handed {
 		lc.releaseWriter()
-		var nc net.Conn = c
-		if d := s.Router.cfg.BodyTimeout; d > 0 {
-			nc = http1.WriteBoundConn(c, d) // every pause in writes bounded, as on the lane
+		var hc net.Conn
+		if tc != nil {
+			// Its writes are bounded underneath (serveTLSConn); net/http
+			// sets Request.TLS from ConnectionState.
+			hc = tlsHandedConn{&handedConn{Conn: tc, br: lc.BR}, tc}
+		} else {
+			var nc net.Conn = c
+			if d := s.Router.cfg.BodyTimeout; d > 0 {
+				nc = http1.WriteBoundConn(c, d) // every pause in writes bounded, as on the lane
+			}
+			hc = &handedConn{Conn: nc, br: lc.BR}
 		}
-		if !s.handoff.give(&handedConn{Conn: nc, br: lc.BR}) {
+		if !s.handoff.give(hc) {
 			c.Close()
 		}
 		return

@@ -33,6 +33,7 @@ type route struct {
 	instances int           // instances the spec asks for (0 if unknown)
 	plainHTTP string        // spec.HTTPSBoth, HTTPSRedirect or HTTPSOnly: what plain HTTP gets
 	hsts      time.Duration // Strict-Transport-Security max-age over TLS (0: none)
+	hstsHdr   string        // its header value ("" when hsts is 0)
 	h2c       bool          // HTTP/2 without TLS to the upstreams (gRPC)
 	health    *healthCheck  // active checks (nil: passive health only)
 	stats     *appStats
@@ -161,6 +162,9 @@ func (b *tableBuilder) route(s *registry.Snapshot, app string) *route {
 		policy = sp.Routing.Policy
 		r.maxConns = int64(sp.Routing.MaxConns)
 		r.plainHTTP, r.hsts = sp.Routing.PlainHTTP(), sp.Routing.HSTS.D()
+		if r.hsts > 0 {
+			r.hstsHdr = hstsValue(r.hsts)
+		}
 		r.h2c = sp.Routing.Protocol == "h2c"
 		if h := sp.Health; sp.Routing.ActiveHealth && h != nil && h.HTTP != "" {
 			r.health = &healthCheck{path: h.HTTP, interval: cmp.Or(h.Interval.D(), spec.DefaultHealthEvery),

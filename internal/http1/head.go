@@ -42,6 +42,7 @@ const (
 	IdempotencyKey
 	RetryAfter
 	Trailer
+	StrictTransportSecurity
 )
 
 // KindOf classifies a header name, ignoring case.
@@ -121,6 +122,10 @@ func KindOf(name []byte) int {
 	case 19:
 		if EqFold(name, "proxy-authorization") {
 			return HopByHop
+		}
+	case 25:
+		if EqFold(name, "strict-transport-security") {
+			return StrictTransportSecurity
 		}
 	}
 	return Other

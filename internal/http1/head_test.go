@@ -17,7 +17,7 @@ func TestHeaderKind(t *testing.T) {
 		"Expect": Expect, "X-Forwarded-For": XForwardedFor, "X-Forwarded-Host": XForwardedHost, "X-Forwarded-Proto": XForwardedProto,
 		"X-Real-IP": XRealIP, "Forwarded": Forwarded, "Accept": Accept, "Idempotency-Key": IdempotencyKey,
 		"X-Idempotency-Key": IdempotencyKey, "Retry-After": RetryAfter, "Trailer": Trailer,
-		"X-Real-IPs": Other, "Hosts": Other, "Content-Type": Other, "": Other,
+		"Strict-Transport-Security": StrictTransportSecurity, "X-Real-IPs": Other, "Hosts": Other, "Content-Type": Other, "": Other,
 	} {
 		if got := KindOf([]byte(name)); got != want {
 			t.Errorf("KindOf(%q) = %d, want %d", name, got, want)

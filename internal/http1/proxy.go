@@ -93,6 +93,9 @@ type Request struct {
 	// without a body, from the end of the body otherwise.
 	Start                 time.Time
 	ResponseHeaderTimeout time.Duration
+	// HSTS, if set, is the Strict-Transport-Security value of the final
+	// response, replacing the upstream's (the router's policy over TLS).
+	HSTS string
 }
 
 // Result is how Forward went.
@@ -171,7 +174,7 @@ func Forward(c *ClientConn, u *Conn, req *Request) Result {
 			res.Err = ErrMalformed // nobody asked to upgrade
 			return res
 		}
-		writeHead(c.BW, &h, true, false) // 103 Early Hints and the like
+		writeHead(c.BW, &h, true, false, "") // 103 Early Hints and the like
 		u.br.Discard(len(h.Raw))
 		if err := c.BW.Flush(); err != nil {
 			c.broken = true
@@ -187,7 +190,7 @@ func Forward(c *ClientConn, u *Conn, req *Request) Result {
 	if req.Close {
 		c.broken = true
 	}
-	writeHead(c.BW, &h, noBody, !c.KeepAlive())
+	writeHead(c.BW, &h, noBody, !c.KeepAlive(), req.HSTS)
 	u.br.Discard(len(h.Raw))
 	var rerr error
 	switch {
@@ -289,8 +292,8 @@ func readResponseHead(br *bufio.Reader, h *ResponseHead) error {
 // parsed length, chunked when the upstream chunks the body or ends it by
 // closing, nothing on 1xx and 204 responses (RFC 9110 8.6). Headers the
 // Connection header names are dropped, framing headers never by that
-// route.
-func writeHead(bw *bufio.Writer, h *ResponseHead, noBody, closeConn bool) {
+// route. A non-empty hsts replaces the upstream's Strict-Transport-Security.
+func writeHead(bw *bufio.Writer, h *ResponseHead, noBody, closeConn bool, hsts string) {
 	bw.WriteString("HTTP/1.1 ")
 	bw.Write(h.StatusText)
 	bw.WriteString("\r\n")
@@ -305,6 +308,10 @@ func writeHead(bw *bufio.Writer, h *ResponseHead, noBody, closeConn bool) {
 		switch KindOf(name) {
 		case Connection, HopByHop, TE, Upgrade, TransferEncoding, ContentLength:
 			continue
+		case StrictTransportSecurity:
+			if hsts != "" {
+				continue
+			}
 		}
 		if (h.ndropped > 0 || h.moreDropped) && h.droppedByConnection(name) {
 			continue
@@ -321,6 +328,11 @@ func writeHead(bw *bufio.Writer, h *ResponseHead, noBody, closeConn bool) {
 		bw.WriteString("\r\n")
 	case !noBody:
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if hsts != "" {
+		bw.WriteString("Strict-Transport-Security: ")
+		bw.WriteString(hsts)
+		bw.WriteString("\r\n")
 	}
 	if h.Status >= 200 && closeConn {
 		bw.WriteString("Connection: close\r\n")

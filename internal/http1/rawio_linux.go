@@ -55,6 +55,40 @@ func SocketIO(c net.Conn, writeTimeout time.Duration) io.ReadWriter {
 	return c
 }
 
+// RawConn returns c reading and writing with raw system calls when it is
+// a socket (as SocketIO), for a layer that needs a net.Conn (a TLS
+// connection's transport); its writes are bounded by writeTimeout as
+// SocketIO's are. Other connections are returned as WriteBoundConn (c
+// itself without a timeout).
+func RawConn(c net.Conn, writeTimeout time.Duration) net.Conn {
+	if r := newRawIO(c); r != nil {
+		r.writeTimeout = writeTimeout
+		return &rawConn{Conn: c, io: r}
+	}
+	if writeTimeout > 0 {
+		return WriteBoundConn(c, writeTimeout)
+	}
+	return c
+}
+
+// rawConn is a socket read and written through a rawIO; the rest (close,
+// deadlines, addresses) is the socket's.
+type rawConn struct {
+	net.Conn
+	io *rawIO
+}
+
+func (c *rawConn) Read(p []byte) (int, error)  { return c.io.Read(p) }
+func (c *rawConn) Write(p []byte) (int, error) { return c.io.Write(p) }
+
+// CloseWrite half-closes the socket.
+func (c *rawConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 // newRawIO returns a rawIO for a socket, nil for other connections.
 func newRawIO(c net.Conn) *rawIO {
 	sc, ok := c.(syscall.Conn)

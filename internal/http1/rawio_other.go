@@ -17,6 +17,15 @@ func SocketIO(c net.Conn, writeTimeout time.Duration) io.ReadWriter {
 	return c
 }
 
+// RawConn returns c with its writes bounded by writeTimeout: the raw
+// system-call path is Linux's.
+func RawConn(c net.Conn, writeTimeout time.Duration) net.Conn {
+	if writeTimeout > 0 {
+		return WriteBoundConn(c, writeTimeout)
+	}
+	return c
+}
+
 // rawIO is Linux's; elsewhere an idle upstream connection cannot be
 // checked without reading it, so it is not reused.
 type rawIO struct{}

@@ -38,8 +38,8 @@ type sample struct {
 }
 
 const (
-	maxMarks   = 12              // states kept per instance
-	maxGone    = 50              // instances kept per app after their record went
+	maxMarks   = 12               // states kept per instance
+	maxGone    = 50               // instances kept per app after their record went
 	rateWindow = 60 * time.Second // request rates are over the last minute
 	maxSamples = 64
 )

@@ -140,12 +140,12 @@ func appsPageOf(s *registry.Snapshot) appsPage {
 
 // instRow is one instance on an app's page.
 type instRow struct {
-	ID, State, Addr     string
-	Node, NodeAddr      string
-	Unit, Version       string
-	Gen                 int64
-	Marks               []Mark
-	Gone                bool
+	ID, State, Addr string
+	Node, NodeAddr  string
+	Unit, Version   string
+	Gen             int64
+	Marks           []Mark
+	Gone            bool
 }
 
 // appPage is one app: domains → instances → node → unit.

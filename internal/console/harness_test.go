@@ -15,6 +15,7 @@ import (
 	"github.com/berthproject/berth/internal/api"
 	"github.com/berthproject/berth/internal/etcdtest"
 	"github.com/berthproject/berth/internal/registry"
+	"github.com/berthproject/berth/internal/spec"
 )
 
 // env is the API with the console mounted, on a real etcd, on loopback.
@@ -106,9 +107,14 @@ func (e *env) key(key string, err error) string {
 func (e *env) seed() {
 	t := e.t
 	t.Helper()
-	e.put(e.key(e.keys.App("shop")), map[string]any{"apiVersion": "berth/v1", "name": "shop", "version": "1.2.0",
-		"runtime": "exec", "command": []string{"/bin/true"}, "instances": 2, "idleTimeout": "10m",
-		"ports": []map[string]any{{"container": 8080}}})
+	apps, err := spec.Parse([]byte("apiVersion: berth/v1\nname: shop\nversion: 1.2.0\nruntime: exec\ncommand: [/bin/true]\n" +
+		"instances: 2\nidleTimeout: 10m\nports:\n  - container: 8080\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := registry.PublishApp(context.Background(), e.cli, e.keys, apps[0]); err != nil {
+		t.Fatal(err)
+	}
 	e.put(e.key(e.keys.Domain("shop.example.com")), registry.Domain{App: "shop"})
 	e.put(e.key(e.keys.Node("n1")), registry.Node{Addr: "127.0.0.1", Metadata: map[string]string{"role": "worker"}})
 	e.put(e.key(e.keys.Instance("shop", "1")), registry.Instance{Addr: "127.0.0.1:4001", Node: "n1", Unit: "shop@1.service", Version: "1.2.0", State: registry.StateUp})

@@ -1,0 +1,225 @@
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/berthproject/berth/internal/registry"
+)
+
+// browser starts headless Chromium for one test, or skips the test when
+// it is not installed (bin/test installs it).
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		if path, err = exec.LookPath("chromium-browser"); err != nil {
+			t.Skip("chromium is not installed")
+		}
+	}
+	dir := t.TempDir()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.UserDataDir(dir), chromedp.WindowSize(1280, 900))
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() {
+		cancel()
+		cancelA()
+		for range 50 { // the browser's children may still write there
+			if os.RemoveAll(dir) == nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// eval evaluates a JavaScript expression in the page into T.
+func eval[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// waitJS waits up to d for a JavaScript predicate to hold.
+func waitJS(t *testing.T, ctx context.Context, what, pred string, d time.Duration) {
+	t.Helper()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](pred, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(d))); err != nil {
+		t.Fatalf("%s: not within %v: %v", what, d, err)
+	}
+}
+
+func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestConsoleBrowserLive opens the pages in Chromium: their structure,
+// and changes in etcd showing up within 1s without a reload.
+func TestConsoleBrowserLive(t *testing.T) {
+	ctx := browser(t)
+	e := newEnv(t, true)
+	e.seed()
+	until(t, "shop in the cache", func() bool { _, _, b := e.get("/", ""); return strings.Contains(b, `data-up="1"`) })
+
+	do(t, ctx, chromedp.Navigate(e.url+"/"))
+	waitJS(t, ctx, "the event stream connected", `document.getElementById('live').textContent.startsWith('live')`, 5*time.Second)
+
+	t.Run("apps structure", func(t *testing.T) {
+		var s struct {
+			Headers  []string
+			Rows     []string
+			Current  string
+			Unlabled int
+			Main     bool
+		}
+		b := eval[string](t, ctx, `JSON.stringify({
+			headers: [...document.querySelectorAll('#apps thead th')].map(th => th.textContent),
+			rows: [...document.querySelectorAll('#apps tbody tr')].map(tr => tr.dataset.app),
+			current: document.querySelector('nav a[aria-current=page]').textContent,
+			unlabled: [...document.querySelectorAll('input')].filter(i => !document.querySelector('label[for="'+i.id+'"]')).length,
+			main: !!document.querySelector('main#main'),
+		})`)
+		json.Unmarshal([]byte(b), &s)
+		want := []string{"App", "Status", "Up / wanted", "Version", "Last access", "Sleeps in", "Deploy"}
+		if strings.Join(s.Headers, "|") != strings.Join(want, "|") || strings.Join(s.Rows, ",") != "shop" || s.Current != "Apps" || s.Unlabled != 0 || !s.Main {
+			t.Fatalf("got %+v, want headers %v, one row shop, Apps current, every input labelled, a main", s, want)
+		}
+		countdown := eval[string](t, ctx, `document.querySelector('tr[data-app=shop] time.countdown').textContent`)
+		if !strings.HasPrefix(countdown, "in 9m") && !strings.HasPrefix(countdown, "in 10m") {
+			t.Fatalf("passivation countdown %q, want in 9m…", countdown)
+		}
+	})
+
+	t.Run("instance up within 1s", func(t *testing.T) {
+		e.put(e.key(e.keys.Instance("shop", "2")), registry.Instance{Addr: "127.0.0.1:4002", Node: "n1", Unit: "shop@2.service", State: registry.StateUp})
+		waitJS(t, ctx, "2/2 up on the apps page", `document.querySelector('tr[data-app=shop] td[data-up]').textContent.startsWith('2/2')`, time.Second)
+	})
+	t.Run("new app within 1s", func(t *testing.T) {
+		e.put(e.key(e.keys.Instance("blog", "1")), registry.Instance{Addr: "127.0.0.1:4101", Node: "n1", State: registry.StateUp})
+		waitJS(t, ctx, "blog's row", `[...document.querySelectorAll('#apps tbody tr')].map(tr => tr.dataset.app).join() === 'blog,shop'`, time.Second)
+	})
+
+	t.Run("app page follows its app", func(t *testing.T) {
+		do(t, ctx, chromedp.Navigate(e.url+"/apps/shop"))
+		waitJS(t, ctx, "the event stream connected", `document.getElementById('live').textContent.startsWith('live')`, 5*time.Second)
+		n := eval[int](t, ctx, `document.querySelectorAll('#instances tbody tr[data-instance]').length`)
+		if n != 2 {
+			t.Fatalf("got %d instance rows, want 2", n)
+		}
+		e.put(e.key(e.keys.Instance("shop", "3")), registry.Instance{Addr: "127.0.0.1:4003", Node: "n1", State: registry.StateStarting})
+		waitJS(t, ctx, "instance 3 on the app page", `!!document.querySelector('#instances tr[data-instance="3"]') && document.getElementById('app-up').textContent === '2/2'`, time.Second)
+		waitJS(t, ctx, "the event in the page's log", `[...document.querySelectorAll('#event-log li .ename')].some(s => s.textContent === '3')`, time.Second)
+	})
+
+	t.Run("phone width", func(t *testing.T) {
+		do(t, ctx, chromedp.EmulateViewport(375, 800), chromedp.Navigate(e.url+"/apps/shop"))
+		if w := eval[int](t, ctx, `document.documentElement.scrollWidth - window.innerWidth`); w > 0 {
+			t.Fatalf("the page is %dpx wider than a 375px screen", w)
+		}
+	})
+}
+
+// TestConsoleBrowserActions uses the action buttons with an admin token:
+// scale 2→3 changes the spec in etcd, passivate marks the app, cancel
+// does nothing. Reads here need a token (no local reads), so the page
+// also shows the token path: the form, the fetch of the page and of the
+// stream with the bearer header.
+func TestConsoleBrowserActions(t *testing.T) {
+	ctx := browser(t)
+	e := newEnv(t, false)
+	e.seed()
+	do(t, ctx, chromedp.Navigate(e.url+"/apps/shop"))
+	if a := eval[string](t, ctx, `document.body.dataset.auth || ''`); a != "required" {
+		t.Fatalf("without a token the page is not the token form (data-auth %q)", a)
+	}
+	do(t, ctx, chromedp.SendKeys(chromedp.CSS("#token-input"), e.admin), chromedp.Click(chromedp.CSS("#token-form button[type=submit]")))
+	waitJS(t, ctx, "the app page fetched with the token", `!!document.querySelector('#instances tr[data-instance="1"]')`, 5*time.Second)
+	waitJS(t, ctx, "the event stream connected with the token", `document.getElementById('live').textContent.startsWith('live')`, 5*time.Second)
+	if strings.Contains(eval[string](t, ctx, `location.href`), "berth_") {
+		t.Fatal("the token is in the URL")
+	}
+
+	t.Run("scale 2 to 3", func(t *testing.T) {
+		do(t, ctx, chromedp.SetValue(chromedp.CSS("#scale-n"), "3"), chromedp.Click(chromedp.CSS("form.act button[type=submit]")))
+		waitJS(t, ctx, "the confirmation", `document.getElementById('confirm').open && document.getElementById('confirm-text').textContent === 'Scale shop to 3 instances?'`, 2*time.Second)
+		if n := e.wanted("shop"); n != 2 {
+			t.Fatalf("scaled before confirmation: %d", n)
+		}
+		do(t, ctx, chromedp.Click(chromedp.CSS("#confirm-ok")))
+		waitJS(t, ctx, "the result shown", `document.getElementById('action-status').textContent !== 'working…'`, 5*time.Second)
+		if msg := eval[string](t, ctx, `document.getElementById('action-status').textContent`); !strings.HasPrefix(msg, "done") {
+			t.Fatalf("scale: %s", msg)
+		}
+		until(t, "shop's spec at 3 instances", func() bool { return e.wanted("shop") == 3 })
+		waitJS(t, ctx, "the result shown", `document.getElementById('action-status').textContent.startsWith('done')`, 2*time.Second)
+		waitJS(t, ctx, "3 wanted on the page", `document.getElementById('app-up').textContent.endsWith('/3')`, time.Second)
+	})
+	t.Run("cancel wakes nothing", func(t *testing.T) {
+		do(t, ctx, chromedp.Click(chromedp.CSS("button[data-action=passivate]")))
+		waitJS(t, ctx, "the confirmation", `document.getElementById('confirm').open`, 2*time.Second)
+		do(t, ctx, chromedp.Click(chromedp.CSS("#confirm-cancel")))
+		waitJS(t, ctx, "cancelled", `document.getElementById('action-status').textContent === 'cancelled'`, 2*time.Second)
+		if st := e.status("shop"); st.Expected != registry.StatusStarted {
+			t.Fatalf("after cancel, expected %q", st.Expected)
+		}
+	})
+	t.Run("passivate", func(t *testing.T) {
+		do(t, ctx, chromedp.Click(chromedp.CSS("button[data-action=passivate]")))
+		waitJS(t, ctx, "the confirmation", `document.getElementById('confirm').open`, 2*time.Second)
+		do(t, ctx, chromedp.Click(chromedp.CSS("#confirm-ok")))
+		until(t, "shop expected passivated", func() bool { return e.status("shop").Expected == registry.StatusPassivated })
+		waitJS(t, ctx, "the asleep badge", `!!document.querySelector('#app-live .badge.asleep')`, time.Second)
+	})
+	t.Run("a read token cannot act", func(t *testing.T) {
+		do(t, ctx, chromedp.Click(chromedp.CSS("#token-forget")),
+			chromedp.SendKeys(chromedp.CSS("#token-input"), e.read), chromedp.Click(chromedp.CSS("#token-form button[type=submit]")),
+			chromedp.Click(chromedp.CSS("button[data-action=wake]")))
+		waitJS(t, ctx, "the confirmation", `document.getElementById('confirm').open`, 2*time.Second)
+		do(t, ctx, chromedp.Click(chromedp.CSS("#confirm-ok")))
+		waitJS(t, ctx, "a 403 shown", `document.getElementById('action-status').textContent.startsWith('failed (403)')`, 2*time.Second)
+		if st := e.status("shop"); st.Expected != registry.StatusPassivated {
+			t.Fatalf("a read token woke the app: expected %q", st.Expected)
+		}
+	})
+}
+
+// wanted returns the instances of app's spec in etcd.
+func (e *env) wanted(app string) int {
+	e.t.Helper()
+	r, err := e.cli.Get(context.Background(), e.key(e.keys.App(app)))
+	if err != nil || len(r.Kvs) == 0 {
+		e.t.Fatalf("read %s's spec: %v", app, err)
+	}
+	var sp struct{ Instances int }
+	json.Unmarshal(r.Kvs[0].Value, &sp)
+	return sp.Instances
+}
+
+// status returns app's status record in etcd.
+func (e *env) status(app string) registry.Status {
+	e.t.Helper()
+	r, err := e.cli.Get(context.Background(), e.key(e.keys.Status(app)))
+	if err != nil || len(r.Kvs) == 0 {
+		e.t.Fatalf("read %s's status: %v", app, err)
+	}
+	var st registry.Status
+	json.Unmarshal(r.Kvs[0].Value, &st)
+	return st
+}

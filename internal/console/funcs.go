@@ -47,3 +47,6 @@ func dur(d time.Duration) string {
 	}
 	return s
 }
+
+// stamp is a time in RFC 3339, UTC.
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/berthproject/berth/internal/api"
@@ -32,10 +33,17 @@ type appRow struct {
 	SleepAt           time.Time // when passivation may put it to sleep (zero: not scheduled)
 	IdleTimeout       time.Duration
 	Deploy            *deployView
+
+	// Precomputed for the row template (a template function call costs a
+	// reflective call per row and cell).
+	Tone                string // ok, asleep, busy, bad
+	ShowExpected        bool   // Expected differs from Current
+	LastStamp, LastMS   string // LastAccess as RFC 3339 and unix ms ("" if never)
+	SleepStamp, SleepMS string // SleepAt likewise
 }
 
-// Tone classifies the row's status for its badge: ok, asleep, busy, bad.
-func (r appRow) Tone() string {
+// tone classifies the row's status for its badge: ok, asleep, busy, bad.
+func (r appRow) tone() string {
 	switch {
 	case r.Current == registry.StatusFailed:
 		return "bad"
@@ -100,6 +108,14 @@ func appRowOf(s *registry.Snapshot, name string) appRow {
 			r.SleepAt = time.UnixMilli(since).Add(r.IdleTimeout)
 		}
 	}
+	r.Tone = r.tone()
+	r.ShowExpected = r.Expected != "" && r.Expected != r.Current
+	if !r.LastAccess.IsZero() {
+		r.LastStamp, r.LastMS = stamp(r.LastAccess), strconv.FormatInt(r.LastAccess.UnixMilli(), 10)
+	}
+	if !r.SleepAt.IsZero() {
+		r.SleepStamp, r.SleepMS = stamp(r.SleepAt), strconv.FormatInt(r.SleepAt.UnixMilli(), 10)
+	}
 	if ro != nil {
 		want := r.Wanted
 		r.Deploy = &deployView{Phase: ro.Phase, Strategy: ro.Strategy, Message: ro.Message, From: ro.From, To: ro.To,
@@ -127,7 +143,7 @@ func appsPageOf(s *registry.Snapshot) appsPage {
 		p.Rows = append(p.Rows, r)
 		p.Up += r.Up
 		p.Instances += r.Registered
-		switch r.Tone() {
+		switch r.Tone {
 		case "asleep":
 			p.Asleep++
 		case "bad":

@@ -90,6 +90,13 @@ func TestAPICommand(t *testing.T) {
 	if c := get("/metrics", token); c != 200 {
 		t.Fatalf("metrics: %d", c)
 	}
+	// The web console is served beside the API, under the same token rule.
+	if c := get("/", ""); c != 401 {
+		t.Fatalf("token-less console page of berth api: %d, want 401", c)
+	}
+	if c := get("/", token); c != 200 {
+		t.Fatalf("console page with a token: %d", c)
+	}
 
 	// berth status and routes read the same rows through the API.
 	if code, _, errOut := berth(t, "apply", "../../examples/paas-monitor.yaml", "--etcd-endpoints", srv.Endpoint); code != 0 {

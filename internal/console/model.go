@@ -2,6 +2,7 @@ package console
 
 import (
 	"encoding/json"
+	"html/template"
 	"maps"
 	"slices"
 	"strconv"
@@ -131,6 +132,7 @@ func appRowOf(s *registry.Snapshot, name string) appRow {
 type appsPage struct {
 	layout
 	Rows                  []appRow
+	RowsHTML              template.HTML // Rows, written by appRowsHTML
 	Apps, Up, Instances   int
 	Nodes, Asleep, Failed int
 }
@@ -151,6 +153,7 @@ func appsPageOf(s *registry.Snapshot) appsPage {
 		}
 	}
 	p.Apps = len(names)
+	p.RowsHTML = appRowsHTML(p.Rows)
 	return p
 }
 

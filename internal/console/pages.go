@@ -35,6 +35,7 @@ func (c *Console) appRows(r *http.Request, s *registry.Snapshot) (string, any, e
 			p.Rows = append(p.Rows, appRowOf(s, n))
 		}
 	}
+	p.RowsHTML = appRowsHTML(p.Rows)
 	return "rows", p, nil
 }
 

@@ -3,6 +3,7 @@ package console
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berthproject/berth/internal/registry"
 )
@@ -69,6 +70,43 @@ func TestConsolePages(t *testing.T) {
 			return strings.Contains(b, `<tr data-instance="1" class="gone">`)
 		})
 	})
+	t.Run("node lease", func(t *testing.T) {
+		l, err := e.cli.Grant(t.Context(), 30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.put(e.key(e.keys.Node("n2")), registry.Node{Addr: "127.0.0.2", Lease: int64(l.ID)})
+		until(t, "n2's lease on the nodes page", func() bool {
+			_, _, b := e.get("/nodes", "")
+			return strings.Contains(b, `id="node-n2"`) && strings.Contains(b, "s of 30s left")
+		})
+		if _, err := e.cli.Revoke(t.Context(), l.ID); err != nil {
+			t.Fatal(err)
+		}
+		e.put(e.key(e.keys.Node("n3")), registry.Node{Addr: "127.0.0.3", Lease: int64(l.ID)})
+		until(t, "n3's expired lease", func() bool {
+			_, _, b := e.get("/nodes", "")
+			return strings.Contains(b, `<span class="badge bad">expired</span>`)
+		})
+	})
+	t.Run("request rates from the access records", func(t *testing.T) {
+		if r := e.con.hist.Rate("shop"); r.OK {
+			t.Fatalf("a rate without counters: %+v", r)
+		}
+		ak := e.key(e.keys.Access("shop", "r1"))
+		e.put(ak, registry.Access{LastMS: time.Now().UnixMilli(), Gens: map[int64]registry.GenCounts{1: {Requests: 100}}})
+		time.Sleep(50 * time.Millisecond)
+		e.put(ak, registry.Access{LastMS: time.Now().UnixMilli(), Gens: map[int64]registry.GenCounts{1: {Requests: 180, Errors5xx: 4}, 2: {Requests: 20, Errors5xx: 6}}})
+		// Since the seed's record (no counters): 200 requests, 10 of them 5xx.
+		until(t, "a rate with errors", func() bool { return e.con.hist.Rate("shop").ErrPerSec > 0 })
+		r := e.con.hist.Rate("shop")
+		if r.ErrShare < 0.0499 || r.ErrShare > 0.0501 || r.PerSec <= 0 || !r.OK {
+			t.Fatalf("got %+v, want 5%% errors and a positive rate", r)
+		}
+		if _, _, b := e.get("/apps/shop", ""); !strings.Contains(b, "(5.0%)") {
+			t.Fatal("the app page does not show the 5xx share")
+		}
+	})
 	t.Run("API routes keep theirs", func(t *testing.T) {
 		code, h, _ := e.get("/v1/apps", "")
 		if code != 200 || !strings.HasPrefix(h.Get("Content-Type"), "application/json") {
@@ -92,13 +130,19 @@ func TestConsoleHostileValues(t *testing.T) {
 	e.put(e.key(e.keys.Instance("evil", x)), registry.Instance{Addr: "127.0.0.1:4001", Node: x, Unit: x, Version: x, State: registry.StateUp})
 	e.put(e.key(e.keys.Status("evil")), registry.Status{Current: registry.StatusFailed, Expected: registry.StatusStarted, Message: x,
 		Units: map[string][]string{x: {x}}})
+	// Names the key builders refuse, written as raw keys: if the cache
+	// takes them, they must still arrive as text.
+	const y = `<b onmouseover=alert(4)>`
+	e.put(e.keys.Prefix()+"domains/"+y+".example.com", registry.Domain{App: "evil"})
+	e.put(e.keys.Prefix()+"instances/"+y+"/1", registry.Instance{Addr: "127.0.0.1:4001", State: registry.StateUp})
+	e.put(e.keys.Prefix()+"status/"+y, registry.Status{Current: registry.StatusStarted})
 	until(t, "the hostile instance on the app page", func() bool {
 		_, _, b := e.get("/apps/evil", "")
 		return strings.Contains(b, "data-instance=")
 	})
 	for _, p := range []string{"/", "/apps/evil", "/nodes", "/events", "/fragment/apps?app=evil"} {
 		_, _, body := e.get(p, "")
-		for _, bad := range []string{"<script>alert", "<img src=x"} {
+		for _, bad := range []string{"<script>alert", "<img src=x", "<b onmouseover"} {
 			if strings.Contains(body, bad) {
 				t.Errorf("%s: hostile markup %q reached the page unescaped", p, bad)
 			}

@@ -25,13 +25,9 @@ func (c *Console) appRows(r *http.Request, s *registry.Snapshot) (string, any, e
 	if len(names) > 500 {
 		names = names[:500]
 	}
-	known := map[string]bool{}
-	for _, n := range s.AppNames() {
-		known[n] = true
-	}
 	p := appsPage{layout: layout{Rev: s.Rev}}
 	for _, n := range names {
-		if known[n] {
+		if known(s, n) {
 			p.Rows = append(p.Rows, appRowOf(s, n))
 		}
 	}
@@ -41,7 +37,7 @@ func (c *Console) appRows(r *http.Request, s *registry.Snapshot) (string, any, e
 
 func (c *Console) app(r *http.Request, s *registry.Snapshot) (string, any, error) {
 	name := r.PathValue("app")
-	if _, ok := view.OneApp(s, name); !ok {
+	if !known(s, name) {
 		return "", nil, notFound("no app " + name + " in the registry (the apps page lists them)")
 	}
 	return "app", c.appPageOf(s, name), nil
@@ -186,4 +182,17 @@ func (c *Console) eventLog(r *http.Request, s *registry.Snapshot) (string, any, 
 		p.Events = eventRows(c.cfg.Events("", 200))
 	}
 	return "events", p, nil
+}
+
+// known reports whether the snapshot knows app by any record.
+func known(s *registry.Snapshot, app string) bool {
+	if s.Apps[app] != nil || s.Status[app] != nil || len(s.Instances[app]) > 0 {
+		return true
+	}
+	for _, a := range s.Domains {
+		if a == app {
+			return true
+		}
+	}
+	return false
 }

@@ -22,10 +22,10 @@ func TestConsolePages(t *testing.T) {
 	}{
 		{"apps", "/", 200, []string{`<tr data-app="shop">`, `href="/apps/shop"`, "1/2", "1.2.0", `class="countdown"`, "(2 registered)"}},
 		{"app", "/apps/shop", 200, []string{"shop.example.com", `data-instance="1"`, `data-instance="2"`, "shop@1.service",
-			`href="/nodes#node-n1"`, `data-action="scale"`, `data-action="passivate"`, `data-action="rollback"`, `id="event-log"`, "idle timeout 10m0s"}},
+			`href="/nodes#node-n1"`, `data-action="scale"`, `data-action="passivate"`, `data-action="rollback"`, `id="event-log"`, `<span class="etype">instance.up</span>`, "idle timeout 10m0s"}},
 		{"nodes", "/nodes", 200, []string{`id="node-n1"`, "role=worker", "shop@1.service, shop@2.service"}},
 		{"certificates", "/certificates", 200, []string{"No certificates"}},
-		{"events", "/events", 200, []string{`aria-live="polite"`, `id="event-q"`}},
+		{"events", "/events", 200, []string{`aria-live="polite"`, `id="event-q"`, `<span class="etype">node.up</span>`}},
 		{"unknown app", "/apps/nosuch", 404, []string{"no app nosuch"}},
 		{"rows fragment", "/fragment/apps?app=shop&app=gone", 200, []string{`<tr data-app="shop">`}},
 	}

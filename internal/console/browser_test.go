@@ -128,6 +128,23 @@ func TestConsoleBrowserLive(t *testing.T) {
 		waitJS(t, ctx, "the event in the page's log", `[...document.querySelectorAll('#event-log li .ename')].some(s => s.textContent === '3')`, time.Second)
 	})
 
+	t.Run("nodes page follows the nodes", func(t *testing.T) {
+		do(t, ctx, chromedp.Navigate(e.url+"/nodes"))
+		waitJS(t, ctx, "the event stream connected", `document.getElementById('live').textContent.startsWith('live')`, 5*time.Second)
+		e.put(e.key(e.keys.Node("n2")), registry.Node{Addr: "127.0.0.2", Metadata: map[string]string{"az": "b"}})
+		waitJS(t, ctx, "node n2's row", `!!document.querySelector('#nodes tr[data-node="n2"]')`, time.Second)
+	})
+	t.Run("event log", func(t *testing.T) {
+		do(t, ctx, chromedp.Navigate(e.url+"/events"))
+		waitJS(t, ctx, "the event stream connected", `document.getElementById('live').textContent.startsWith('live')`, 5*time.Second)
+		if n := eval[int](t, ctx, `document.querySelectorAll('#event-log li').length`); n == 0 {
+			t.Fatal("the event log has no past events")
+		}
+		e.put(e.key(e.keys.Domain("news.example.com")), registry.Domain{App: "blog"})
+		waitJS(t, ctx, "domain.added at the top of the log", `document.querySelector('#event-log li .etype').textContent === 'domain.added' && document.querySelector('#event-log li .ename').textContent === 'news.example.com'`, time.Second)
+		do(t, ctx, chromedp.SendKeys(chromedp.CSS("#event-q"), "domain.added"))
+		waitJS(t, ctx, "the filter hides other events", `[...document.querySelectorAll('#event-log li')].every(li => li.hidden === !li.textContent.includes('domain.added'))`, time.Second)
+	})
 	t.Run("phone width", func(t *testing.T) {
 		do(t, ctx, chromedp.EmulateViewport(375, 800), chromedp.Navigate(e.url+"/apps/shop"))
 		if w := eval[int](t, ctx, `document.documentElement.scrollWidth - window.innerWidth`); w > 0 {
@@ -163,7 +180,7 @@ func TestConsoleBrowserActions(t *testing.T) {
 			t.Fatalf("scaled before confirmation: %d", n)
 		}
 		do(t, ctx, chromedp.Click(chromedp.CSS("#confirm-ok")))
-		waitJS(t, ctx, "the result shown", `document.getElementById('action-status').textContent !== 'working…'`, 5*time.Second)
+		waitJS(t, ctx, "the result shown", `/^(done|failed)/.test(document.getElementById('action-status').textContent)`, 5*time.Second)
 		if msg := eval[string](t, ctx, `document.getElementById('action-status').textContent`); !strings.HasPrefix(msg, "done") {
 			t.Fatalf("scale: %s", msg)
 		}
@@ -197,6 +214,14 @@ func TestConsoleBrowserActions(t *testing.T) {
 		if st := e.status("shop"); st.Expected != registry.StatusPassivated {
 			t.Fatalf("a read token woke the app: expected %q", st.Expected)
 		}
+	})
+	t.Run("wake", func(t *testing.T) {
+		do(t, ctx, chromedp.Click(chromedp.CSS("#token-forget")),
+			chromedp.SendKeys(chromedp.CSS("#token-input"), e.admin), chromedp.Click(chromedp.CSS("#token-form button[type=submit]")),
+			chromedp.Click(chromedp.CSS("button[data-action=wake]")))
+		waitJS(t, ctx, "the confirmation", `document.getElementById('confirm').open`, 2*time.Second)
+		do(t, ctx, chromedp.Click(chromedp.CSS("#confirm-ok")))
+		until(t, "shop expected started", func() bool { return e.status("shop").Expected == registry.StatusStarted })
 	})
 }
 

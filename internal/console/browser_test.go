@@ -223,6 +223,13 @@ func TestConsoleBrowserActions(t *testing.T) {
 		do(t, ctx, chromedp.Click(chromedp.CSS("#confirm-ok")))
 		until(t, "shop expected started", func() bool { return e.status("shop").Expected == registry.StatusStarted })
 	})
+	t.Run("rollback reaches the API", func(t *testing.T) {
+		do(t, ctx, chromedp.Click(chromedp.CSS("button[data-action=rollback]")))
+		waitJS(t, ctx, "the confirmation", `document.getElementById('confirm-text').textContent === 'Roll shop back to its previous release?'`, 2*time.Second)
+		do(t, ctx, chromedp.Click(chromedp.CSS("#confirm-ok")))
+		// shop has no release history: the API's error is shown.
+		waitJS(t, ctx, "the API's answer", `/^failed \((404|409)\)/.test(document.getElementById('action-status').textContent)`, 2*time.Second)
+	})
 }
 
 // wanted returns the instances of app's spec in etcd.

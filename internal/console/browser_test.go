@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/berthproject/berth/internal/registry"
 )
@@ -196,6 +197,13 @@ func TestConsoleBrowserActions(t *testing.T) {
 		if st := e.status("shop"); st.Expected != registry.StatusStarted {
 			t.Fatalf("after cancel, expected %q", st.Expected)
 		}
+	})
+	t.Run("keyboard: Enter asks, focus on Cancel, Escape cancels", func(t *testing.T) {
+		eval[bool](t, ctx, `(document.getElementById('action-status').textContent = '', true)`)
+		do(t, ctx, chromedp.Focus(chromedp.CSS("#scale-n")), chromedp.KeyEvent(kb.Enter))
+		waitJS(t, ctx, "the confirmation with Cancel focused", `document.getElementById('confirm').open && document.activeElement.id === 'confirm-cancel'`, 2*time.Second)
+		do(t, ctx, chromedp.KeyEvent(kb.Escape))
+		waitJS(t, ctx, "cancelled", `!document.getElementById('confirm').open && document.getElementById('action-status').textContent === 'cancelled'`, 2*time.Second)
 	})
 	t.Run("passivate", func(t *testing.T) {
 		do(t, ctx, chromedp.Click(chromedp.CSS("button[data-action=passivate]")))

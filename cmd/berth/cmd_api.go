@@ -94,6 +94,7 @@ func runAPI(ctx context.Context, g *GlobalOptions, o APIOptions) error {
 	if err != nil {
 		return err
 	}
+	fl.metrics.MustRegister(con.Collectors()...)
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", o.Listen, err)

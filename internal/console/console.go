@@ -41,10 +41,11 @@ type Config struct {
 
 // Console serves the dashboard's pages and files.
 type Console struct {
-	cfg  Config
-	tmpl *template.Template
-	hist *History
-	log  logrus.FieldLogger
+	cfg     Config
+	tmpl    *template.Template
+	hist    *History
+	log     logrus.FieldLogger
+	metrics *metrics
 }
 
 // New returns a console; run its history with Run.
@@ -59,7 +60,8 @@ func New(cfg Config, log logrus.FieldLogger) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Console{cfg: cfg, tmpl: t, hist: NewHistory(cfg.Source, cfg.Now), log: log.WithField("component", "console")}, nil
+	return &Console{cfg: cfg, tmpl: t, hist: NewHistory(cfg.Source, cfg.Now),
+		log: log.WithField("component", "console"), metrics: newMetrics()}, nil
 }
 
 // FromAPI returns a console over an API server's cache, auth and events,
@@ -80,12 +82,12 @@ func (c *Console) Run(ctx context.Context) error { return c.hist.Run(ctx) }
 // Register adds the console's routes through handle (an http.ServeMux's
 // Handle).
 func (c *Console) Register(handle func(pattern string, h http.Handler)) {
-	handle("GET /{$}", c.page(c.apps))
-	handle("GET /apps/{app}", c.page(c.app))
-	handle("GET /nodes", c.page(c.nodes))
-	handle("GET /certificates", c.page(c.certificates))
-	handle("GET /events", c.page(c.eventLog))
-	handle("GET /fragment/apps", c.page(c.appRows))
+	handle("GET /{$}", c.page("apps", c.apps))
+	handle("GET /apps/{app}", c.page("app", c.app))
+	handle("GET /nodes", c.page("nodes", c.nodes))
+	handle("GET /certificates", c.page("certificates", c.certificates))
+	handle("GET /events", c.page("events", c.eventLog))
+	handle("GET /fragment/apps", c.page("rows", c.appRows))
 	sub, _ := fs.Sub(staticFS, "static")
 	files := http.StripPrefix("/static/", http.FileServerFS(sub))
 	handle("GET /static/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -120,8 +122,20 @@ type handlerFunc func(r *http.Request, snap *registry.Snapshot) (string, any, er
 
 // page wraps a page: security headers, the read check, the synced
 // snapshot, the template.
-func (c *Console) page(h handlerFunc) http.Handler {
+func (c *Console) page(page string, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		code := 0
+		defer func() {
+			c.metrics.count(page, code)
+			if code == http.StatusOK {
+				c.metrics.duration.WithLabelValues(page).Observe(time.Since(start).Seconds())
+			}
+		}()
+		render := func(status int, name string, data any) {
+			code = status
+			c.render(w, status, name, data)
+		}
 		secure(w.Header())
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -131,7 +145,7 @@ func (c *Console) page(h handlerFunc) http.Handler {
 			if errors.As(err, &ae) {
 				status = ae.Status
 			}
-			c.render(w, status, "login", layout{Title: "Token needed", Nav: "", Auth: true, Message: msg})
+			render(status, "login", layout{Title: "Token needed", Nav: "", Auth: true, Message: msg})
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
@@ -139,21 +153,21 @@ func (c *Console) page(h handlerFunc) http.Handler {
 		select {
 		case <-c.cfg.Source.Synced():
 		case <-ctx.Done():
-			c.render(w, http.StatusServiceUnavailable, "problem", layout{Title: "Not ready", Message: "the API has not read the registry from etcd yet; reload shortly"})
+			render(http.StatusServiceUnavailable, "problem", layout{Title: "Not ready", Message: "the API has not read the registry from etcd yet; reload shortly"})
 			return
 		}
 		name, data, err := h(r, c.cfg.Source.Snapshot())
 		var nf notFound
 		if errors.As(err, &nf) {
-			c.render(w, http.StatusNotFound, "problem", layout{Title: "Not found", Message: string(nf)})
+			render(http.StatusNotFound, "problem", layout{Title: "Not found", Message: string(nf)})
 			return
 		}
 		if err != nil {
 			c.log.WithError(err).Warn("console page failed")
-			c.render(w, http.StatusInternalServerError, "problem", layout{Title: "Error", Message: err.Error()})
+			render(http.StatusInternalServerError, "problem", layout{Title: "Error", Message: err.Error()})
 			return
 		}
-		c.render(w, http.StatusOK, name, data)
+		render(http.StatusOK, name, data)
 	})
 }
 

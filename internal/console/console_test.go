@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/berthproject/berth/internal/registry"
 )
 
@@ -105,6 +107,14 @@ func TestConsolePages(t *testing.T) {
 		}
 		if _, _, b := e.get("/apps/shop", ""); !strings.Contains(b, "(5.0%)") {
 			t.Fatal("the app page does not show the 5xx share")
+		}
+	})
+	t.Run("metrics", func(t *testing.T) {
+		if n := testutil.ToFloat64(e.con.metrics.pages.WithLabelValues("app", "404")); n != 1 {
+			t.Fatalf("got %v app pages with 404 counted, want 1", n)
+		}
+		if n := testutil.CollectAndCount(e.con.metrics.duration); n < 5 {
+			t.Fatalf("got render times of %d pages, want at least 5", n)
 		}
 	})
 	t.Run("API routes keep theirs", func(t *testing.T) {

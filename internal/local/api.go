@@ -62,6 +62,7 @@ func startAPI(ctx context.Context, goRun func(func(context.Context) error), cfg 
 		ln.Close()
 		return nil, err
 	}
+	reg.MustRegister(con.Collectors()...)
 	goRun(srv.Run)
 	goRun(con.Run)
 	goRun(func(ctx context.Context) error { return srv.Serve(ctx, ln) })

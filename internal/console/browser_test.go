@@ -146,10 +146,25 @@ func TestConsoleBrowserLive(t *testing.T) {
 		do(t, ctx, chromedp.SendKeys(chromedp.CSS("#event-q"), "domain.added"))
 		waitJS(t, ctx, "the filter hides other events", `[...document.querySelectorAll('#event-log li')].every(li => li.hidden === !li.textContent.includes('domain.added'))`, time.Second)
 	})
+	t.Run("text contrast", func(t *testing.T) {
+		for _, p := range []string{"/", "/apps/shop", "/nodes", "/events"} {
+			do(t, ctx, chromedp.Navigate(e.url+p))
+			if bad := eval[[]string](t, ctx, contrastJS); len(bad) > 0 {
+				t.Errorf("%s: text below 4.5:1 contrast: %v", p, bad)
+			}
+		}
+		// The check itself: grey on white is caught.
+		eval[bool](t, ctx, `(() => { const p = document.createElement('p'); p.textContent = 'faint'; p.style.color = '#bbb'; document.getElementById('main').append(p); return true; })()`)
+		if bad := eval[[]string](t, ctx, contrastJS); len(bad) != 1 {
+			t.Errorf("the contrast check found %v, want the one faint paragraph", bad)
+		}
+	})
 	t.Run("phone width", func(t *testing.T) {
-		do(t, ctx, chromedp.EmulateViewport(375, 800), chromedp.Navigate(e.url+"/apps/shop"))
-		if w := eval[int](t, ctx, `document.documentElement.scrollWidth - window.innerWidth`); w > 0 {
-			t.Fatalf("the page is %dpx wider than a 375px screen", w)
+		for _, p := range []string{"/", "/apps/shop", "/nodes", "/events"} {
+			do(t, ctx, chromedp.EmulateViewport(375, 800), chromedp.Navigate(e.url+p))
+			if w := eval[int](t, ctx, `document.documentElement.scrollWidth - window.innerWidth`); w > 0 {
+				t.Errorf("%s is %dpx wider than a 375px screen", p, w)
+			}
 		}
 	})
 }
@@ -263,3 +278,20 @@ func (e *env) status(app string) registry.Status {
 	json.Unmarshal(r.Kvs[0].Value, &st)
 	return st
 }
+
+// contrastJS lists the visible elements holding text whose colour has
+// less than 4.5:1 contrast (WCAG AA) with the first opaque background
+// behind them.
+const contrastJS = `(() => {
+  const rgb = s => (s.match(/[\d.]+/g) || []).map(Number);
+  const lum = c => { const [r, g, b] = c.slice(0, 3).map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); }); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const bg = el => { for (; el; el = el.parentElement) { const c = rgb(getComputedStyle(el).backgroundColor); if (c.length === 3 || c[3] > 0) return c; } return [255, 255, 255]; };
+  const bad = [];
+  for (const el of document.querySelectorAll('body *')) {
+    if (!el.offsetParent || ![...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())) continue;
+    const fg = lum(rgb(getComputedStyle(el).color)), b = lum(bg(el));
+    const ratio = (Math.max(fg, b) + 0.05) / (Math.min(fg, b) + 0.05);
+    if (ratio < 4.5) bad.push(el.tagName + '.' + el.className + ' ' + ratio.toFixed(2));
+  }
+  return bad;
+})()`

@@ -255,6 +255,25 @@ func TestConsoleBrowserActions(t *testing.T) {
 	})
 }
 
+// TestConsoleBrowserTokenLinks: where reads need a token, the console's
+// links are followed with it (no token form in between), and the stream
+// goes on.
+func TestConsoleBrowserTokenLinks(t *testing.T) {
+	ctx := browser(t)
+	e := newEnv(t, false)
+	e.seed()
+	do(t, ctx, chromedp.Navigate(e.url+"/"))
+	do(t, ctx, chromedp.SendKeys(chromedp.CSS("#token-input"), e.read), chromedp.Click(chromedp.CSS("#token-form button[type=submit]")))
+	waitJS(t, ctx, "the apps page with the token", `!!document.querySelector('#apps tr[data-app=shop]')`, 5*time.Second)
+	do(t, ctx, chromedp.Click(chromedp.CSS(`nav a[href="/nodes"]`)))
+	waitJS(t, ctx, "the nodes page without the token form", `location.pathname === '/nodes' && !!document.querySelector('#nodes tr[data-node=n1]') && !document.body.dataset.auth`, 5*time.Second)
+	do(t, ctx, chromedp.Click(chromedp.CSS(`nav a[href="/"]`)))
+	waitJS(t, ctx, "back on the apps page", `location.pathname === '/' && !!document.querySelector('#apps tr[data-app=shop]')`, 5*time.Second)
+	waitJS(t, ctx, "the stream", `document.getElementById('live').textContent.startsWith('live')`, 5*time.Second)
+	e.put(e.key(e.keys.Instance("shop", "2")), registry.Instance{Addr: "127.0.0.1:4002", Node: "n1", State: registry.StateUp})
+	waitJS(t, ctx, "2/2 up", `document.querySelector('tr[data-app=shop] td[data-up]').textContent.startsWith('2/2')`, time.Second)
+}
+
 // wanted returns the instances of app's spec in etcd.
 func (e *env) wanted(app string) int {
 	e.t.Helper()

@@ -41,8 +41,12 @@
       setToken(input.value.trim());
       input.value = '';
       showTokenState();
-      restartStream();
-      if (body.dataset.auth === 'required') { reload(); }
+      if (body.dataset.auth === 'required') {
+        viaToken = true;
+        reload().then(restartStream);
+      } else {
+        restartStream();
+      }
     });
     $('#token-forget').addEventListener('click', function () {
       setToken('');
@@ -75,6 +79,25 @@
       tick();
     });
   }
+  // With a token required for reads, a link would load the token form
+  // first: follow the console's own links with the token instead.
+  var viaToken = false;
+  function setupLinks() {
+    document.addEventListener('click', function (e) {
+      if (!viaToken || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) { return; }
+      var a = e.target.closest && e.target.closest('a[href]');
+      if (!a || a.origin !== location.origin || a.pathname.indexOf('/static/') === 0 || a.pathname.indexOf('/v1/') === 0) { return; }
+      e.preventDefault();
+      var hash = a.hash;
+      history.pushState(null, '', a.pathname + hash);
+      reload().then(function () {
+        var target = hash && document.getElementById(decodeURIComponent(hash.slice(1)));
+        if (target) { target.scrollIntoView(); } else { window.scrollTo(0, 0); }
+      });
+    });
+    window.addEventListener('popstate', function () { if (viaToken) { reload(); } });
+  }
+
   // refreshPart swaps the element with id for its fresh render.
   function refreshPart(id) {
     return fetchDoc(location.pathname).then(function (res) {
@@ -361,7 +384,9 @@
   setupActions();
   tick();
   setInterval(tick, 1000);
+  setupLinks();
   if (body.dataset.auth === 'required' && token()) {
+    viaToken = true;
     reload().then(startStream);
   } else {
     startStream();

@@ -164,6 +164,13 @@ func TestUpAPI(t *testing.T) {
 	if code, _ := do("POST", "/v1/apps/paas-monitor/scale", "", `{"instances":4}`); code != 401 {
 		t.Fatalf("token-less scale: %d, want 401", code)
 	}
+	// The web console, on the same address, reads the same way.
+	if !strings.Contains(p.out.String(), "console on http://"+p.api+"/") {
+		t.Fatalf("no console in the banner:\n%s", p.out)
+	}
+	if code, body := do("GET", "/", "", ""); code != 200 || !strings.Contains(string(body), `<tr data-app="paas-monitor">`) {
+		t.Fatalf("console page: %d %s", code, body)
+	}
 
 	req, _ := http.NewRequest("GET", "http://"+p.api+"/v1/events", nil)
 	res, err := http.DefaultClient.Do(req)

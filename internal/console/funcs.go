@@ -11,7 +11,8 @@ import (
 // template like any other value.
 var funcs = template.FuncMap{
 	"dur":    dur,
-	"stamp":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"stamp":  stamp,
+	"hms":    hms,
 	"clock":  func(t time.Time) string { return t.UTC().Format("15:04:05") },
 	"unixms": func(t time.Time) int64 { return t.UnixMilli() },
 	"pct":    func(f float64) string { return fmt.Sprintf("%.1f%%", f*100) },
@@ -50,3 +51,12 @@ func dur(d time.Duration) string {
 
 // stamp is a time in RFC 3339, UTC.
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// hms is the time of day (UTC) of an RFC 3339 time, as the event log
+// shows it (the full time is in the element's datetime).
+func hms(rfc3339 string) string {
+	if len(rfc3339) >= 19 {
+		return rfc3339[11:19]
+	}
+	return rfc3339
+}

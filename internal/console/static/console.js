@@ -157,7 +157,8 @@
     var li = document.createElement('li');
     li.dataset.rev = String(ev.rev || '');
     var t = document.createElement('time');
-    t.textContent = ev.time || '';
+    t.dateTime = ev.time || '';
+    t.textContent = (ev.time || '').slice(11, 19);
     li.appendChild(t);
     li.appendChild(document.createTextNode(' '));
     var s = document.createElement('span');

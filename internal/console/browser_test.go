@@ -255,6 +255,41 @@ func TestConsoleBrowserActions(t *testing.T) {
 	})
 }
 
+// TestConsoleBrowserDelete deletes an app from its page: the spec leaves
+// etcd and the browser goes back to the apps page.
+func TestConsoleBrowserDelete(t *testing.T) {
+	ctx := browser(t)
+	e := newEnv(t, true)
+	e.seed()
+	e.put(e.key(e.keys.Status("shop")), registry.Status{Current: registry.StatusStarted, Expected: registry.StatusStarted})
+	for _, id := range []string{"1", "2"} { // no agent here to deregister them
+		if _, err := e.cli.Delete(t.Context(), e.key(e.keys.Instance("shop", id))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	do(t, ctx, chromedp.Navigate(e.url+"/apps/shop"))
+	eval[bool](t, ctx, `(sessionStorage.setItem('berth.token', '`+e.admin+`'), true)`)
+	do(t, ctx, chromedp.Click(chromedp.CSS("button[data-action=delete]")))
+	waitJS(t, ctx, "the confirmation", `document.getElementById('confirm').open && document.getElementById('confirm-text').textContent.startsWith('Delete shop?')`, 2*time.Second)
+	do(t, ctx, chromedp.Click(chromedp.CSS("#confirm-ok")))
+	until(t, "shop's spec gone from etcd", func() bool {
+		r, err := e.cli.Get(t.Context(), e.key(e.keys.App("shop")))
+		return err == nil && len(r.Kvs) == 0
+	})
+	// The page navigates: poll from here (a poll in the page ends with it).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`location.pathname === '/' && document.readyState === 'complete' && !!document.getElementById('apps') && !document.querySelector('#apps tr[data-app=shop]')`))
+		if err == nil && ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not back on the apps page without shop within 5s (%v)", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // TestConsoleBrowserTokenLinks: where reads need a token, the console's
 // links are followed with it (no token form in between), and the stream
 // goes on.

@@ -18,12 +18,6 @@ var funcs = template.FuncMap{
 	"pct":    func(f float64) string { return fmt.Sprintf("%.1f%%", f*100) },
 	"rate":   func(f float64) string { return fmt.Sprintf("%.2f/s", f) },
 	"join":   strings.Join,
-	"percent": func(a, b int) int {
-		if b <= 0 {
-			return 0
-		}
-		return min(100, a*100/b)
-	},
 }
 
 // dur prints a duration the way the pages do: 3d4h, 2h5m, 4m12s, 9s.

@@ -126,8 +126,8 @@ func runAPI(ctx context.Context, g *GlobalOptions, o APIOptions) error {
 	return err
 }
 
-// isLoopback reports a loopback host or an empty one bound to loopback
-// only; "" and unspecified addresses listen everywhere.
+// isLoopback reports a loopback host ("localhost" included); "" and
+// unspecified addresses (0.0.0.0, ::) listen everywhere and are not.
 func isLoopback(host string) bool {
 	if host == "localhost" {
 		return true

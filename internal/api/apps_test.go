@@ -171,6 +171,19 @@ func TestAPIApplyScaleDelete(t *testing.T) {
 		}
 	}
 	e.do("DELETE", "/v1/apps/shop", e.admin, nil).want(t, 404, "delete again")
+
+	// An instance nobody stops: the delete gives up after DeleteWait (2s
+	// here), says so, and leaves the app marked deleted.
+	e.do("POST", "/v1/apps", e.admin, specYAML("stuck", "1.0.0", "stuck.example.com")).want(t, 200, "apply stuck")
+	e.putInstance("stuck", "1", registry.StateUp)
+	r = e.do("DELETE", "/v1/apps/stuck", e.admin, nil).want(t, 409, "delete with an instance still registered")
+	if r.error().Code != "delete_incomplete" || !strings.Contains(r.error().Message, "DELETE again") {
+		t.Fatalf("error %+v", r.error())
+	}
+	st, _, _ := registry.GetStatus(ctx, e.cli, e.keys, "stuck")
+	if st == nil || st.Expected != registry.StatusDeleted {
+		t.Fatalf("status after an incomplete delete: %+v, want expected deleted", st)
+	}
 }
 
 func mustKey(k string, err error) string {

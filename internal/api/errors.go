@@ -8,6 +8,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
+	"github.com/berthproject/berth/internal/control"
 	"github.com/berthproject/berth/internal/deploy"
 	"github.com/berthproject/berth/internal/fleet"
 	"github.com/berthproject/berth/internal/registry"
@@ -64,7 +65,8 @@ func toError(err error) *Error {
 	case errors.Is(err, registry.ErrNoApp), errors.Is(err, registry.ErrNotFound), errors.Is(err, deploy.ErrNoRelease), errors.Is(err, fleet.ErrNoUnit):
 		return errorf(http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, registry.ErrConflict), errors.Is(err, deploy.ErrRunning), errors.Is(err, deploy.ErrNotNewer),
-		errors.Is(err, deploy.ErrNoRollout), errors.Is(err, deploy.ErrNotCanary), errors.Is(err, registry.ErrReapplied), errors.Is(err, fleet.ErrChanged):
+		errors.Is(err, deploy.ErrNoRollout), errors.Is(err, deploy.ErrNotCanary), errors.Is(err, registry.ErrReapplied), errors.Is(err, fleet.ErrChanged),
+		errors.Is(err, control.ErrStillRegistered):
 		return errorf(http.StatusConflict, "conflict", err.Error())
 	case errors.Is(err, rpctypes.ErrPermissionDenied):
 		return errorf(http.StatusBadGateway, "etcd_permission", "etcd refused the API's user: "+err.Error()+" (the API connects as berth-operator: docs/security.md)")

@@ -74,6 +74,7 @@ func TestAPIUnitsAndCertificates(t *testing.T) {
 	e.do("POST", "/v1/units/hello.service/stop", e.admin, nil).want(t, 202, "stop")
 	e.do("POST", "/v1/units/nosuch.service/start", e.admin, nil).want(t, 404, "start of an unknown unit")
 	e.do("POST", "/v1/units/bad%20name/start", e.admin, nil).want(t, 400, "bad unit name")
+	e.do("POST", "/v1/units/web@.service/start", e.admin, nil).want(t, 400, "a template")
 
 	certPEM, keyPEM, _, err := etcdtest.SelfSigned("shop.example.com")
 	if err != nil {

@@ -166,8 +166,8 @@ func (s *Server) scaleApp(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &req, false); err != nil {
 		return err
 	}
-	if req.Instances == nil || *req.Instances < 1 || *req.Instances > 1000 {
-		return badField("instances", "must be a whole number from 1 to 1000")
+	if req.Instances == nil || *req.Instances < 1 || *req.Instances > spec.MaxInstances {
+		return badField("instances", fmt.Sprintf("must be a whole number from 1 to %d", spec.MaxInstances))
 	}
 	ctx, cancel := s.etcdCtx(r)
 	defer cancel()

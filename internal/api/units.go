@@ -50,8 +50,12 @@ func (s *Server) stopUnit(w http.ResponseWriter, r *http.Request) error {
 // setTarget is berth fleet start / stop of one unit.
 func (s *Server) setTarget(w http.ResponseWriter, r *http.Request, target string) error {
 	name := r.PathValue("unit")
-	if _, err := fleet.ParseName(name); err != nil {
+	n, err := fleet.ParseName(name)
+	if err != nil {
 		return badField("unit", err.Error())
+	}
+	if n.Template {
+		return badField("unit", name+" is a template: start or stop an instance of it, e.g. "+n.Prefix+"@1."+n.Type)
 	}
 	ctx, cancel := s.etcdCtx(r)
 	defer cancel()

@@ -3,6 +3,8 @@ package registry
 import (
 	"fmt"
 	"regexp"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // reTokenHash is a token's key segment: the hex SHA-256 of the token.
@@ -31,4 +33,15 @@ func (k Keys) Audit(ms int64, request string, n int) (string, error) {
 		return "", fmt.Errorf("%w: audit request id %q", ErrBadName, request)
 	}
 	return fmt.Sprintf("%s%013d-%s-%d", k.AuditPrefix(), ms, request, n), nil
+}
+
+// listRanges are the key ranges the watch cache lists: the v1 prefix
+// without the audit log, which no view holds and which would make every
+// re-list of every router read a month of API history.
+func (k Keys) listRanges() [][2]string {
+	audit := k.AuditPrefix()
+	return [][2]string{
+		{k.Prefix(), audit},
+		{clientv3.GetPrefixRangeEnd(audit), clientv3.GetPrefixRangeEnd(k.Prefix())},
+	}
 }

@@ -201,25 +201,33 @@ func (c *Cache) list(ctx context.Context) (int64, error) {
 	}
 	rev := resp.Header.Revision
 	a := newApplier(k, emptySnapshot())
-	start, end := k.Prefix(), clientv3.GetPrefixRangeEnd(k.Prefix())
-	for {
-		page, err := c.kv.Get(ctx, start, clientv3.WithRange(end), clientv3.WithRev(rev),
-			clientv3.WithLimit(c.cfg.PageSize), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
-		if err != nil {
-			return 0, fmt.Errorf("list %s at revision %d: %w", k.Prefix(), rev, err)
+	for _, r := range k.listRanges() {
+		if err := c.listRange(ctx, a, r[0], r[1], rev); err != nil {
+			return 0, err
 		}
-		for _, kv := range page.Kvs {
-			c.applyOne(a, string(kv.Key), kv.Value, false)
-		}
-		if !page.More || len(page.Kvs) == 0 {
-			break
-		}
-		start = string(page.Kvs[len(page.Kvs)-1].Key) + "\x00"
 	}
 	a.s.Rev = rev
 	c.publish(a.s)
 	c.log.WithFields(logrus.Fields{"revision": rev, "apps": len(a.s.AppNames())}).Debug("registry listed")
 	return rev, nil
+}
+
+// listRange reads [start, end) at rev in pages into a.
+func (c *Cache) listRange(ctx context.Context, a *applier, start, end string, rev int64) error {
+	for {
+		page, err := c.kv.Get(ctx, start, clientv3.WithRange(end), clientv3.WithRev(rev),
+			clientv3.WithLimit(c.cfg.PageSize), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+		if err != nil {
+			return fmt.Errorf("list %s at revision %d: %w", c.cfg.Keys.Prefix(), rev, err)
+		}
+		for _, kv := range page.Kvs {
+			c.applyOne(a, string(kv.Key), kv.Value, false)
+		}
+		if !page.More || len(page.Kvs) == 0 {
+			return nil
+		}
+		start = string(page.Kvs[len(page.Kvs)-1].Key) + "\x00"
+	}
 }
 
 func (c *Cache) applyOne(a *applier, key string, value []byte, deleted bool) {

@@ -37,10 +37,13 @@ type Rollout struct {
 // single app) its deployed spec.
 type App struct {
 	StatusRow
-	Version string     `json:"version,omitempty"`
-	Status  *AppStatus `json:"status,omitempty"`
-	Rollout *Rollout   `json:"rollout,omitempty"`
-	Spec    *spec.App  `json:"spec,omitempty"`
+	Version string `json:"version,omitempty"`
+	// IdleTimeout is the spec's passivation timeout ("" when none): with
+	// LastAccess, when the app may be passivated.
+	IdleTimeout string     `json:"idleTimeout,omitempty"`
+	Status      *AppStatus `json:"status,omitempty"`
+	Rollout     *Rollout   `json:"rollout,omitempty"`
+	Spec        *spec.App  `json:"spec,omitempty"`
 }
 
 // Apps returns every app, sorted by name, without specs; never nil.
@@ -68,6 +71,9 @@ func appView(s *registry.Snapshot, name string, domains []string) App {
 	a := App{StatusRow: statusRow(s, name, domains)}
 	if sp := s.Apps[name]; sp != nil {
 		a.Version = sp.Version
+		if sp.IdleTimeout > 0 {
+			a.IdleTimeout = sp.IdleTimeout.String()
+		}
 	}
 	if st := s.Status[name]; st != nil {
 		a.Status = StatusOf(st)

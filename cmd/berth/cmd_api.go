@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/berthproject/berth/internal/api"
+	"github.com/berthproject/berth/internal/console"
 	"github.com/berthproject/berth/internal/daemon"
 	"github.com/berthproject/berth/internal/fleet"
 )
@@ -89,6 +90,11 @@ func runAPI(ctx context.Context, g *GlobalOptions, o APIOptions) error {
 		return usageError{err}
 	}
 	fl.metrics.MustRegister(srv.Collectors()...)
+	con, err := console.FromAPI(srv, fl.cli, log)
+	if err != nil {
+		return err
+	}
+	fl.metrics.MustRegister(con.Collectors()...)
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", o.Listen, err)
@@ -105,6 +111,7 @@ func runAPI(ctx context.Context, g *GlobalOptions, o APIOptions) error {
 	defer func() { stop(); wg.Wait() }()
 	goRun(fl.cache.Run)
 	goRun(srv.Run)
+	goRun(con.Run)
 	select {
 	case <-fl.cache.Synced():
 	case <-ctx.Done():
@@ -112,7 +119,7 @@ func runAPI(ctx context.Context, g *GlobalOptions, o APIOptions) error {
 		return nil
 	}
 	log.WithField("addr", ln.Addr().String()).Info("api listening")
-	fmt.Fprintf(g.stdout, "api on http://%s (docs/api.md; Ctrl-C stops it)\n", ln.Addr())
+	fmt.Fprintf(g.stdout, "api on http://%s (docs/api.md; Ctrl-C stops it); console on http://%s/ (docs/console.md)\n", ln.Addr(), ln.Addr())
 	daemon.Ready(log)
 	err = srv.Serve(ctx, ln)
 	daemon.Stopping()

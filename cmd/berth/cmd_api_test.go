@@ -90,6 +90,13 @@ func TestAPICommand(t *testing.T) {
 	if c := get("/metrics", token); c != 200 {
 		t.Fatalf("metrics: %d", c)
 	}
+	// The web console is served beside the API, under the same token rule.
+	if c := get("/", ""); c != 401 {
+		t.Fatalf("token-less console page of berth api: %d, want 401", c)
+	}
+	if c := get("/", token); c != 200 {
+		t.Fatalf("console page with a token: %d", c)
+	}
 
 	// berth status and routes read the same rows through the API.
 	if code, _, errOut := berth(t, "apply", "../../examples/paas-monitor.yaml", "--etcd-endpoints", srv.Endpoint); code != 0 {
@@ -156,6 +163,13 @@ func TestUpAPI(t *testing.T) {
 	}
 	if code, _ := do("POST", "/v1/apps/paas-monitor/scale", "", `{"instances":4}`); code != 401 {
 		t.Fatalf("token-less scale: %d, want 401", code)
+	}
+	// The web console, on the same address, reads the same way.
+	if !strings.Contains(p.out.String(), "console on http://"+p.api+"/") {
+		t.Fatalf("no console in the banner:\n%s", p.out)
+	}
+	if code, body := do("GET", "/", "", ""); code != 200 || !strings.Contains(string(body), `<tr data-app="paas-monitor">`) {
+		t.Fatalf("console page: %d %s", code, body)
 	}
 
 	req, _ := http.NewRequest("GET", "http://"+p.api+"/v1/events", nil)

@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/berthproject/berth/internal/api"
+	"github.com/berthproject/berth/internal/console"
 	"github.com/berthproject/berth/internal/control"
 	"github.com/berthproject/berth/internal/registry"
 )
@@ -56,11 +57,19 @@ func startAPI(ctx context.Context, goRun func(func(context.Context) error), cfg 
 		return nil, err
 	}
 	reg.MustRegister(srv.Collectors()...)
+	con, err := console.FromAPI(srv, ccs.operator, log)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	reg.MustRegister(con.Collectors()...)
 	goRun(srv.Run)
+	goRun(con.Run)
 	goRun(func(ctx context.Context) error { return srv.Serve(ctx, ln) })
 	addr := ln.Addr().String()
 	return []string{
 		fmt.Sprintf("api on http://%s/v1/   (reads from this machine need no token; docs/api.md)", addr),
+		fmt.Sprintf("console on http://%s/   (actions take the admin token below; docs/console.md)", addr),
 		fmt.Sprintf("  admin token (until berth up stops): %s", token),
 		fmt.Sprintf("  curl -H 'Authorization: Bearer %s' -d '{\"instances\":5}' http://%s/v1/apps/APP/scale", token, addr),
 	}, nil

@@ -132,6 +132,11 @@ func envSecrets(t *testing.T, n *enginetest.Node, st *secret.Store) {
 		if out := n.Exec(rt, "inspect", "-f", "{{json .Config.Env}}", container); !strings.Contains(out, token) {
 			t.Errorf("%s inspect does not show the container's environment (the documented exception changed?):\n%s", rt, out)
 		}
+		// The engine keeps that record on the node's disk while the
+		// container exists (logged here; docs/secrets.md names the files).
+		if out, err := engineFiles(n, token); err == nil {
+			t.Logf("%s: while the container runs, the engine's files holding the value:\n%s", rt, strings.TrimSpace(out))
+		}
 		journal := func() string { return n.Exec("journalctl", "--no-pager", "-o", "export") }
 		if strings.Contains(journal(), token) {
 			t.Errorf("%s: the node's journal holds the value", rt)
@@ -148,12 +153,20 @@ func envSecrets(t *testing.T, n *enginetest.Node, st *secret.Store) {
 				t.Errorf("%s: after the stop, process %s (%q) has the value", rt, p.pid, p.cmdline)
 			}
 		}
-		writeFile(t, filepath.Join(n.Share, "needle"), token)
-		if out, err := n.Try("grep", "-rlsF", "-f", "/run/berth-share/needle", "/var/lib/docker/containers", "/var/lib/containers/storage",
-			"/run/containers", "/run/docker", "/run/containerd", "/run/libpod", "/run/berth"); err == nil {
-			t.Errorf("%s: after the stop, the engine's files hold the value:\n%s", rt, out)
+		if _, err := n.Try(rt, "container", "inspect", container); err == nil {
+			t.Errorf("%s: container %s left after the stop", rt, container)
 		}
-		os.Remove(filepath.Join(n.Share, "needle"))
+		out, _ := engineFiles(n, token)
+		for _, f := range strings.Fields(out) {
+			// podman's container database (BoltDB) does not clear the
+			// pages of removed records: the value lingers in the file
+			// until the pages are reused. Documented in docs/secrets.md.
+			if rt == spec.RuntimePodman && f == podmanDB {
+				t.Logf("podman: after the stop, %s still holds the value in a freed page (documented)", f)
+				continue
+			}
+			t.Errorf("%s: after the stop, the engine's file %s holds the value", rt, f)
+		}
 		j := journal()
 		if strings.Contains(j, token) {
 			t.Errorf("%s: the node's journal holds the value", rt)
@@ -161,6 +174,21 @@ func envSecrets(t *testing.T, n *enginetest.Node, st *secret.Store) {
 			t.Errorf("%s: the journal has no record of %s and its pre-start hook: the search proves nothing", rt, unit)
 		}
 	}
+}
+
+// podmanDB is podman's container database (Debian 12's podman 4.3: BoltDB).
+const podmanDB = "/var/lib/containers/storage/libpod/bolt_state.db"
+
+// engineFiles greps the engines' state (on disk and under /run) and the
+// secrets directories for s, listing the files that hold it.
+func engineFiles(n *enginetest.Node, s string) (string, error) {
+	needle := filepath.Join(n.Share, "needle")
+	if err := os.WriteFile(needle, []byte(s), 0o600); err != nil {
+		return "", err
+	}
+	defer os.Remove(needle)
+	return n.Try("grep", "-rlsF", "-f", "/run/berth-share/needle", "/var/lib/docker/containers", "/var/lib/containers/storage/libpod",
+		"/var/lib/containers/storage/overlay-containers", "/run/containers", "/run/docker", "/run/containerd", "/run/libpod", "/run/berth")
 }
 
 // containerPIDNS returns the PID namespace ("pid:[N]") of a running

@@ -157,6 +157,11 @@ func privateRegistry(t *testing.T, n *enginetest.Node, st *secret.Store) {
 		if j := n.Journal(unit); !strings.Contains(j, pulled) {
 			t.Errorf("%s: no %q from the pull step in the journal:\n%s", unit, pulled, j)
 		}
+		// Neither the unit nor its journal holds the credentials.
+		cred := base64.StdEncoding.EncodeToString([]byte(regUser + ":" + regPassword))
+		if u := n.Exec("sh", "-c", "systemctl cat "+unit+"; systemctl show "+unit+"; journalctl --no-pager -o export"); strings.Contains(u, regPassword) || strings.Contains(u, cred) {
+			t.Errorf("%s: the unit or the journal holds the registry password", unit)
+		}
 		auth := "/run/berth/secrets/" + name + "@1/config.json"
 		if m := n.Exec("stat", "-c", "%a %U", auth); strings.TrimSpace(m) != "600 root" {
 			t.Errorf("%s: mode %q, want 600 root", auth, m)

@@ -157,6 +157,10 @@ func privateRegistry(t *testing.T, n *enginetest.Node, st *secret.Store) {
 		if j := n.Journal(unit); !strings.Contains(j, pulled) {
 			t.Errorf("%s: no %q from the pull step in the journal:\n%s", unit, pulled, j)
 		}
+		// The pre-start hook names the registry it has credentials for.
+		if l := firstLine(n.Journal(unit), "secrets written"); !strings.Contains(l, "registry-auth") || !strings.Contains(l, regHost) {
+			t.Errorf("%s: the pre-start hook does not name the pull secret's registry: %q", unit, l)
+		}
 		// Neither the unit nor its journal holds the credentials.
 		cred := base64.StdEncoding.EncodeToString([]byte(regUser + ":" + regPassword))
 		if u := n.Exec("sh", "-c", "systemctl cat "+unit+"; systemctl show "+unit+"; journalctl --no-pager -o export"); strings.Contains(u, regPassword) || strings.Contains(u, cred) {

@@ -70,6 +70,12 @@ func envSecrets(t *testing.T, n *enginetest.Node, st *secret.Store) {
 		app, y := appSpec(t, name, rt, image, spec.PullNever, "env:", "  API_TOKEN: secret:api-token", "  MODE: proof")
 		install(t, n, app, y)
 		unit, container := name+"@1.service", name+"-1"
+		if rt == spec.RuntimePodman {
+			// A stale podman secret of the instance's name (a crash that
+			// skipped ExecStopPost): the start replaces it.
+			writeFile(t, filepath.Join(n.Share, "stale"), "stale-value")
+			n.Exec("podman", "secret", "create", container+"-API_TOKEN", "/run/berth-share/stale")
+		}
 		startUnit(t, n, unit)
 		n.WaitFor(rt+" instance with a secret registered", 60*time.Second, func() bool {
 			in := instance(t, n, name, "1")

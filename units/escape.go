@@ -140,6 +140,26 @@ func Lit(s string) Arg { return Arg{s: s} }
 // ("%p-%i"). Only constant strings from this package may be Raw.
 func Raw(s string) Arg { return Arg{s: s, raw: true} }
 
+// Joined is one argument made of literal and raw pieces, written as one
+// quoted word: literal pieces escaped as Lit's are, raw pieces (specifiers;
+// constant strings of this package without quotes or backslashes) as they
+// are.
+func Joined(parts ...Arg) Arg {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, p := range parts {
+		if p.raw {
+			b.WriteString(p.s)
+			continue
+		}
+		var q strings.Builder
+		quote(&q, p.s, true)
+		b.WriteString(strings.TrimSuffix(strings.TrimPrefix(q.String(), `"`), `"`))
+	}
+	b.WriteByte('"')
+	return Raw(b.String())
+}
+
 // Lits turns strings into literal arguments.
 func Lits(ss ...string) []Arg {
 	out := make([]Arg, len(ss))

@@ -310,6 +310,10 @@ func (r *appRenderer) renderContainer() {
 	if a.PullSecret == "" {
 		preStart()
 	}
+	podmanSecrets := a.Runtime == spec.RuntimePodman && len(a.SecretEnv()) > 0
+	if podmanSecrets {
+		r.podmanSecretsCreate(cli)
+	}
 
 	argv := []Arg{Lit(cli), Lit("run"), Lit("--rm"), Lit("--name"), Raw(containerName),
 		Lit("--init"), Lit("--log-driver=journald"), Lit("--stop-timeout"), Lit(strconv.Itoa(stop)),
@@ -318,7 +322,12 @@ func (r *appRenderer) renderContainer() {
 	for _, kv := range containerEnv(a) {
 		argv = append(argv, Lit("-e"), Lit(kv))
 	}
-	if len(a.SecretEnv()) > 0 {
+	switch {
+	case podmanSecrets:
+		for _, k := range sortedKeys(a.SecretEnv()) {
+			argv = append(argv, Lit("--secret"), Raw(podmanSecretName(k)+",type=env,target="+k))
+		}
+	case len(a.SecretEnv()) > 0:
 		argv = append(argv, Lit("--env-file"), Raw(r.secretsDir()+"/"+SecretsEnvFile))
 	}
 	for _, p := range a.Ports {
@@ -362,6 +371,9 @@ func (r *appRenderer) renderContainer() {
 	r.exec("ExecStop", "", Lit(cli), Lit("stop"), Lit("-t"), Lit(strconv.Itoa(stop)), Raw(containerName))
 	r.exec("ExecStopPost", "-"+r.secretsPrefix(), r.hook("post-stop", r.secretsDirArg()...)...)
 	r.exec("ExecStopPost", "-", Lit(cli), Lit("rm"), Lit("-f"), Raw(containerName))
+	if podmanSecrets {
+		r.podmanSecretsRemove(cli, "ExecStopPost")
+	}
 	// The CLI gets N seconds to stop the container, systemd a margin on top.
 	r.u.add("Service", "TimeoutStopSec", strconv.Itoa(stop+5))
 	if a.Runtime == spec.RuntimeDocker {

@@ -36,6 +36,25 @@ func TestRenderSecrets(t *testing.T) {
 				"--pull-secret aws:ecr --image 123456789012.dkr.ecr.eu-west-1.amazonaws.com/web:1\n",
 				"ExecStartPre=-/usr/bin/podman pull --authfile /run/berth/secrets/%p@%i/config.json 123456789012.dkr.ecr.eu-west-1.amazonaws.com/web:1\n",
 			}, nil},
+		{"docker env secret", "apiVersion: berth/v1\nname: web\nimage: nginx\nenv: {TOKEN: \"secret:tok\"}\n",
+			[]string{
+				"ExecStartPre=+/opt/bin/berth hook pre-start --app web --instance %i --secrets-dir /run/berth/secrets/%p@%i --secret TOKEN=tok\n",
+				" --env-file /run/berth/secrets/%p@%i/env ",
+			},
+			[]string{"secret:", "podman", "--secret %p"}},
+		// podman: a podman secret per variable, whose lookup reads the
+		// env file; no --env-file, which would put the values in podman's
+		// database.
+		{"podman env secret", "apiVersion: berth/v1\nname: web\nimage: nginx\nruntime: podman\nenv: {TOKEN: \"secret:tok\", B_KEY: \"secret:b\"}\n",
+			[]string{
+				"ExecStartPre=+/opt/bin/berth hook pre-start --app web --instance %i --secrets-dir /run/berth/secrets/%p@%i --secret B_KEY=b --secret TOKEN=tok\n" +
+					"ExecStartPre=-/usr/bin/podman secret rm %p-%i-B_KEY\n" +
+					"ExecStartPre=-/usr/bin/podman secret rm %p-%i-TOKEN\n" +
+					`ExecStartPre=/usr/bin/podman secret create --driver shell --driver-opts "store=cat >/dev/null,lookup=sed -n s/^B_KEY=//p /run/berth/secrets/%p@%i/env | tr -d '\\n',delete=true,list=true" %p-%i-B_KEY /run/berth/secrets/%p@%i/env` + "\n",
+				" --secret %p-%i-B_KEY,type=env,target=B_KEY --secret %p-%i-TOKEN,type=env,target=TOKEN ",
+				"ExecStopPost=-/usr/bin/podman rm -f %p-%i\nExecStopPost=-/usr/bin/podman secret rm %p-%i-B_KEY\nExecStopPost=-/usr/bin/podman secret rm %p-%i-TOKEN\n",
+			},
+			[]string{"secret:", "--env-file"}},
 		{"no secrets", "apiVersion: berth/v1\nname: web\nimage: nginx\nenv: {A: b}\n",
 			[]string{"ExecStartPre=/opt/bin/berth hook pre-start --app web --instance %i\n", "ExecStopPost=-/opt/bin/berth hook post-stop --app web --instance %i\n"},
 			[]string{"secrets", "+/opt/bin/berth"}},

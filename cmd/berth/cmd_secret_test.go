@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/berthproject/berth/internal/etcdtest"
+	"github.com/berthproject/berth/internal/hook"
 	"github.com/berthproject/berth/internal/registry"
 	"github.com/berthproject/berth/internal/secret"
 )
@@ -205,5 +206,59 @@ func TestPreStartOwner(t *testing.T) {
 	if code, _, _ := berth(t, append([]string{"hook", "pre-start", "--app", "shop", "--instance", "1", "--secrets-dir", sdir,
 		"--secret", "PW=pw", "--identity", key, "--owner", "no-such-user-xyz"}, etcd...)...); code != exitUsage {
 		t.Errorf("an unknown owner: exit %d, want %d", code, exitUsage)
+	}
+}
+
+// TestPreStartPullRegistries: the pre-start hook names the registries a
+// pullSecret has credentials for, never the credentials, and warns when
+// the image's registry is not among them.
+func TestPreStartPullRegistries(t *testing.T) {
+	srv, _ := etcdtest.New(t)
+	etcd := []string{"--etcd-endpoints", srv.Endpoint}
+	dir := t.TempDir()
+	key := filepath.Join(dir, "secrets.key")
+	berth(t, "secret", "keygen", key)
+	berth(t, append([]string{"secret", "init", "--recipient-identity", key}, etcd...)...)
+	auth := hook.DockerConfig("localhost:5000", "berth", "pull-pw-123")
+	os.WriteFile(filepath.Join(dir, "auth.json"), auth, 0o600)
+	if code, _, errOut := berth(t, append([]string{"secret", "put", "shop", "registry-auth", "--from-file", filepath.Join(dir, "auth.json")}, etcd...)...); code != 0 {
+		t.Fatalf("put: %s", errOut)
+	}
+	shm, err := os.MkdirTemp("/dev/shm", "berth-pull-test-")
+	if err != nil {
+		t.Skip("no tmpfs at /dev/shm")
+	}
+	defer os.RemoveAll(shm)
+	preStart := func(image string) string {
+		t.Helper()
+		code, out, errOut := berth(t, append([]string{"hook", "pre-start", "--app", "shop", "--instance", "1", "--secrets-dir", filepath.Join(shm, "shop@1"),
+			"--pull-secret", "registry-auth", "--image", image, "--identity", key, "--agent-socket", filepath.Join(dir, "none.sock")}, etcd...)...)
+		if code != 0 {
+			t.Fatalf("pre-start %s: %s", image, errOut)
+		}
+		logs := out + errOut
+		if strings.Contains(logs, "pull-pw-123") || strings.Contains(logs, "cHVsbC1wdy0xMjM") || strings.Contains(logs, string(auth[20:40])) {
+			t.Fatalf("pre-start logged the credentials:\n%s", logs)
+		}
+		return logs
+	}
+	// line returns the log line with msg.
+	line := func(logs, msg string) string {
+		for _, l := range strings.Split(logs, "\n") {
+			if strings.Contains(l, msg) {
+				return l
+			}
+		}
+		return ""
+	}
+	logs := preStart("localhost:5000/berth/demo:1")
+	if l := line(logs, "secrets written"); !strings.Contains(l, "registries") || !strings.Contains(l, "localhost:5000") || !strings.Contains(l, "registry-auth") ||
+		strings.Contains(logs, "no credentials") {
+		t.Errorf("pre-start for the secret's registry:\n%s", logs)
+	}
+	logs = preStart("registry.example.com/shop:1")
+	if l := line(logs, "pullSecret has no credentials for the image's registry"); !strings.Contains(l, "level") || !strings.Contains(l, "warn") ||
+		!strings.Contains(l, "auths entry for registry.example.com") {
+		t.Errorf("pre-start for another registry: no warning naming it:\n%s", logs)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -100,8 +101,35 @@ func (o *SecretHookOptions) write(ctx context.Context, kv clientv3.KV, k registr
 	if err := hook.WriteSecrets(ctx, open, app, s); err != nil {
 		return err
 	}
-	log.WithFields(map[string]any{"dir": o.Dir, "env": len(s.Env), "pull_secret": o.PullSecret != ""}).Info("secrets written")
+	fields := logrus.Fields{"dir": o.Dir, "env": len(s.Env)}
+	if o.PullSecret != "" {
+		fields["pull_secret"] = o.PullSecret
+	}
+	if s.PullSecret != "" {
+		checkPullRegistry(filepath.Join(o.Dir, hook.SecretsAuthFile), o.PullSecret, o.Image, fields, log)
+	}
+	log.WithFields(fields).Info("secrets written")
 	return nil
+}
+
+// checkPullRegistry names, in the pre-start hook's log, the registries the
+// written auth file has credentials for (never the credentials), and warns
+// when the image's registry is not one of them: the pull then goes without
+// credentials and the registry's refusal alone would not say why.
+func checkPullRegistry(authFile, pullSecret, image string, fields logrus.Fields, log logrus.FieldLogger) {
+	b, err := os.ReadFile(authFile)
+	if err != nil {
+		return
+	}
+	regs := hook.AuthRegistries(b)
+	fields["registries"] = strings.Join(regs, ",")
+	if image == "" {
+		return
+	}
+	if reg := hook.ImageRegistry(image); !hook.HasRegistry(regs, reg) {
+		log.WithFields(logrus.Fields{"pull_secret": pullSecret, "image": image, "registry": reg, "registries": strings.Join(regs, ",")}).
+			Warn("pullSecret has no credentials for the image's registry: the pull goes without them; put a config.json with an auths entry for " + reg)
+	}
 }
 
 // lookupOwner reads a user name or uid[:gid].

@@ -21,7 +21,8 @@ import (
 const image = "localhost/berth-demo:test"
 
 // TestEngines runs, on one node, each runtime's instance lifecycle, the
-// Docker registrar and the private registry, in subtests.
+// Docker registrar, the private registry through a sealed pullSecret and
+// sealed env secrets in containers, in subtests.
 func TestEngines(t *testing.T) {
 	n := enginetest.StartNode(t)
 	start := time.Now()
@@ -39,6 +40,7 @@ func TestEngines(t *testing.T) {
 		n.Exec("systemctl", "link", "/run/berth-units/"+u)
 	}
 	n.Exec("systemctl", "start", "berth-agent.service", "berth-router.socket")
+	st := sealer(t, n)
 	t.Logf("node, docker, images and platform up in %s", time.Since(start).Round(100*time.Millisecond))
 
 	for _, rt := range []string{spec.RuntimeDocker, spec.RuntimePodman} {
@@ -57,7 +59,11 @@ func TestEngines(t *testing.T) {
 	})
 	t.Run("registry", func(t *testing.T) {
 		n.Use(t)
-		privateRegistry(t, n)
+		privateRegistry(t, n, st)
+	})
+	t.Run("secrets", func(t *testing.T) {
+		n.Use(t)
+		envSecrets(t, n, st)
 	})
 }
 
@@ -70,7 +76,8 @@ func writeFile(t testing.TB, path, content string) {
 
 // appSpec is the test app of a runtime: the demo image, one port, a
 // health check, a short idle timeout and restart delay.
-func appSpec(t testing.TB, name, runtime, image, pull string) (*spec.App, string) {
+// Extra lines (such as "pullSecret: NAME") are appended to the YAML.
+func appSpec(t testing.TB, name, runtime, image, pull string, extra ...string) (*spec.App, string) {
 	t.Helper()
 	y := fmt.Sprintf(`apiVersion: berth/v1
 name: %s
@@ -94,6 +101,9 @@ restart:
   burst: 3
   interval: 1m
 `, name, runtime, image, pull, name)
+	for _, l := range extra {
+		y += l + "\n"
+	}
 	apps, err := spec.Parse([]byte(y))
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package engines
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"github.com/berthproject/berth/internal/enginetest"
 	"github.com/berthproject/berth/internal/pki"
 	"github.com/berthproject/berth/internal/registry"
+	"github.com/berthproject/berth/internal/secret"
 	"github.com/berthproject/berth/internal/spec"
 )
 
@@ -86,37 +88,65 @@ func authFile(user, password string) string {
 	return fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, regHost, base64.StdEncoding.EncodeToString([]byte(user+":"+password)))
 }
 
-// login writes both engines' auth files in the node: docker's
-// /root/.docker/config.json and podman's /run/containers/0/auth.json
-// (root's default locations, which units running as root use).
-func login(t *testing.T, n *enginetest.Node, password string) {
+// defaultAuthFiles are where the engines look for credentials by default
+// as root: docker's, podman's (with and without XDG_RUNTIME_DIR, and its
+// fallbacks). berth's units must not need any of them.
+var defaultAuthFiles = []string{"/root/.docker/config.json", "/run/containers/0/auth.json",
+	"/run/user/0/containers/auth.json", "/root/.config/containers/auth.json", "/etc/containers/auth.json"}
+
+// noDefaultAuth fails if any default auth file exists on the node.
+func noDefaultAuth(t *testing.T, n *enginetest.Node, when string) {
 	t.Helper()
-	writeFile(t, filepath.Join(n.Share, "auth.json"), authFile(regUser, password))
-	n.Exec("mkdir", "-p", "/root/.docker", "/run/containers/0")
-	n.Exec("cp", "/run/berth-share/auth.json", "/root/.docker/config.json")
-	n.Exec("cp", "/run/berth-share/auth.json", "/run/containers/0/auth.json")
+	for _, f := range defaultAuthFiles {
+		if _, err := n.Try("test", "-e", f); err == nil {
+			t.Fatalf("%s: the node has the engines' default auth file %s", when, f)
+		}
+	}
 }
 
 // privateRegistry: both engines pull the image from the registry through
-// the rendered units' pull step with credentials; a wrong password fails
-// the unit with the registry's answer in its journal, and the unit's
-// restart limit ends the retries.
-func privateRegistry(t *testing.T, n *enginetest.Node) {
+// the rendered units' pull step, with the credentials of the app's sealed
+// pullSecret (written by the pre-start hook to the instance's secrets
+// directory on tmpfs) and no default auth file on the node; a wrong
+// password fails the unit with the registry's answer in its journal, and
+// the unit's restart limit ends the retries.
+func privateRegistry(t *testing.T, n *enginetest.Node, st *secret.Store) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
 	startRegistry(t, n)
+	noDefaultAuth(t, n, "before the test")
 	// Anonymous pulls are refused: the registry does check credentials.
 	if out, err := n.Try("docker", "pull", regImage); err == nil {
 		t.Fatalf("anonymous pull succeeded:\n%s", out)
 	}
-	login(t, n, regPassword)
+	// The push uses a config directory of its own, removed after.
+	push := filepath.Join(n.Share, "push")
+	if err := os.MkdirAll(push, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(push, "config.json"), authFile(regUser, regPassword))
 	n.Exec("docker", "tag", image, regImage)
-	n.Exec("docker", "push", regImage)
+	n.Exec("docker", "--config", "/run/berth-share/push", "push", regImage)
 	n.Exec("docker", "rmi", regImage)
+	if err := os.RemoveAll(push); err != nil {
+		t.Fatal(err)
+	}
+	noDefaultAuth(t, n, "after the push")
 
 	for _, rt := range []string{spec.RuntimeDocker, spec.RuntimePodman} {
 		name := rt[:1] + "priv"
-		app, y := appSpec(t, name, rt, regImage, spec.PullAlways)
+		if _, err := st.Put(ctx, name, "registry-auth", []byte(authFile(regUser, regPassword))); err != nil {
+			t.Fatal(err)
+		}
+		app, y := appSpec(t, name, rt, regImage, spec.PullAlways, "pullSecret: registry-auth")
 		install(t, n, app, y)
 		unit := name + "@1.service"
+		// The pull step reads the hook's auth file, nothing else.
+		want := map[string]string{spec.RuntimeDocker: "--config /run/berth/secrets/%p@%i pull",
+			spec.RuntimePodman: "pull --authfile /run/berth/secrets/%p@%i/config.json"}[rt]
+		if u := n.Exec("systemctl", "cat", unit); !strings.Contains(u, want) {
+			t.Fatalf("%s: no %q in the unit:\n%s", unit, want, u)
+		}
 		startUnit(t, n, unit)
 		n.WaitFor(rt+" instance from the private registry registered", 60*time.Second, func() bool {
 			in := instance(t, n, name, "1")
@@ -127,17 +157,36 @@ func privateRegistry(t *testing.T, n *enginetest.Node) {
 		if j := n.Journal(unit); !strings.Contains(j, pulled) {
 			t.Errorf("%s: no %q from the pull step in the journal:\n%s", unit, pulled, j)
 		}
+		// The pre-start hook names the registry it has credentials for.
+		if l := firstLine(n.Journal(unit), "secrets written"); !strings.Contains(l, "registry-auth") || !strings.Contains(l, regHost) {
+			t.Errorf("%s: the pre-start hook does not name the pull secret's registry: %q", unit, l)
+		}
+		// Neither the unit nor its journal holds the credentials.
+		cred := base64.StdEncoding.EncodeToString([]byte(regUser + ":" + regPassword))
+		if u := n.Exec("sh", "-c", "systemctl cat "+unit+"; systemctl show "+unit+"; journalctl --no-pager -o export"); strings.Contains(u, regPassword) || strings.Contains(u, cred) {
+			t.Errorf("%s: the unit or the journal holds the registry password", unit)
+		}
+		auth := "/run/berth/secrets/" + name + "@1/config.json"
+		if m := n.Exec("stat", "-c", "%a %U", auth); strings.TrimSpace(m) != "600 root" {
+			t.Errorf("%s: mode %q, want 600 root", auth, m)
+		}
 		n.Exec("systemctl", "stop", unit)
+		if _, err := n.Try("test", "-e", auth); err == nil {
+			t.Errorf("%s left after the stop", auth)
+		}
 	}
+	noDefaultAuth(t, n, "after the pulls")
 
 	// A wrong password: the pull fails, the unit fails and is retried at
 	// most StartLimitBurst times (3 in appSpec) before systemd gives up
 	// ("Start request repeated too quickly"), and nothing starts it again.
-	login(t, n, "wrong-password")
 	n.Exec("podman", "rmi", "-f", regImage)
 	for _, rt := range []string{spec.RuntimeDocker, spec.RuntimePodman} {
 		name := rt[:1] + "bad"
-		app, y := appSpec(t, name, rt, regImage, spec.PullAlways)
+		if _, err := st.Put(ctx, name, "registry-auth", []byte(authFile(regUser, "wrong-password"))); err != nil {
+			t.Fatal(err)
+		}
+		app, y := appSpec(t, name, rt, regImage, spec.PullAlways, "pullSecret: registry-auth")
 		install(t, n, app, y)
 		unit := name + "@1.service"
 		if out, err := n.Try("systemctl", "start", unit); err == nil {

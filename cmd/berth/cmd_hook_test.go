@@ -94,7 +94,7 @@ func TestHookLifecycleExec(t *testing.T) {
 
 	start := time.Now()
 	code, _, errOut = berth(t, append([]string{"hook", "post-start", "--runtime", "exec", "--env-file", envFile,
-		"--health", "http:/health", "--health-timeout", "10s", "--advertise-ip", "127.0.0.1", "--ttl", "2s", "--tags", "http", "--skydns-zone", "berth.example.",
+		"--health", "http:/health", "--health-timeout", "10s", "--advertise-ip", "127.0.0.1", "--ttl", "4s", "--tags", "http", "--skydns-zone", "berth.example.",
 		"--port", "8080/tcp", "--port-name", "web", "--named-port", "name=metrics,port=9100/tcp,tag=prometheus"}, base...)...)
 	if code != 0 {
 		t.Fatalf("post-start: %s", errOut)
@@ -122,8 +122,11 @@ func TestHookLifecycleExec(t *testing.T) {
 	if st.Current != registry.StatusStarted {
 		t.Fatalf("status after post-start: %+v", st)
 	}
-	// The record outlives the hook: the keeper renews a 2s lease.
-	time.Sleep(3 * time.Second)
+	// The record outlives the hook: the keeper renews a 4s lease. (A 2s
+	// lease could lapse on a loaded machine; the keeper, which here runs
+	// outside a unit's cgroup and so outlives post-stop, then wrote the
+	// mirror again on a new lease after post-stop had removed it.)
+	time.Sleep(5 * time.Second)
 	if in, _ := getInstance(t, cli, "web", "1"); in == nil {
 		t.Fatal("record expired although the keeper runs")
 	}

@@ -142,7 +142,7 @@ func runOn(ctx context.Context, c machineCmd, ssh *SSHOptions, local string, std
 		return err // exited, but its output could not be copied
 	case code == 0:
 		return nil
-	case code == 255 && c.Machine != local && ctx.Err() == nil: // not ssh ended by berth's own interruption
+	case code == 255 && c.Machine != local && !interrupted(ctx): // not ssh ended by berth's own interruption
 		dest := c.Addr
 		if ssh.User != "" {
 			dest = ssh.User + "@" + dest
@@ -151,4 +151,17 @@ func runOn(ctx context.Context, c machineCmd, ssh *SSHOptions, local string, std
 			dest, c.Machine)}
 	}
 	return exitStatus{code: code}
+}
+
+// interrupted reports whether ctx ends now or within a moment: a Ctrl-C
+// (or timeout(1)'s SIGTERM) reaches the whole process group, so ssh may
+// end of it before berth's own signal handler has cancelled ctx. An ssh
+// that failed on its own costs that moment of waiting.
+func interrupted(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return true
+	case <-time.After(300 * time.Millisecond):
+		return false
+	}
 }

@@ -1,7 +1,12 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -136,5 +141,37 @@ func TestSSHOptionsFromEnvironment(t *testing.T) {
 	want := "ssh -l admin -o ConnectTimeout=10 -o UserKnownHostsFile=/tmp/kh -o StrictHostKeyChecking=no -o LogLevel=ERROR -J core@203.0.113.7 -- 10.0.1.5 true"
 	if got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
+
+// TestSSHEndedByTheSameInterruption: a Ctrl-C reaches ssh and berth
+// together, and ssh may exit (255) before berth's context is cancelled;
+// that is no ssh failure to report. An ssh failing on its own is.
+func TestSSHEndedByTheSameInterruption(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "ssh"), []byte("#!/bin/sh\nexit 255\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+	c := machineCmd{Machine: "n2", Addr: "10.0.0.2", Argv: []string{"journalctl", "-f"}, TTY: true}
+	for _, tc := range []struct {
+		name      string
+		interrupt bool
+	}{{"interrupted", true}, {"ssh failed", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tc.interrupt {
+				time.AfterFunc(50*time.Millisecond, cancel) // berth's handler, a moment after ssh's
+			}
+			err := runOn(ctx, c, &SSHOptions{}, "n1", io.Discard, io.Discard)
+			var es exitStatus
+			if !errors.As(err, &es) || es.code != 255 {
+				t.Fatalf("runOn: %v, want exit status 255", err)
+			}
+			if reported := strings.Contains(es.Error(), "failed with exit status 255"); reported == tc.interrupt {
+				t.Errorf("interrupted %v: error %q", tc.interrupt, es.Error())
+			}
+		})
 	}
 }

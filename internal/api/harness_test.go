@@ -96,6 +96,17 @@ func newEnvOn(t testing.TB, cli, reader, tokens *clientv3.Client, mut func(*Conf
 	case <-time.After(10 * time.Second):
 		t.Fatal("hub not ready")
 	}
+	// The hub has seen the token writes too: a stream opened now starts at
+	// the store's revision.
+	r, err := cli.Get(context.Background(), keys.Root()+"/v1/settle") // any read: its header has the revision
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); srv.Hub().Revision() < r.Header.Revision; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("hub at revision %d, etcd at %d", srv.Hub().Revision(), r.Header.Revision)
+		}
+	}
 	return e
 }
 

@@ -64,9 +64,13 @@ func waitJS(t *testing.T, ctx context.Context, what, pred string, d time.Duratio
 	}
 }
 
+// do runs steps within 30s: chromedp waits for a selector without end,
+// so a node the page replaced would otherwise hang the test.
 func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	if err := chromedp.Do(ctx, steps...); err != nil {
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(sctx, steps...); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -271,7 +275,9 @@ func TestConsoleBrowserDelete(t *testing.T) {
 	eval[bool](t, ctx, `(sessionStorage.setItem('berth.token', '`+e.admin+`'), true)`)
 	do(t, ctx, chromedp.Click(chromedp.CSS("button[data-action=delete]")))
 	waitJS(t, ctx, "the confirmation", `document.getElementById('confirm').open && document.getElementById('confirm-text').textContent.startsWith('Delete shop?')`, 2*time.Second)
-	do(t, ctx, chromedp.Click(chromedp.CSS("#confirm-ok")))
+	// Clicked by script: the live refresh of the page may replace nodes
+	// while chromedp looks the button up.
+	eval[bool](t, ctx, `(document.getElementById('confirm-ok').click(), true)`)
 	until(t, "shop's spec gone from etcd", func() bool {
 		r, err := e.cli.Get(t.Context(), e.key(e.keys.App("shop")))
 		return err == nil && len(r.Kvs) == 0

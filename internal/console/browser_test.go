@@ -273,10 +273,11 @@ func TestConsoleBrowserDelete(t *testing.T) {
 	}
 	do(t, ctx, chromedp.Navigate(e.url+"/apps/shop"))
 	eval[bool](t, ctx, `(sessionStorage.setItem('berth.token', '`+e.admin+`'), true)`)
-	do(t, ctx, chromedp.Click(chromedp.CSS("button[data-action=delete]")))
+	// Clicked by script once the page is live: the live refresh of the
+	// page may replace nodes while chromedp looks a button up.
+	waitJS(t, ctx, "the delete button", `document.readyState === 'complete' && !!document.querySelector('button[data-action=delete]')`, 10*time.Second)
+	eval[bool](t, ctx, `(document.querySelector('button[data-action=delete]').click(), true)`)
 	waitJS(t, ctx, "the confirmation", `document.getElementById('confirm').open && document.getElementById('confirm-text').textContent.startsWith('Delete shop?')`, 2*time.Second)
-	// Clicked by script: the live refresh of the page may replace nodes
-	// while chromedp looks the button up.
 	eval[bool](t, ctx, `(document.getElementById('confirm-ok').click(), true)`)
 	until(t, "shop's spec gone from etcd", func() bool {
 		r, err := e.cli.Get(t.Context(), e.key(e.keys.App("shop")))

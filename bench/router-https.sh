@@ -5,7 +5,9 @@
 # keep-alive connections, and with a new connection (a TLS handshake) per
 # request. wrk resumes its TLS sessions (OpenSSL keeps the last session of
 # each connection): a probe after the rounds counts the handshakes each
-# proxy resumed. Needs: wrk nginx etcd.
+# proxy resumed. Each run also reports the CPU time per request of the
+# whole chain (wrk, the proxy, the backend), which a shared machine's
+# noise moves far less than req/s. Needs: wrk nginx etcd.
 #   bench/router-https.sh [seconds-per-run] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,9 +28,12 @@ go build -o "$work/berth" ./cmd/berth
 "$work/berth" pki issue "$work/pki" --name bench.local --role server --dns bench.local --ip 127.0.0.1 >/dev/null
 cert=$work/pki/bench.local.pem key=$work/pki/bench.local-key.pem
 bench_backend_and_etcd "$work" 18281 23990
+backend_pid=${pids[-2]}
 "$work/backend" -listen 127.0.0.1:18284 -tls-cert "$cert" -tls-key "$key" & pids+=($!)
+direct_pid=$!
 GOMAXPROCS=2 "$work/berth" router --etcd-endpoints 127.0.0.1:23990 --listen 127.0.0.1:18280 --listen-tls 127.0.0.1:18282 \
   --tls-cert "$cert" --tls-key "$key" --admin 127.0.0.1:18285 --log-level error & pids+=($!)
+berth_pid=$!
 
 cat > "$work/nginx.conf" <<NGINX
 worker_processes 2;
@@ -62,6 +67,7 @@ http {
 }
 NGINX
 nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
+nginx_pid=$!
 
 for port in 18282 18283 18284; do
   for _ in $(seq 100); do curl -sfk -H 'Host: bench.local' "https://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -69,29 +75,62 @@ for port in 18282 18283 18284; do
     { echo "no HTTPS answer on port $port" >&2; exit 1; }
 done
 
-rps() { wrk -t2 -c"$2" -d"${dur}s" -H 'Host: bench.local' "${@:3}" "https://127.0.0.1:$1/" | awk '/Requests\/sec/ {print $2}'; }
+# cpu_ticks PID...: user + system clock ticks of the processes' threads so far.
+cpu_ticks() {
+  local t=0 s f
+  for p in "$@"; do
+    for s in /proc/"$p"/task/*/stat; do
+      read -r -a f < <(cut -d' ' -f14,15 "$s" 2>/dev/null) && t=$((t + f[0] + f[1]))
+    done
+  done
+  echo "$t"
+}
+# chain NAME: the processes serving target NAME (proxy and backend).
+chain() {
+  case $1 in
+  direct) echo "$direct_pid" ;;
+  berth) echo "$berth_pid $backend_pid" ;;
+  nginx) echo "$nginx_pid $(pgrep -P "$nginx_pid" | tr '\n' ' ') $backend_pid" ;;
+  esac
+}
+# run NAME PORT CONNS [WRK ARGS...]: prints "req/s chain-µs-per-request"
+# (CPU of wrk, the proxy and the backend over the run, per request).
+run() {
+  local name=$1 port=$2 conns=$3 t0 t1 wrkcpu
+  shift 3
+  # shellcheck disable=SC2046
+  t0=$(cpu_ticks $(chain "$name"))
+  TIMEFORMAT='%U %S'
+  wrkcpu=$({ time wrk -t2 -c"$conns" -d"${dur}s" -H 'Host: bench.local' "$@" "https://127.0.0.1:$port/" >"$work/wrk.out"; } 2>&1)
+  # shellcheck disable=SC2046
+  t1=$(cpu_ticks $(chain "$name"))
+  awk -v rps="$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out")" -v ticks=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" \
+    -v wrk="$wrkcpu" -v secs="$dur" 'BEGIN { split(wrk, w, " "); printf "%s %.1f\n", rps, (ticks / hz + w[1] + w[2]) * 1e6 / (rps * secs) }'
+}
 median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END{m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2; printf "%.2f", m}'; }
 targets=(direct:18284 berth:18282 nginx:18283)
 for mode in keepalive handshake; do
   args=(); conns=64
   if [ "$mode" = handshake ]; then args=(-H 'Connection: close'); conns=16; fi
-  declare -A rates=() ratios=()
+  declare -A rates=() ratios=() costs=()
   for ((round = 0; round < rounds; round++)); do
-    declare -A R=()
+    declare -A R=() C=()
     for ((i = 0; i < ${#targets[@]}; i++)); do
       target=${targets[$(((i + round) % ${#targets[@]}))]}
-      R[${target%%:*}]=$(rps "${target##*:}" "$conns" "${args[@]}")
+      read -r rate cost < <(run "${target%%:*}" "${target##*:}" "$conns" "${args[@]}")
+      R[${target%%:*}]=$rate C[${target%%:*}]=$cost
     done
     for name in direct berth nginx; do
-      rates[$name]+="${R[$name]} "
+      rates[$name]+="${R[$name]} " costs[$name]+="${C[$name]} "
       ratios[$name]+="$(awk -v a="${R[$name]}" -v b="${R[direct]}" 'BEGIN{printf "%.3f", a/b}') "
     done
-    echo "$mode round $((round + 1)): direct ${R[direct]}, berth ${R[berth]}, nginx ${R[nginx]}" >&2
+    echo "$mode round $((round + 1)): req/s direct ${R[direct]}, berth ${R[berth]}, nginx ${R[nginx]};" \
+      "chain CPU µs/req direct ${C[direct]}, berth ${C[berth]}, nginx ${C[nginx]}" >&2
   done
-  echo "| $mode (wrk -t2 -c$conns -d${dur}s${args[*]:+ ${args[*]}}, $rounds rounds) | median req/s | median ratio to direct |"
-  echo "|---|---|---|"
+  echo "| $mode (wrk -t2 -c$conns -d${dur}s${args[*]:+ ${args[*]}}, $rounds rounds) | median req/s | median ratio to direct | median chain CPU µs/req (wrk + proxy + backend) |"
+  echo "|---|---|---|---|"
   for name in direct berth nginx; do
-    echo "| $name | $(median <<<"${rates[$name]}") | $(median <<<"${ratios[$name]}") |"
+    echo "| $name | $(median <<<"${rates[$name]}") | $(median <<<"${ratios[$name]}") | $(median <<<"${costs[$name]}") |"
   done
   echo
 done

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berthproject/berth/internal/registry"
+	"github.com/berthproject/berth/internal/seal"
 )
 
 // TestConsoleDeployAndCertificates: a rollout's progress on the apps and
@@ -44,7 +46,7 @@ func TestConsoleDeployAndCertificates(t *testing.T) {
 		{"old.example.com", -time.Hour, `<span class="badge bad">expired`},
 	} {
 		certPEM, keyPEM := selfSigned(t, c.host, time.Now().Add(c.left))
-		if err := registry.PutCert(t.Context(), e.cli, e.keys, c.host, certPEM, keyPEM); err != nil {
+		if err := registry.PutCert(t.Context(), e.cli, e.keys, c.host, certPEM, keyPEM, testSealer(t)); err != nil {
 			t.Fatal(err)
 		}
 		until(t, c.host+" on the certificates page", func() bool {
@@ -78,4 +80,14 @@ func selfSigned(t *testing.T, host string, notAfter time.Time) (certPEM, keyPEM 
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+}
+
+// testSealer seals certificate keys as the routers' key would.
+func testSealer(t *testing.T) *seal.Sealer {
+	t.Helper()
+	s, err := seal.New(bytes.Repeat([]byte{5}, seal.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

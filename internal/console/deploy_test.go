@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"strings"
@@ -57,10 +58,21 @@ func TestConsoleDeployAndCertificates(t *testing.T) {
 		if !strings.Contains(b, c.want) {
 			t.Errorf("%s: the page lacks %q", c.host, c.want)
 		}
-		if strings.Contains(b, "PRIVATE KEY") {
-			t.Fatal("the certificates page shows a key")
+		if strings.Contains(b, "PRIVATE KEY") || strings.Contains(b, ">clear key<") {
+			t.Fatal("the certificates page shows a key, or a sealed key as clear")
 		}
 	}
+	// A record from before keys were sealed is flagged.
+	certPEM, keyPEM := selfSigned(t, "legacy.example.com", time.Now().Add(time.Hour*24*90))
+	key, _ := e.keys.Cert("legacy.example.com")
+	v, _ := json.Marshal(registry.Cert{Cert: string(certPEM), Key: string(keyPEM)})
+	if _, err := e.cli.Put(t.Context(), key, string(v)); err != nil {
+		t.Fatal(err)
+	}
+	until(t, "legacy.example.com flagged on the certificates page", func() bool {
+		_, _, b := e.get("/certificates", "")
+		return strings.Contains(b, `<tr data-host="legacy.example.com">`) && strings.Contains(b, `>clear key</span>`)
+	})
 }
 
 func selfSigned(t *testing.T, host string, notAfter time.Time) (certPEM, keyPEM []byte) {

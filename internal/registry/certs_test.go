@@ -122,3 +122,30 @@ func TestCertRecords(t *testing.T) {
 		})
 	}
 }
+
+// FuzzCertRecord: any value at certs/<host> is either refused or kept
+// with a parsed leaf and exactly one form of the key; never a panic.
+func FuzzCertRecord(f *testing.F) {
+	certPEM, keyPEM, _, err := etcdtest.SelfSigned("a.example.com")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, c := range []Cert{{Cert: string(certPEM), KeySealed: []byte{1, 2}}, {Cert: string(certPEM), Key: string(keyPEM)}, {Cert: "x"}} {
+		b, _ := json.Marshal(c)
+		f.Add(string(b))
+	}
+	f.Add(`{"cert":null,"keySealed":"!!"}`)
+	k, _ := NewKeys("")
+	key, _ := k.Cert("a.example.com")
+	f.Fuzz(func(t *testing.T, value string) {
+		a := newApplier(k, emptySnapshot())
+		err := a.apply(key, []byte(value), false)
+		sc := a.s.Certs["a.example.com"]
+		if (err == nil) != (sc != nil) {
+			t.Fatalf("apply: %v, record %+v", err, sc)
+		}
+		if sc != nil && (sc.Leaf == nil || (len(sc.KeySealed) > 0) == (sc.ClearKeyPEM != nil)) {
+			t.Fatalf("kept %+v: want a leaf and one form of the key", sc)
+		}
+	})
+}

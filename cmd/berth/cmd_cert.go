@@ -21,7 +21,7 @@ type CertPutOptions struct {
 // AddFlags registers the flags.
 func (o *CertPutOptions) AddFlags(f *pflag.FlagSet) {
 	o.Etcd.AddFlags(f)
-	o.RouterKey.AddFlags(f, defaultRouterKeyFile, "the routers' key: 32 bytes (hex or base64), the same on every router; the private key is sealed with it (on the stack: /etc/berth/acme/acme.key on any node)")
+	o.RouterKey.AddFlags(f, defaultRouterKeyFile, "the routers' key: 32 bytes (hex or base64), the same on every router; the private key is sealed with it (on the stack: the SSM parameter /berth/NAME/acme/acme.key, docs/security.md)")
 }
 
 func newCertCommand(g *GlobalOptions) *cobra.Command {
@@ -38,7 +38,7 @@ serve by SNI. The chain is stored as it is (public); the private key is sealed
 with the routers' key (--router-key-file, AES-256-GCM, bound to HOST), so that
 only a router opens it: readers of etcd (dnsd, the API, the console, an etcd
 backup) never see it. The certificate and the key must belong together.`,
-		Example: "  sudo berth cert put --router-key-file /etc/berth/acme/acme.key '*.example.com' fullchain.pem privkey.pem",
+		Example: "  berth cert put --router-key-file router.key '*.example.com' fullchain.pem privkey.pem",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 3 {
 				return usagef("cert put needs HOST, CERT.pem and KEY.pem")
@@ -66,8 +66,8 @@ func runCertPut(ctx context.Context, g *GlobalOptions, o CertPutOptions, host, c
 	sealer, err := o.RouterKey.Sealer()
 	if err != nil {
 		return usagef("%v\nberth cert put seals the private key with the routers' key, the one every router reads: "+
-			"give it with --router-key-file FILE (on the stack: sudo berth cert put --router-key-file /etc/berth/acme/acme.key ...; "+
-			"see docs/security.md)", err)
+			"give it with --router-key-file FILE (on the stack it is the SSM parameter /berth/NAME/acme/acme.key, "+
+			"on the nodes /etc/berth/acme/acme.key; see docs/security.md, \"Keys at rest\")", err)
 	}
 	cli, k, err := o.Etcd.Connect()
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/berthproject/berth/internal/seal"
 )
 
 // Config configures a Router. Zero values take the documented defaults.
@@ -37,6 +39,12 @@ type Config struct {
 	RetryAfter time.Duration
 	// AccessLog logs every request at Info (otherwise at Debug).
 	AccessLog bool
+	// RouterKey is the routers' key (seal.KeySize bytes, the same on every
+	// router), opening the sealed private keys of the certificates in etcd
+	// (berth cert put). Default nil: those certificates are not served
+	// (a warning and berth_router_etcd_certs_skipped_total say so); records
+	// with a key in clear, written before keys were sealed, still are.
+	RouterKey []byte
 
 	// Limits towards clients, applied by both lanes (Server).
 
@@ -112,6 +120,9 @@ func (c *Config) Validate() error {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative", d.name))
 		}
+	}
+	if c.RouterKey != nil && len(c.RouterKey) != seal.KeySize {
+		errs = append(errs, fmt.Errorf("router key must be %d bytes, got %d", seal.KeySize, len(c.RouterKey)))
 	}
 	if c.MaxHeaderBytes < 0 {
 		errs = append(errs, fmt.Errorf("max header bytes must not be negative"))

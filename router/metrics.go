@@ -17,6 +17,8 @@ type metrics struct {
 	tlsFull, tlsResumed, tlsFailed prometheus.Counter
 	handoffs                       prometheus.Counter
 	healthChecks                   *prometheus.CounterVec
+	etcdCertsSkipped               *prometheus.CounterVec
+	etcdCertsClear                 prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -42,6 +44,11 @@ func newMetrics() *metrics {
 			Help: "TLS handshakes on the HTTPS listeners by result: full, resumed (a session ticket), failed."}, []string{"result"}),
 		healthChecks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_router_health_checks_total",
 			Help: "Active health probes by app and result (pass, fail)."}, []string{"app", "result"}),
+		etcdCertsSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_router_etcd_certs_skipped_total",
+			Help: "Certificates in etcd (berth cert put) not served, once per record value, by reason: no-router-key (the router has no --router-key-file), does-not-open (sealed with another key, or for another host), invalid (the key does not match)."},
+			[]string{"reason"}),
+		etcdCertsClear: prometheus.NewGauge(prometheus.GaugeOpts{Name: "berth_router_etcd_certs_clear_key",
+			Help: "Certificates in etcd served with a private key stored in clear (written before keys were sealed: berth cert put again seals it)."}),
 		handoffs: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_router_handoffs_total",
 			Help: "Connections the fast lane handed to the full HTTP server (pages, wakes, upgrades, h2c, unusual requests)."}),
 	}
@@ -51,5 +58,6 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.genRequests, m.duration, m.retries, m.upstreamFailures, m.rebuilds, m.routes, m.laneRequests, m.laneTLSRequests, m.tlsHandshakes, m.handoffs, m.healthChecks}
+	return []prometheus.Collector{m.requests, m.genRequests, m.duration, m.retries, m.upstreamFailures, m.rebuilds, m.routes, m.laneRequests, m.laneTLSRequests, m.tlsHandshakes, m.handoffs, m.healthChecks,
+		m.etcdCertsSkipped, m.etcdCertsClear}
 }

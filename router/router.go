@@ -48,7 +48,8 @@ type Router struct {
 	// debug level): building their fields costs allocations otherwise.
 	logRequests bool
 
-	acme *acmeManager // set by EnableACME (nil: no ACME)
+	acme  *acmeManager // set by EnableACME (nil: no ACME)
+	certs *certCache   // the certificates in etcd, opened
 
 	// Waiter, if set before serving, handles requests for sleeping apps.
 	Waiter Waiter
@@ -69,6 +70,9 @@ func New(cfg Config, src Source, log logrus.FieldLogger) (*Router, error) {
 	}
 	m := newMetrics()
 	r := &Router{cfg: cfg, log: log.WithField("component", "router"), src: src, builder: newTableBuilder(m), pages: pg, metrics: m}
+	if r.certs, err = newCertCache(cfg.RouterKey, m, r.log); err != nil {
+		return nil, err
+	}
 	r.table.Store(r.builder.build(src.Snapshot()))
 	ch := make(chan struct{})
 	r.changed.Store(&ch)
@@ -148,7 +152,9 @@ func (r *Router) Run(ctx context.Context) error {
 }
 
 func (r *Router) rebuild() {
-	t := r.builder.build(r.src.Snapshot())
+	snap := r.src.Snapshot()
+	t := r.builder.build(snap)
+	r.certs.sync(snap.Certs)
 	old, now := upstreamAddrs(r.table.Swap(t)), upstreamAddrs(t)
 	for addr := range old {
 		if !now[addr] {

@@ -2,6 +2,7 @@ package router
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/berthproject/berth/internal/etcdtest"
 	"github.com/berthproject/berth/internal/registry"
+	"github.com/berthproject/berth/internal/seal"
 )
 
 // env is a router on a real etcd, fed by the real watch cache.
@@ -669,14 +671,16 @@ func TestHTTP2OverTLSToClients(t *testing.T) {
 // TestCertificatesFromEtcd: a certificate stored in etcd is served by SNI
 // (exact and one-level wildcard), with no reload.
 func TestCertificatesFromEtcd(t *testing.T) {
-	e := newEnv(t, Config{})
+	key := bytes.Repeat([]byte{3}, seal.KeySize)
+	e := newEnv(t, Config{RouterKey: key})
 	s, _ := backend(t, "b")
 	e.instance("web", "1", addr(s))
 	certPEM, keyPEM, cert, err := etcdtest.SelfSigned("*.example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := registry.PutCert(context.Background(), e.cli, e.keys, "*.example.com", certPEM, keyPEM); err != nil {
+	sealer, _ := seal.New(key)
+	if err := registry.PutCert(context.Background(), e.cli, e.keys, "*.example.com", certPEM, keyPEM, sealer); err != nil {
 		t.Fatal(err)
 	}
 	bad, _ := e.keys.Cert("broken.example.org")

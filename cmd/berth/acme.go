@@ -25,7 +25,6 @@ type ACMEOptions struct {
 	CA      string
 	CARoot  string
 	Email   string
-	KeyFile string
 	LockTTL time.Duration
 	// Route53Zone turns DNS-01 on for the apps' wildcard domains, through
 	// this Route53 hosted zone; Route53Endpoint and DNS01Resolvers are
@@ -41,25 +40,24 @@ func (o *ACMEOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.CA, "acme-ca", envOr("BERTH_ROUTER_ACME_CA", "https://acme-v02.api.letsencrypt.org/directory"), "ACME directory URL (env BERTH_ROUTER_ACME_CA)")
 	f.StringVar(&o.CARoot, "acme-ca-root", envOr("BERTH_ROUTER_ACME_CA_ROOT", ""), "PEM file of roots trusted for the ACME CA's API (a test CA; default: the system's)")
 	f.StringVar(&o.Email, "acme-email", envOr("BERTH_ROUTER_ACME_EMAIL", ""), "contact of the ACME account (env BERTH_ROUTER_ACME_EMAIL)")
-	f.StringVar(&o.KeyFile, "acme-key-file", envOr("BERTH_ROUTER_ACME_KEY_FILE", "/etc/berth/acme.key"), "32-byte key (hex or base64) sealing the ACME account and certificate keys in etcd; the same on every router; required with --acme (env BERTH_ROUTER_ACME_KEY_FILE)")
 	f.StringVar(&o.Route53Zone, "acme-route53-zone", envOr("BERTH_ROUTER_ACME_ROUTE53_ZONE", ""), "Route53 hosted zone id: the apps' wildcard domains (*.example.com) in it get certificates by DNS-01, with the instance role's credentials (or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY); default: no wildcard certificates (env BERTH_ROUTER_ACME_ROUTE53_ZONE)")
 	f.StringVar(&o.Route53Endpoint, "acme-route53-endpoint", envOr("BERTH_ROUTER_ACME_ROUTE53_ENDPOINT", route53dns.DefaultEndpoint), "Route53 API endpoint (env BERTH_ROUTER_ACME_ROUTE53_ENDPOINT)")
 	f.StringSliceVar(&o.DNS01Resolvers, "acme-dns01-resolvers", nil, "DNS servers (host:port) to find a wildcard domain's zone and see its challenge record (default: the system's, then the zone's own servers)")
 	f.DurationVar(&o.LockTTL, "acme-lock-ttl", acmestore.DefaultLockTTL, "lease TTL of the cluster-wide issuance locks: how long a dead router's lock lasts")
 }
 
-// enable turns ACME on for r, with its storage under k, validated on the
-// router's first plain and TLS listeners. It returns the store to close.
-func (o *ACMEOptions) enable(r *router.Router, cli *clientv3.Client, k registry.Keys, httpAddr, tlsAddr string, log logrus.FieldLogger) (*acmestore.Store, error) {
+// enable turns ACME on for r, with its storage under k sealed with key
+// (the routers' key), validated on the router's first plain and TLS
+// listeners. It returns the store to close.
+func (o *ACMEOptions) enable(r *router.Router, cli *clientv3.Client, k registry.Keys, key []byte, httpAddr, tlsAddr string, log logrus.FieldLogger) (*acmestore.Store, error) {
 	if !reZoneID.MatchString(o.Route53Zone) {
 		return nil, usagef("--acme-route53-zone %q: want a hosted zone id such as Z0123456789ABC (aws route53 list-hosted-zones)", o.Route53Zone)
 	}
 	if tlsAddr == "" {
 		return nil, usagef("--acme needs an HTTPS listener: --listen-tls or a socket named https")
 	}
-	key, err := acmestore.ReadKeyFile(o.KeyFile)
-	if err != nil {
-		return nil, usagef("--acme-key-file: %v", err)
+	if key == nil {
+		return nil, usagef("--acme needs the routers' key: --router-key-file")
 	}
 	var roots *x509.CertPool
 	if o.CARoot != "" {

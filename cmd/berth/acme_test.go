@@ -16,6 +16,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
+	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 
 	"github.com/berthproject/berth/internal/acmetest"
@@ -29,24 +30,81 @@ func TestACMERefusesWithoutKey(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.key")
 	os.WriteFile(bad, []byte("not-a-key-but-a-secret"), 0o600)
+	good := filepath.Join(dir, "good.key")
+	os.WriteFile(good, []byte(strings.Repeat("ab", 32)), 0o600)
 	k, _ := registry.NewKeys("")
 	log, _ := test.NewNullLogger()
 	tests := []struct {
 		name, keyFile, tlsAddr, want string
+		given                        bool
 	}{
-		{"no https listener", bad, "", "--acme needs an HTTPS listener"},
-		{"missing key file", filepath.Join(dir, "missing"), "127.0.0.1:443", "--acme-key-file"},
-		{"bad key file", bad, "127.0.0.1:443", "--acme-key-file"},
+		{"no https listener", good, "", "--acme needs an HTTPS listener", false},
+		{"missing key file", filepath.Join(dir, "missing"), "127.0.0.1:443", "--router-key-file", false},
+		{"bad key file", bad, "127.0.0.1:443", "--router-key-file", false},
+		{"missing key file given", filepath.Join(dir, "missing"), "127.0.0.1:443", "--router-key-file", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			o := ACMEOptions{Enable: true, KeyFile: tc.keyFile}
-			_, err := o.enable(nil, nil, k, "127.0.0.1:80", tc.tlsAddr, log)
+			o := RouterOptions{ACME: ACMEOptions{Enable: true}, RouterKey: RouterKeyOptions{File: tc.keyFile}}
+			key, err := o.routerKey(log)
+			if err == nil {
+				_, err = o.ACME.enable(nil, nil, k, key, "127.0.0.1:80", tc.tlsAddr, log)
+			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "secret") {
 				t.Errorf("got %v, want an error naming %q and not quoting the key", err, tc.want)
 			}
 			if code := exitCode(io.Discard, err); code != exitUsage {
 				t.Errorf("exit code %d, want the usage code", code)
+			}
+		})
+	}
+}
+
+// TestRouterKeyWithoutACME: a router without --acme runs without the
+// routers' key at the default path, warning that the certificates of
+// berth cert put are not served; a key file given by flag or environment
+// must read.
+func TestRouterKeyWithoutACME(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "router.key")
+	os.WriteFile(good, []byte(strings.Repeat("ab", 32)), 0o600)
+	missing := filepath.Join(dir, "missing")
+	log, hook := test.NewNullLogger()
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     string
+		wantErr bool
+		warn    bool
+	}{
+		{"default path missing", nil, "", false, true},
+		{"flag names a missing file", []string{"--router-key-file", missing}, "", true, false},
+		{"old flag name", []string{"--acme-key-file", missing}, "", true, false},
+		{"environment names a missing file", nil, missing, true, false},
+		{"key read", []string{"--router-key-file", good}, "", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hook.Reset()
+			t.Setenv("BERTH_ROUTER_ACME_KEY_FILE", tc.env)
+			var o RouterOptions
+			f := pflag.NewFlagSet("router", pflag.ContinueOnError)
+			o.AddFlags(f)
+			if tc.args == nil && tc.env == "" {
+				o.RouterKey.File = missing // the default path, on a node without the key
+			}
+			if err := f.Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			key, err := o.routerKey(log)
+			if tc.wantErr != (err != nil) || (err != nil && !strings.Contains(err.Error(), "--router-key-file")) {
+				t.Fatalf("got %v, want an error naming --router-key-file: %v", err, tc.wantErr)
+			}
+			if !tc.wantErr && !tc.warn && len(key) != 32 {
+				t.Errorf("key %x, want 32 bytes", key)
+			}
+			warned := hook.LastEntry() != nil && strings.Contains(hook.LastEntry().Message, "berth cert put are not served")
+			if warned != tc.warn {
+				t.Errorf("warned %v, want %v (%v)", warned, tc.warn, hook.AllEntries())
 			}
 		})
 	}
@@ -194,7 +252,7 @@ func TestRouterCommandACMEDNS01(t *testing.T) {
 func TestACMERoute53ZoneRefused(t *testing.T) {
 	var o ACMEOptions
 	o.Route53Zone = "Z1/../hostedzone/x"
-	_, err := o.enable(nil, nil, registry.Keys{}, "", "127.0.0.1:443", nil)
+	_, err := o.enable(nil, nil, registry.Keys{}, nil, "", "127.0.0.1:443", nil)
 	if err == nil || !strings.Contains(err.Error(), "--acme-route53-zone") {
 		t.Errorf("got %v, want an error naming --acme-route53-zone", err)
 	}

@@ -22,8 +22,8 @@ import (
 
 // CertListOptions are the flags of "berth cert list".
 type CertListOptions struct {
-	View    ViewOptions
-	KeyFile string // ACME storage key; empty: ACME certificates listed without dates
+	View      ViewOptions
+	RouterKey RouterKeyOptions // the routers' key; none: ACME certificates listed without dates
 }
 
 func newCertListCommand(g *GlobalOptions) *cobra.Command {
@@ -34,16 +34,18 @@ func newCertListCommand(g *GlobalOptions) *cobra.Command {
 		Long: `list shows every certificate in etcd: those stored with "berth cert put" and
 those the routers obtained from an ACME CA (on demand for an app's domain, by
 DNS-01 for a wildcard domain). ACME certificates are sealed in etcd: their
-expiry is shown only with --acme-key-file (on the stack, /etc/berth/acme/acme.key
-on any node).`,
-		Example: "  berth cert list\n  sudo berth cert list --acme-key-file /etc/berth/acme/acme.key -o json",
+expiry is shown only with --router-key-file (on the stack, /etc/berth/acme/acme.key
+on any node). The chains of those stored with "berth cert put" are public and
+their private keys sealed with the same key; KEY says "clear key" for a record
+written before keys were sealed: run berth cert put again to seal it.`,
+		Example: "  berth cert list\n  sudo berth cert list --router-key-file /etc/berth/acme/acme.key -o json",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runCertList(cmd.Context(), g, opts)
 		},
 	}
 	opts.View.AddFlags(cmd.Flags())
-	cmd.Flags().StringVar(&opts.KeyFile, "acme-key-file", "", "the routers' ACME storage key, to open the ACME certificates and show their expiry")
+	opts.RouterKey.AddFlags(cmd.Flags(), "", "the routers' key, to open the ACME certificates and show their expiry")
 	return cmd
 }
 
@@ -53,6 +55,10 @@ type certRow struct {
 	Source   string     `json:"source"`           // "etcd" (berth cert put) or "acme"
 	Issuer   string     `json:"issuer,omitempty"` // CA (ACME: its directory)
 	NotAfter *time.Time `json:"notAfter,omitempty"`
+	// Key is how etcd holds the private key: "sealed" (with the routers'
+	// key), or "clear" (a record of berth cert put written before keys
+	// were sealed).
+	Key string `json:"key"`
 }
 
 func runCertList(ctx context.Context, g *GlobalOptions, o CertListOptions) error {
@@ -60,10 +66,10 @@ func runCertList(ctx context.Context, g *GlobalOptions, o CertListOptions) error
 		return usagef("--output must be table or json, got %q", o.View.Output)
 	}
 	var key []byte
-	if o.KeyFile != "" {
+	if o.RouterKey.File != "" {
 		var err error
-		if key, err = acmestore.ReadKeyFile(o.KeyFile); err != nil {
-			return usagef("--acme-key-file: %v", err)
+		if key, err = o.RouterKey.Load(); err != nil {
+			return err
 		}
 	}
 	cli, k, err := o.View.Etcd.Connect()
@@ -81,7 +87,10 @@ func runCertList(ctx context.Context, g *GlobalOptions, o CertListOptions) error
 	}
 	var rows []certRow
 	for host, c := range s.Certs {
-		row := certRow{Host: host, Source: "etcd"}
+		row := certRow{Host: host, Source: "etcd", Key: "sealed"}
+		if c.ClearKey() {
+			row.Key = "clear"
+		}
 		if c.Leaf != nil {
 			row.Issuer, row.NotAfter = c.Leaf.Issuer.CommonName, &c.Leaf.NotAfter
 		}
@@ -99,11 +108,11 @@ func runCertList(ctx context.Context, g *GlobalOptions, o CertListOptions) error
 		defer store.Close()
 	}
 	for _, c := range acme {
-		row := certRow{Host: c.Name, Source: "acme", Issuer: c.Issuer}
+		row := certRow{Host: c.Name, Source: "acme", Issuer: c.Issuer, Key: "sealed"}
 		if store != nil {
 			pemBytes, err := store.Load(rctx, c.Key)
 			if err != nil {
-				return fmt.Errorf("%s: %w (is --acme-key-file the routers' key?)", c.Name, err)
+				return fmt.Errorf("%s: %w (is --router-key-file the routers' key?)", c.Name, err)
 			}
 			if b, _ := pem.Decode(pemBytes); b != nil {
 				if leaf, err := x509.ParseCertificate(b.Bytes); err == nil {
@@ -123,15 +132,19 @@ func runCertList(ctx context.Context, g *GlobalOptions, o CertListOptions) error
 		return enc.Encode(rows)
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tSOURCE\tISSUER\tNOT AFTER")
+	fmt.Fprintln(tw, "HOST\tSOURCE\tKEY\tISSUER\tNOT AFTER")
 	for _, r := range rows {
-		notAfter := "sealed (--acme-key-file)"
+		key := r.Key
+		if key == "clear" {
+			key = "clear key (berth cert put again)"
+		}
+		notAfter := "sealed (--router-key-file)"
 		if r.NotAfter != nil {
 			notAfter = r.NotAfter.UTC().Format(time.RFC3339) + " (" + expiresIn(*r.NotAfter) + ")"
 		} else if r.Source == "etcd" {
 			notAfter = "?"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Host, r.Source, r.Issuer, notAfter)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Host, r.Source, key, r.Issuer, notAfter)
 	}
 	return tw.Flush()
 }

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -40,6 +41,7 @@ type RouterOptions struct {
 	WakeQueue       int
 	WakeDeadline    time.Duration
 	ACME            ACMEOptions
+	RouterKey       RouterKeyOptions
 }
 
 // AddFlags registers the flags.
@@ -61,6 +63,7 @@ func (o *RouterOptions) AddFlags(f *pflag.FlagSet) {
 	f.IntVar(&o.WakeQueue, "wake-queue", 1000, "requests held per sleeping app while it wakes (more get 503)")
 	f.DurationVar(&o.WakeDeadline, "wake-deadline", 30*time.Second, "how long a request is held for a waking app")
 	o.ACME.AddFlags(f)
+	o.RouterKey.AddFlags(f, defaultRouterKeyFile, "the routers' key: 32 bytes (hex or base64), the same on every router, opening the private keys of the certificates in etcd (berth cert put) and sealing the ACME storage; required with --acme; without it, only those certificates are not served")
 }
 
 func newRouterCommand(g *GlobalOptions) *cobra.Command {
@@ -111,6 +114,23 @@ func (o *RouterOptions) tlsConfig() (*tls.Config, error) {
 	return c, nil
 }
 
+// routerKey reads the routers' key. Without one (no file at the default
+// path) the router runs, warning that the certificates stored with berth
+// cert put are not served; a file named by a flag or the environment, or
+// --acme, must read.
+func (o *RouterOptions) routerKey(log logrus.FieldLogger) ([]byte, error) {
+	key, err := o.RouterKey.Load()
+	if err == nil {
+		return key, nil
+	}
+	if o.ACME.Enable || o.RouterKey.Given() {
+		return nil, err
+	}
+	log.WithError(err).Warn("no router key: the certificates stored in etcd with berth cert put are not served " +
+		"(their private keys are sealed with it); give --router-key-file, the key every router shares (docs/security.md)")
+	return nil, nil
+}
+
 func runRouter(ctx context.Context, g *GlobalOptions, o RouterOptions) error {
 	if os.Getenv("GOGC") == "" {
 		// A proxy's heap is small and its garbage plentiful: collecting at
@@ -123,6 +143,9 @@ func runRouter(ctx context.Context, g *GlobalOptions, o RouterOptions) error {
 	}
 	cfg, err := o.config()
 	if err != nil {
+		return err
+	}
+	if cfg.RouterKey, err = o.routerKey(log); err != nil {
 		return err
 	}
 	tlsCfg, err := o.tlsConfig()
@@ -151,7 +174,7 @@ func runRouter(ctx context.Context, g *GlobalOptions, o RouterOptions) error {
 		return err
 	}
 	if o.ACME.Enable {
-		store, err := o.ACME.enable(r, cli, k, firstAddr(plain), firstAddr(secure), log)
+		store, err := o.ACME.enable(r, cli, k, cfg.RouterKey, firstAddr(plain), firstAddr(secure), log)
 		if err != nil {
 			return err
 		}

@@ -5,7 +5,8 @@
 // issued by another.
 //
 // Values are sealed with AES-256-GCM under a key that lives only on the
-// nodes (Key, read by ReadKeyFile); the key name is the additional data,
+// nodes (the routers' key, read by ReadKeyFile; the sealing is package
+// internal/seal, shared with the keys of "berth cert put"); the key name is the additional data,
 // so a value copied to another key does not open. Locks are etcd mutexes
 // (concurrency.Mutex) on a lease of their own: a router that dies holding
 // one loses it when the lease expires.

@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -178,37 +176,5 @@ func TestLock(t *testing.T) {
 	}
 	if waited := time.Since(start); waited > 6*time.Second {
 		t.Errorf("a dead holder's lock freed after %v, want about the 2s TTL", waited)
-	}
-}
-
-func TestReadKeyFile(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		os.WriteFile(p, []byte(content), 0o600)
-		return p
-	}
-	tests := []struct {
-		name, content string
-		ok            bool
-	}{
-		{"hex", "0707070707070707070707070707070707070707070707070707070707070707\n", true},
-		{"base64", "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n", true},
-		{"short", "0707", false},
-		{"text", "correct horse battery staple", false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			k, err := ReadKeyFile(write(tc.name, tc.content))
-			if tc.ok && (err != nil || !bytes.Equal(k, testKey)) {
-				t.Errorf("got %x, %v, want the key", k, err)
-			}
-			if !tc.ok && (err == nil || bytes.Contains([]byte(err.Error()), []byte(tc.content))) {
-				t.Errorf("got %v, want an error not quoting the file", err)
-			}
-		})
-	}
-	if _, err := ReadKeyFile(filepath.Join(dir, "missing")); err == nil {
-		t.Error("a missing file: want an error")
 	}
 }

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"crypto/tls"
 	"reflect"
 	"slices"
 	"time"
@@ -109,7 +108,7 @@ func diff(a, b *registry.Snapshot, now time.Time) []Event {
 			add(EvDeploy, app, "", view.RolloutOf(cur))
 		}
 	})
-	diffMap(a.Certs, b.Certs, func(host string, old, cur *tls.Certificate) {
+	diffMap(a.Certs, b.Certs, func(host string, old, cur *registry.StoredCert) {
 		if cur == nil {
 			add(EvCertRemoved, "", host, nil)
 			return

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/berthproject/berth/internal/etcdtest"
 	"github.com/berthproject/berth/internal/fleet"
 	"github.com/berthproject/berth/internal/registry"
+	"github.com/berthproject/berth/internal/seal"
 	"github.com/berthproject/berth/internal/spec"
 )
 
@@ -80,7 +82,7 @@ func TestAPIUnitsAndCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := registry.PutCert(ctx, e.cli, e.keys, "shop.example.com", certPEM, keyPEM); err != nil {
+	if err := registry.PutCert(ctx, e.cli, e.keys, "shop.example.com", certPEM, keyPEM, testSealer(t)); err != nil {
 		t.Fatal(err)
 	}
 	var certs []map[string]any
@@ -95,4 +97,14 @@ func TestAPIUnitsAndCertificates(t *testing.T) {
 	if strings.Contains(string(r.body), "PRIVATE KEY") || strings.Contains(string(r.body), "BEGIN") {
 		t.Fatalf("certificate listing holds PEM: %s", r.body)
 	}
+}
+
+// testSealer seals certificate keys as the routers' key would.
+func testSealer(t *testing.T) *seal.Sealer {
+	t.Helper()
+	s, err := seal.New(bytes.Repeat([]byte{5}, seal.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

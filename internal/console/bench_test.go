@@ -1,7 +1,6 @@
 package console
 
 import (
-	"crypto/tls"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -35,7 +34,7 @@ func bigSnapshot(apps, per, nodes int) *registry.Snapshot {
 	s := &registry.Snapshot{Rev: 12345, Apps: map[string]*spec.App{}, Domains: map[string]string{},
 		Instances: map[string]map[string]*registry.Instance{}, Status: map[string]*registry.Status{},
 		Access: map[string]map[string]*registry.Access{}, Nodes: map[string]*registry.Node{},
-		Certs: map[string]*tls.Certificate{}, Rollouts: map[string]*registry.Rollout{}}
+		Certs: map[string]*registry.StoredCert{}, Rollouts: map[string]*registry.Rollout{}}
 	now := time.Now().UnixMilli()
 	for n := range nodes {
 		id := fmt.Sprintf("node-%03d", n)

@@ -1,11 +1,13 @@
 package console
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/berthproject/berth/internal/registry"
+	"github.com/berthproject/berth/internal/seal"
 )
 
 // TestConsoleDeployAndCertificates: a rollout's progress on the apps and
@@ -44,7 +47,7 @@ func TestConsoleDeployAndCertificates(t *testing.T) {
 		{"old.example.com", -time.Hour, `<span class="badge bad">expired`},
 	} {
 		certPEM, keyPEM := selfSigned(t, c.host, time.Now().Add(c.left))
-		if err := registry.PutCert(t.Context(), e.cli, e.keys, c.host, certPEM, keyPEM); err != nil {
+		if err := registry.PutCert(t.Context(), e.cli, e.keys, c.host, certPEM, keyPEM, testSealer(t)); err != nil {
 			t.Fatal(err)
 		}
 		until(t, c.host+" on the certificates page", func() bool {
@@ -55,10 +58,21 @@ func TestConsoleDeployAndCertificates(t *testing.T) {
 		if !strings.Contains(b, c.want) {
 			t.Errorf("%s: the page lacks %q", c.host, c.want)
 		}
-		if strings.Contains(b, "PRIVATE KEY") {
-			t.Fatal("the certificates page shows a key")
+		if strings.Contains(b, "PRIVATE KEY") || strings.Contains(b, ">clear key<") {
+			t.Fatal("the certificates page shows a key, or a sealed key as clear")
 		}
 	}
+	// A record from before keys were sealed is flagged.
+	certPEM, keyPEM := selfSigned(t, "legacy.example.com", time.Now().Add(time.Hour*24*90))
+	key, _ := e.keys.Cert("legacy.example.com")
+	v, _ := json.Marshal(registry.Cert{Cert: string(certPEM), Key: string(keyPEM)})
+	if _, err := e.cli.Put(t.Context(), key, string(v)); err != nil {
+		t.Fatal(err)
+	}
+	until(t, "legacy.example.com flagged on the certificates page", func() bool {
+		_, _, b := e.get("/certificates", "")
+		return strings.Contains(b, `<tr data-host="legacy.example.com">`) && strings.Contains(b, `>clear key</span>`)
+	})
 }
 
 func selfSigned(t *testing.T, host string, notAfter time.Time) (certPEM, keyPEM []byte) {
@@ -78,4 +92,14 @@ func selfSigned(t *testing.T, host string, notAfter time.Time) (certPEM, keyPEM 
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+}
+
+// testSealer seals certificate keys as the routers' key would.
+func testSealer(t *testing.T) *seal.Sealer {
+	t.Helper()
+	s, err := seal.New(bytes.Repeat([]byte{5}, seal.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -113,9 +112,9 @@ func (a *applier) apply(key string, value []byte, deleted bool) error {
 		if !deleted {
 			var c *Cert
 			if c, err = decode[Cert](value); err == nil {
-				var pair tls.Certificate
-				if pair, err = tls.X509KeyPair([]byte(c.Cert), []byte(c.Key)); err == nil {
-					s.Certs[pk.Name] = &pair
+				var sc *StoredCert
+				if sc, err = storedCert(pk.Name, c); err == nil {
+					s.Certs[pk.Name] = sc
 				}
 			}
 		}

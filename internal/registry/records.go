@@ -186,10 +186,16 @@ type Node struct {
 	Metadata map[string]string `json:"metadata,omitempty"`
 }
 
-// Cert is /berth/v1/certs/<host>: a certificate chain and its key, PEM.
+// Cert is /berth/v1/certs/<host>: a certificate chain (PEM, public,
+// readable by every reader of the registry) and its private key sealed
+// with the routers' key (SealCertKey; base64 in JSON), which only a router
+// opens (OpenCertKey). Key is the private key in clear (PEM) of a record
+// written before keys were sealed: still served, warned about, never
+// written any more.
 type Cert struct {
-	Cert string `json:"cert"`
-	Key  string `json:"key"`
+	Cert      string `json:"cert"`
+	KeySealed []byte `json:"keySealed,omitempty"`
+	Key       string `json:"key,omitempty"`
 }
 
 func decode[T any](b []byte) (*T, error) {

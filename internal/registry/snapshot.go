@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"crypto/tls"
 	"maps"
 	"sort"
 
@@ -18,7 +17,7 @@ type Snapshot struct {
 	Status    map[string]*Status              // app → status
 	Access    map[string]map[string]*Access   // app → router id → access
 	Nodes     map[string]*Node                // node id → record
-	Certs     map[string]*tls.Certificate     // host or *.wildcard → certificate
+	Certs     map[string]*StoredCert          // host or *.wildcard → certificate, its key still sealed
 	Rollouts  map[string]*Rollout             // app → its rollout (a deploy in progress or ended)
 }
 
@@ -26,7 +25,7 @@ func emptySnapshot() *Snapshot {
 	return &Snapshot{
 		Apps: map[string]*spec.App{}, Domains: map[string]string{}, Instances: map[string]map[string]*Instance{},
 		Status: map[string]*Status{}, Access: map[string]map[string]*Access{}, Nodes: map[string]*Node{},
-		Certs: map[string]*tls.Certificate{}, Rollouts: map[string]*Rollout{},
+		Certs: map[string]*StoredCert{}, Rollouts: map[string]*Rollout{},
 	}
 }
 

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/berthproject/berth/internal/seal"
 	"github.com/berthproject/berth/internal/spec"
 )
 
@@ -89,8 +91,12 @@ func ScaleApp(ctx context.Context, kv clientv3.KV, k Keys, app string, n int) (i
 }
 
 // PutCert stores a certificate for host after checking that the
-// certificate and key belong together.
-func PutCert(ctx context.Context, kv clientv3.KV, k Keys, host string, certPEM, keyPEM []byte) error {
+// certificate and key belong together; the key is sealed with the
+// routers' key (s, required): etcd never holds it in clear.
+func PutCert(ctx context.Context, kv clientv3.KV, k Keys, host string, certPEM, keyPEM []byte, s *seal.Sealer) error {
+	if s == nil {
+		return fmt.Errorf("certificate for %s: the private key is sealed with the routers' key, and none was given", host)
+	}
 	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
 		return fmt.Errorf("certificate for %s: %w", host, err)
 	}
@@ -101,7 +107,7 @@ func PutCert(ctx context.Context, kv clientv3.KV, k Keys, host string, certPEM, 
 	if err := EnsureSchema(ctx, kv, k); err != nil {
 		return err
 	}
-	val, _ := json.Marshal(Cert{Cert: string(certPEM), Key: string(keyPEM)})
+	val, _ := json.Marshal(Cert{Cert: string(certPEM), KeySealed: SealCertKey(s, strings.TrimPrefix(key, k.certsPrefix()), keyPEM)})
 	_, err = kv.Put(ctx, key, string(val))
 	return err
 }

@@ -2,8 +2,6 @@ package view
 
 import (
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"maps"
 	"slices"
@@ -190,25 +188,22 @@ type Certificate struct {
 	NotAfter    string   `json:"notAfter"`  // RFC 3339, UTC
 	Serial      string   `json:"serial"`
 	Fingerprint string   `json:"sha256"` // of the leaf certificate (DER), hex
+	// ClearKey is set for a record that holds its private key in clear
+	// (written before keys were sealed; berth cert put again seals it).
+	ClearKey bool `json:"clearKey,omitempty"`
 }
 
 // CertificateOf returns a certificate's metadata, or false if it has no
-// parsable leaf.
-func CertificateOf(host string, c *tls.Certificate) (Certificate, bool) {
-	leaf := c.Leaf
-	if leaf == nil {
-		if len(c.Certificate) == 0 {
-			return Certificate{}, false
-		}
-		var err error
-		if leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
-			return Certificate{}, false
-		}
+// parsed leaf.
+func CertificateOf(host string, c *registry.StoredCert) (Certificate, bool) {
+	if c == nil || c.Leaf == nil {
+		return Certificate{}, false
 	}
+	leaf := c.Leaf
 	sum := sha256.Sum256(leaf.Raw)
 	return Certificate{Host: host, Subject: leaf.Subject.String(), DNSNames: leaf.DNSNames, Issuer: leaf.Issuer.String(),
 		NotBefore: leaf.NotBefore.UTC().Format(time.RFC3339), NotAfter: leaf.NotAfter.UTC().Format(time.RFC3339),
-		Serial: leaf.SerialNumber.String(), Fingerprint: hex.EncodeToString(sum[:])}, true
+		Serial: leaf.SerialNumber.String(), Fingerprint: hex.EncodeToString(sum[:]), ClearKey: c.ClearKey()}, true
 }
 
 // Certificates returns every certificate's metadata, sorted by host; never

@@ -1,7 +1,6 @@
 package view
 
 import (
-	"crypto/tls"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -13,11 +12,7 @@ import (
 
 func snapshot(t *testing.T) *registry.Snapshot {
 	t.Helper()
-	certPEM, keyPEM, _, err := etcdtest.SelfSigned("shop.example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	certPEM, _, leaf, err := etcdtest.SelfSigned("shop.example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +27,7 @@ func snapshot(t *testing.T) *registry.Snapshot {
 		Status:   map[string]*registry.Status{"shop": {Current: registry.StatusStarted, Expected: registry.StatusStarted, Since: 1000}},
 		Access:   map[string]map[string]*registry.Access{"shop": {"r1": {LastMS: 2000, Conns: 2}}},
 		Nodes:    map[string]*registry.Node{"n1": {ID: "n1", Addr: "10.0.0.1"}, "n2": {ID: "n2", Addr: "10.0.0.2"}},
-		Certs:    map[string]*tls.Certificate{"shop.example.com": &pair},
+		Certs:    map[string]*registry.StoredCert{"shop.example.com": {Host: "shop.example.com", CertPEM: certPEM, Leaf: leaf, KeySealed: []byte{1}}},
 		Rollouts: map[string]*registry.Rollout{"shop": {App: "shop", From: 1, To: 2, Phase: registry.PhaseCanary, Canary: 10}},
 	}
 }
@@ -68,5 +63,12 @@ func TestViews(t *testing.T) {
 	b, _ := json.Marshal(certs)
 	if len(certs) != 1 || certs[0].NotAfter == "" || len(certs[0].Fingerprint) != 64 || strings.Contains(string(b), "PRIVATE") {
 		t.Fatalf("certificates %s", b)
+	}
+	if certs[0].ClearKey || strings.Contains(string(b), "clearKey") {
+		t.Errorf("a sealed key shown as clear: %s", b)
+	}
+	s.Certs["shop.example.com"] = &registry.StoredCert{Host: "shop.example.com", Leaf: s.Certs["shop.example.com"].Leaf, ClearKeyPEM: []byte("k")}
+	if certs := Certificates(s); len(certs) != 1 || !certs[0].ClearKey {
+		t.Errorf("a clear key: certificates %+v, want clearKey", certs)
 	}
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -161,7 +162,11 @@ func TestSecureCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if out, err := c.CLIAs(etcdauth.Agent, "cert", "put", "evil.example.com", site.Cert, site.Key); err == nil || !strings.Contains(out, `etcd user "berth-agent" lacks the permission`) {
+		routerKey := filepath.Join(t.TempDir(), "router.key") // cert put seals the key before it writes
+		if err := os.WriteFile(routerKey, []byte(strings.Repeat("ab", 32)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := c.CLIAs(etcdauth.Agent, "cert", "put", "--router-key-file", routerKey, "evil.example.com", site.Cert, site.Key); err == nil || !strings.Contains(out, `etcd user "berth-agent" lacks the permission`) {
 			t.Errorf("berth cert put as berth-agent (a node's certificate): %v\n%s\nwant a denial naming the user", err, out)
 		}
 	})

@@ -82,7 +82,7 @@ func TestAPIUnitsAndCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := registry.PutCert(ctx, e.cli, e.keys, "shop.example.com", certPEM, keyPEM, testSealer(t)); err != nil {
+	if err := registry.PutCert(ctx, e.cli, e.keys, "shop.example.com", certPEM, keyPEM, testRecipient(t)); err != nil {
 		t.Fatal(err)
 	}
 	var certs []map[string]any
@@ -99,10 +99,10 @@ func TestAPIUnitsAndCertificates(t *testing.T) {
 	}
 }
 
-// testSealer seals certificate keys as the routers' key would.
-func testSealer(t *testing.T) *seal.Sealer {
+// testRecipient seals certificate keys as the routers' recipient would.
+func testRecipient(t *testing.T) *seal.Recipient {
 	t.Helper()
-	s, err := seal.New(bytes.Repeat([]byte{5}, seal.KeySize))
+	s, err := seal.RecipientFromKey(bytes.Repeat([]byte{5}, seal.KeySize))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 )
 
 // ErrNoRouterKey is returned (wrapped) by StoredCert.Open for a sealed
-// key when no routers' key was given.
+// key when no routers' key (its derived opener) was given.
 var ErrNoRouterKey = errors.New("the private key is sealed and there is no router key (--router-key-file)")
 
 // StoredCert is a certificate of certs/<host> as a Snapshot keeps it: the
@@ -22,8 +22,9 @@ type StoredCert struct {
 	Host    string            // the record's host: "a.example.com" or "*.example.com"
 	CertPEM []byte            // the chain, leaf first
 	Leaf    *x509.Certificate // the chain's first certificate
-	// KeySealed is the private key (PEM) sealed with the routers' key for
-	// Host; nil for a record written before keys were sealed.
+	// KeySealed is the private key (PEM) sealed to the routers' recipient
+	// for Host (SealCertKey); nil for a record written before keys were
+	// sealed.
 	KeySealed []byte
 	// ClearKeyPEM is the private key of a record written before keys were
 	// sealed, in clear (set only when KeySealed is nil). Such a record is
@@ -35,17 +36,19 @@ type StoredCert struct {
 func (c *StoredCert) ClearKey() bool { return c.KeySealed == nil }
 
 // Open returns the certificate with its private key, opening a sealed key
-// with s. An error wraps ErrNoRouterKey when the key is sealed and s is
-// nil, seal.ErrOpen when it does not open (another key, or a sealed key
-// copied from another host's record).
-func (c *StoredCert) Open(s *seal.Sealer) (*tls.Certificate, error) {
+// with o (seal.PrivateFromKey of the routers' key). An error wraps
+// ErrNoRouterKey when the key is sealed and o is nil, seal.ErrOpen when it
+// does not open (sealed to another recipient, a sealed key copied from
+// another host's record, or the symmetric format of an earlier
+// development version, which is not read).
+func (c *StoredCert) Open(o *seal.Opener) (*tls.Certificate, error) {
 	keyPEM := c.ClearKeyPEM
 	if c.KeySealed != nil {
-		if s == nil {
+		if o == nil {
 			return nil, fmt.Errorf("certificate for %s: %w", c.Host, ErrNoRouterKey)
 		}
 		var err error
-		if keyPEM, err = s.Open(certKeyAD(c.Host), c.KeySealed); err != nil {
+		if keyPEM, err = o.Open(CertKeyInfo(c.Host), c.KeySealed); err != nil {
 			return nil, fmt.Errorf("certificate for %s: private key: %w", c.Host, err)
 		}
 	}
@@ -56,16 +59,17 @@ func (c *StoredCert) Open(s *seal.Sealer) (*tls.Certificate, error) {
 	return &pair, nil
 }
 
-// SealCertKey seals the private key of host's certificate with the
-// routers' key, bound to host: moved to another host's record it does not
-// open.
-func SealCertKey(s *seal.Sealer, host string, keyPEM []byte) []byte {
-	return s.Seal(certKeyAD(host), keyPEM)
+// SealCertKey seals the private key of host's certificate to the routers'
+// recipient with HPKE, bound to host: moved to another host's record it
+// does not open.
+func SealCertKey(r *seal.Recipient, host string, keyPEM []byte) ([]byte, error) {
+	return r.Seal(CertKeyInfo(host), keyPEM)
 }
 
-// certKeyAD is the additional data of a certificate's sealed key: what it
-// is and whose (distinct from the ACME storage's, which are etcd keys).
-func certKeyAD(host string) string { return "berth cert key\x00" + host }
+// CertKeyInfo is the HPKE info of a certificate's sealed key:
+// "berth/v1/certs/" and the record's host (as Keys.Cert names it, without
+// the root, so it holds under any --etcd-prefix).
+func CertKeyInfo(host string) string { return "berth/v1/certs/" + host }
 
 // storedCert checks a certificate record of host and keeps its public
 // part: the chain must parse, and the key be there (sealed) or match the

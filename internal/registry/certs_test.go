@@ -16,27 +16,28 @@ import (
 )
 
 // TestPutCertSealsTheKey: berth cert put's record holds the chain in
-// clear and the private key sealed: neither its PEM nor its bytes are in
-// etcd. The snapshot keeps the public part; the key opens with the
-// routers' key for its host only.
+// clear and the private key sealed to the routers' recipient (HPKE,
+// version 2): neither its PEM nor its bytes are in etcd. The snapshot
+// keeps the public part; the key opens with the private side derived from
+// the routers' key, for its host only.
 func TestPutCertSealsTheKey(t *testing.T) {
 	_, cli := etcdtest.New(t)
 	ctx := t.Context()
 	k, _ := NewKeys("")
-	s, _ := seal.New(bytes.Repeat([]byte{1}, seal.KeySize))
-	other, _ := seal.New(bytes.Repeat([]byte{2}, seal.KeySize))
+	s, _ := seal.PrivateFromKey(bytes.Repeat([]byte{1}, seal.KeySize))
+	other, _ := seal.PrivateFromKey(bytes.Repeat([]byte{2}, seal.KeySize))
 	certPEM, keyPEM, leaf, err := etcdtest.SelfSigned("Web.Example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := PutCert(ctx, cli, k, "web.example.com", certPEM, keyPEM, nil); err == nil || !strings.Contains(err.Error(), "routers' key") {
-		t.Errorf("without a sealer: %v, want an error naming the routers' key", err)
+	if err := PutCert(ctx, cli, k, "web.example.com", certPEM, keyPEM, nil); err == nil || !strings.Contains(err.Error(), "routers' recipient") {
+		t.Errorf("without a recipient: %v, want an error naming the routers' recipient", err)
 	}
 	_, otherKey, _, _ := etcdtest.SelfSigned("web.example.com")
-	if err := PutCert(ctx, cli, k, "web.example.com", certPEM, otherKey, s); err == nil {
+	if err := PutCert(ctx, cli, k, "web.example.com", certPEM, otherKey, s.Recipient()); err == nil {
 		t.Error("a key that does not match the certificate was stored")
 	}
-	if err := PutCert(ctx, cli, k, "Web.Example.com", certPEM, keyPEM, s); err != nil {
+	if err := PutCert(ctx, cli, k, "Web.Example.com", certPEM, keyPEM, s.Recipient()); err != nil {
 		t.Fatal(err)
 	}
 	key, _ := k.Cert("web.example.com")
@@ -56,7 +57,7 @@ func TestPutCertSealsTheKey(t *testing.T) {
 			t.Fatalf("the etcd value holds key material (%.20q): %s", leak, raw)
 		}
 	}
-	if _, ok := rec["key"]; ok || rec["cert"] != string(certPEM) || len(sealed) == 0 {
+	if _, ok := rec["key"]; ok || rec["cert"] != string(certPEM) || len(sealed) == 0 || sealed[0] != 2 {
 		t.Fatalf("record %s, want cert and keySealed only", raw)
 	}
 
@@ -77,6 +78,13 @@ func TestPutCertSealsTheKey(t *testing.T) {
 	}
 	if _, err := sc.Open(other); !errors.Is(err, seal.ErrOpen) {
 		t.Errorf("Open with another key: %v, want seal.ErrOpen", err)
+	}
+	// The symmetric format of an earlier development version is not read.
+	sym, _ := seal.New(bytes.Repeat([]byte{1}, seal.KeySize))
+	v1 := *sc
+	v1.KeySealed = sym.Seal(CertKeyInfo(sc.Host), keyPEM)
+	if _, err := v1.Open(s); !errors.Is(err, seal.ErrOpen) {
+		t.Errorf("a key sealed with the routers' AES key: %v, want seal.ErrOpen", err)
 	}
 	moved := *sc
 	moved.Host = "evil.example.com"
@@ -130,7 +138,10 @@ func FuzzCertRecord(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	for _, c := range []Cert{{Cert: string(certPEM), KeySealed: []byte{1, 2}}, {Cert: string(certPEM), Key: string(keyPEM)}, {Cert: "x"}} {
+	rcpt, _ := seal.RecipientFromKey(bytes.Repeat([]byte{1}, seal.KeySize))
+	sealed, _ := SealCertKey(rcpt, "a.example.com", keyPEM)
+	for _, c := range []Cert{{Cert: string(certPEM), KeySealed: sealed}, {Cert: string(certPEM), KeySealed: []byte{1, 2}},
+		{Cert: string(certPEM), Key: string(keyPEM)}, {Cert: "x"}} {
 		b, _ := json.Marshal(c)
 		f.Add(string(b))
 	}

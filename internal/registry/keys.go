@@ -70,6 +70,11 @@ func (k Keys) Cert(host string) (string, error) {
 // locks/<name> the issuance locks.
 func (k Keys) ACMEPrefix() string { return k.Prefix() + "acme/" }
 
+// CertRecipient is the key where the routers publish the public key that
+// berth cert put seals certificate keys to (a CertRecipient record): under
+// acme/, which the routers' etcd role may write.
+func (k Keys) CertRecipient() string { return k.ACMEPrefix() + "cert-recipient" }
+
 // App is the key of an app's spec.
 func (k Keys) App(app string) (string, error) {
 	if err := checkApp(app); err != nil {

@@ -188,8 +188,8 @@ type Node struct {
 
 // Cert is /berth/v1/certs/<host>: a certificate chain (PEM, public,
 // readable by every reader of the registry) and its private key sealed
-// with the routers' key (SealCertKey; base64 in JSON), which only a router
-// opens (OpenCertKey). Key is the private key in clear (PEM) of a record
+// to the routers' recipient (SealCertKey, HPKE; base64 in JSON), which
+// only a router opens (StoredCert.Open). Key is the private key in clear (PEM) of a record
 // written before keys were sealed: still served, warned about, never
 // written any more.
 type Cert struct {

@@ -91,11 +91,12 @@ func ScaleApp(ctx context.Context, kv clientv3.KV, k Keys, app string, n int) (i
 }
 
 // PutCert stores a certificate for host after checking that the
-// certificate and key belong together; the key is sealed with the
-// routers' key (s, required): etcd never holds it in clear.
-func PutCert(ctx context.Context, kv clientv3.KV, k Keys, host string, certPEM, keyPEM []byte, s *seal.Sealer) error {
-	if s == nil {
-		return fmt.Errorf("certificate for %s: the private key is sealed with the routers' key, and none was given", host)
+// certificate and key belong together; the key is sealed to the routers'
+// recipient (r, required: GetCertRecipient, or seal.RecipientFromKey):
+// etcd never holds it in clear.
+func PutCert(ctx context.Context, kv clientv3.KV, k Keys, host string, certPEM, keyPEM []byte, r *seal.Recipient) error {
+	if r == nil {
+		return fmt.Errorf("certificate for %s: the private key is sealed to the routers' recipient, and none was given", host)
 	}
 	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
 		return fmt.Errorf("certificate for %s: %w", host, err)
@@ -107,7 +108,11 @@ func PutCert(ctx context.Context, kv clientv3.KV, k Keys, host string, certPEM, 
 	if err := EnsureSchema(ctx, kv, k); err != nil {
 		return err
 	}
-	val, _ := json.Marshal(Cert{Cert: string(certPEM), KeySealed: SealCertKey(s, strings.TrimPrefix(key, k.certsPrefix()), keyPEM)})
+	sealed, err := SealCertKey(r, strings.TrimPrefix(key, k.certsPrefix()), keyPEM)
+	if err != nil {
+		return fmt.Errorf("certificate for %s: seal the key: %w", host, err)
+	}
+	val, _ := json.Marshal(Cert{Cert: string(certPEM), KeySealed: sealed})
 	_, err = kv.Put(ctx, key, string(val))
 	return err
 }

@@ -14,7 +14,8 @@ import (
 
 // GetCertificate picks the certificate for a TLS handshake by SNI: first
 // from the certificates in etcd (/berth/v1/certs/<host>, shared by every
-// router, their private keys opened with Config.RouterKey): the exact
+// router, their private keys sealed to the routers' HPKE recipient and
+// opened with the private key derived from Config.RouterKey): the exact
 // host, then the wildcard one level up ("*.example.com" for
 // "a.example.com", as TLS wildcards match one label); then, with
 // EnableACME, from the ACME CA (loaded from the shared storage, or issued
@@ -62,7 +63,7 @@ func (r *Router) etcdCertificate(serverName string) *tls.Certificate {
 // does not decrypt; a record that does not open is remembered too, and
 // logged and counted once.
 type certCache struct {
-	sealer *seal.Sealer // nil: no router key
+	opener *seal.Opener // nil: no router key
 	log    logrus.FieldLogger
 	m      *metrics
 
@@ -79,7 +80,7 @@ func newCertCache(key []byte, m *metrics, log logrus.FieldLogger) (*certCache, e
 	c := &certCache{log: log, m: m, opened: map[string]openedCert{}}
 	if key != nil {
 		var err error
-		if c.sealer, err = seal.New(key); err != nil {
+		if c.opener, err = seal.PrivateFromKey(key); err != nil {
 			return nil, err
 		}
 	}
@@ -121,7 +122,7 @@ func (c *certCache) sync(certs map[string]*registry.StoredCert) {
 
 // open opens rec and remembers it; c.mu is held.
 func (c *certCache) open(rec *registry.StoredCert) *tls.Certificate {
-	cert, err := rec.Open(c.sealer)
+	cert, err := rec.Open(c.opener)
 	c.opened[rec.Host] = openedCert{rec: rec, cert: cert}
 	log := c.log.WithField("host", rec.Host)
 	switch {
@@ -130,7 +131,8 @@ func (c *certCache) open(rec *registry.StoredCert) *tls.Certificate {
 		log.Warn("certificate in etcd not served: its private key is sealed and this router has no --router-key-file")
 	case errors.Is(err, seal.ErrOpen):
 		c.m.etcdCertsSkipped.WithLabelValues("does-not-open").Inc()
-		log.WithError(err).Warn("certificate in etcd not served: its private key does not open with this router's key (sealed with another key, or for another host); store it again with berth cert put")
+		log.WithError(err).Warn("certificate in etcd not served: its private key does not open with this router's key " +
+			"(sealed to another recipient, or for another host); store it again with berth cert put")
 	case err != nil:
 		c.m.etcdCertsSkipped.WithLabelValues("invalid").Inc()
 		log.WithError(err).Warn("certificate in etcd not served")

@@ -43,9 +43,10 @@ func startTLSRouter(t *testing.T, cli *clientv3.Client, key []byte) *tlsRouter {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); cache.Run(ctx) }()
 	go func() { defer wg.Done(); r.Run(ctx) }()
+	go func() { defer wg.Done(); r.RunCertRecipient(ctx, cli, cli, k) }()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +81,43 @@ func (tr *tlsRouter) handshake(serverName string) (*x509.Certificate, error) {
 	return c.ConnectionState().PeerCertificates[0], nil
 }
 
+// logged counts the entries at level whose message holds about.
+func (tr *tlsRouter) logged(level logrus.Level, about string) int {
+	n := 0
+	for _, e := range tr.hook.AllEntries() {
+		if e.Level == level && strings.Contains(e.Message, about) {
+			n++
+		}
+	}
+	return n
+}
+
+// waitFor polls cond for up to 10s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// publishedRecipient waits for a router to publish the certificate
+// recipient and returns it, as berth cert put reads it.
+func publishedRecipient(t *testing.T, cli *clientv3.Client) *seal.Recipient {
+	t.Helper()
+	k, _ := registry.NewKeys("")
+	var r *seal.Recipient
+	waitFor(t, "a published certificate recipient", func() bool {
+		var err error
+		r, err = registry.GetCertRecipient(t.Context(), cli, k)
+		return err == nil
+	})
+	return r
+}
+
 // warnings counts the warnings logged about host.
 func (tr *tlsRouter) warnings(host, about string) int {
 	n := 0
@@ -91,22 +129,44 @@ func (tr *tlsRouter) warnings(host, about string) int {
 	return n
 }
 
-// TestSealedCertificates: the private key of a certificate in etcd is
-// sealed with the routers' key. A router with that key serves it by SNI
-// in a real handshake; a router with another key, or none, does not,
-// says so once, and keeps serving the rest (a record with its key in
-// clear, from before keys were sealed) and following the watch. A sealed
-// key copied into another host's record does not open.
+// TestSealedCertificates: a router with the routers' key publishes the
+// recipient derived from it; the private key of a certificate in etcd is
+// sealed to that recipient, by a writer holding no router key. The router
+// serves it by SNI in a real handshake; a router with another key logs
+// that the routers disagree, counts it and leaves the published recipient
+// alone; it and a router with no key do not serve the certificate, say
+// so once, and keep serving the rest (a record with its key in clear,
+// from before keys were sealed) and following the watch. A sealed key
+// copied into another host's record does not open.
 func TestSealedCertificates(t *testing.T) {
 	_, cli := etcdtest.New(t)
 	ctx := t.Context()
 	k, _ := registry.NewKeys("")
 	key := bytes.Repeat([]byte{3}, seal.KeySize)
-	sealer, _ := seal.New(key)
 	good := startTLSRouter(t, cli, key)
+	rcpt := publishedRecipient(t, cli)
+	if want, _ := seal.RecipientFromKey(key); !rcpt.Equal(want) {
+		t.Fatalf("published recipient %s, want the one derived from the router's key (%s)", rcpt.Fingerprint(), want.Fingerprint())
+	}
+	published, _ := cli.Get(ctx, k.CertRecipient())
 	wrong := startTLSRouter(t, cli, bytes.Repeat([]byte{4}, seal.KeySize))
 	none := startTLSRouter(t, cli, nil)
 	routers := map[string]*tlsRouter{"good": good, "wrong": wrong, "none": none}
+	waitFor(t, "the disagreement logged", func() bool {
+		return wrong.logged(logrus.ErrorLevel, "routers disagree on --router-key-file") == 1
+	})
+	if got := testutil.ToFloat64(wrong.r.metrics.recipientConflicts); got != 1 {
+		t.Errorf("conflicts counted by the router with another key: %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(wrong.r.metrics.recipientConflict); got != 1 {
+		t.Errorf("conflict gauge of the router with another key: %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(good.r.metrics.recipientConflicts); got != 0 {
+		t.Errorf("conflicts counted by the router that published: %v, want 0", got)
+	}
+	if now, _ := cli.Get(ctx, k.CertRecipient()); now.Kvs[0].ModRevision != published.Kvs[0].ModRevision {
+		t.Errorf("the router with another key rewrote the recipient: %s", now.Kvs[0].Value)
+	}
 
 	put := func(key string, v any) {
 		t.Helper()
@@ -123,7 +183,7 @@ func TestSealedCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := registry.PutCert(ctx, cli, k, "*.example.com", wildPEM, wildKey, sealer); err != nil {
+	if err := registry.PutCert(ctx, cli, k, "*.example.com", wildPEM, wildKey, rcpt); err != nil {
 		t.Fatal(err)
 	}
 	// The same certificate and sealed key, copied to another host's record.
@@ -184,7 +244,7 @@ func TestSealedCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := registry.PutCert(ctx, cli, k, "next.example.org", nextPEM, nextKey, sealer); err != nil {
+	if err := registry.PutCert(ctx, cli, k, "next.example.org", nextPEM, nextKey, rcpt); err != nil {
 		t.Fatal(err)
 	}
 	nextRev, _ := cli.Get(ctx, "x")
@@ -205,19 +265,36 @@ func TestSealedCertificates(t *testing.T) {
 	}
 }
 
+// TestCertRecipientRepublished: the recipient deleted from etcd is
+// published again by a running router.
+func TestCertRecipientRepublished(t *testing.T) {
+	_, cli := etcdtest.New(t)
+	k, _ := registry.NewKeys("")
+	key := bytes.Repeat([]byte{3}, seal.KeySize)
+	startTLSRouter(t, cli, key)
+	first := publishedRecipient(t, cli)
+	if _, err := cli.Delete(t.Context(), k.CertRecipient()); err != nil {
+		t.Fatal(err)
+	}
+	if again := publishedRecipient(t, cli); !again.Equal(first) {
+		t.Errorf("republished %s, want %s", again.Fingerprint(), first.Fingerprint())
+	}
+}
+
 // BenchmarkEtcdCertificate: picking a certificate from etcd at a TLS
 // handshake, with the opened key cached per record value (what the router
 // does), against opening the sealed key at each handshake (the baseline
-// the cache avoids: AES-GCM, PEM and key parsing).
+// the cache avoids: HPKE (an X25519 exchange, HKDF, AES-GCM), PEM and key
+// parsing).
 func BenchmarkEtcdCertificate(b *testing.B) {
 	key := bytes.Repeat([]byte{3}, seal.KeySize)
 	e := newEnv(b, Config{RouterKey: key})
-	sealer, _ := seal.New(key)
+	opener, _ := seal.PrivateFromKey(key)
 	certPEM, keyPEM, _, err := etcdtest.SelfSigned("*.example.com")
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := registry.PutCert(context.Background(), e.cli, e.keys, "*.example.com", certPEM, keyPEM, sealer); err != nil {
+	if err := registry.PutCert(context.Background(), e.cli, e.keys, "*.example.com", certPEM, keyPEM, opener.Recipient()); err != nil {
 		b.Fatal(err)
 	}
 	resp, _ := e.cli.Get(context.Background(), "x")
@@ -232,7 +309,7 @@ func BenchmarkEtcdCertificate(b *testing.B) {
 	b.Run("open-each-handshake", func(b *testing.B) {
 		rec := e.cache.Snapshot().Certs["*.example.com"]
 		for b.Loop() {
-			if _, err := rec.Open(sealer); err != nil {
+			if _, err := rec.Open(opener); err != nil {
 				b.Fatal(err)
 			}
 		}

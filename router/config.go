@@ -40,8 +40,10 @@ type Config struct {
 	// AccessLog logs every request at Info (otherwise at Debug).
 	AccessLog bool
 	// RouterKey is the routers' key (seal.KeySize bytes, the same on every
-	// router), opening the sealed private keys of the certificates in etcd
-	// (berth cert put). Default nil: those certificates are not served
+	// router). The HPKE key pair derived from it (seal.PrivateFromKey)
+	// opens the sealed private keys of the certificates in etcd (berth cert
+	// put), and RunCertRecipient publishes its public key for berth cert
+	// put to seal to. Default nil: those certificates are not served
 	// (a warning and berth_router_etcd_certs_skipped_total say so); records
 	// with a key in clear, written before keys were sealed, still are.
 	RouterKey []byte

@@ -19,6 +19,8 @@ type metrics struct {
 	healthChecks                   *prometheus.CounterVec
 	etcdCertsSkipped               *prometheus.CounterVec
 	etcdCertsClear                 prometheus.Gauge
+	recipientConflicts             prometheus.Counter
+	recipientConflict              prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -49,6 +51,10 @@ func newMetrics() *metrics {
 			[]string{"reason"}),
 		etcdCertsClear: prometheus.NewGauge(prometheus.GaugeOpts{Name: "berth_router_etcd_certs_clear_key",
 			Help: "Certificates in etcd served with a private key stored in clear (written before keys were sealed: berth cert put again seals it)."}),
+		recipientConflicts: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_router_cert_recipient_conflicts_total",
+			Help: "Times this router found another certificate recipient published at acme/cert-recipient than the one derived from its --router-key-file (the routers disagree on their key; it does not overwrite it)."}),
+		recipientConflict: prometheus.NewGauge(prometheus.GaugeOpts{Name: "berth_router_cert_recipient_conflict",
+			Help: "1 while the certificate recipient published at acme/cert-recipient is not this router's: certificates sealed by berth cert put do not open here."}),
 		handoffs: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_router_handoffs_total",
 			Help: "Connections the fast lane handed to the full HTTP server (pages, wakes, upgrades, h2c, unusual requests)."}),
 	}
@@ -59,5 +65,5 @@ func newMetrics() *metrics {
 
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.requests, m.genRequests, m.duration, m.retries, m.upstreamFailures, m.rebuilds, m.routes, m.laneRequests, m.laneTLSRequests, m.tlsHandshakes, m.handoffs, m.healthChecks,
-		m.etcdCertsSkipped, m.etcdCertsClear}
+		m.etcdCertsSkipped, m.etcdCertsClear, m.recipientConflicts, m.recipientConflict}
 }

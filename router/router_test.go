@@ -679,8 +679,8 @@ func TestCertificatesFromEtcd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealer, _ := seal.New(key)
-	if err := registry.PutCert(context.Background(), e.cli, e.keys, "*.example.com", certPEM, keyPEM, sealer); err != nil {
+	rcpt, _ := seal.RecipientFromKey(key)
+	if err := registry.PutCert(context.Background(), e.cli, e.keys, "*.example.com", certPEM, keyPEM, rcpt); err != nil {
 		t.Fatal(err)
 	}
 	bad, _ := e.keys.Cert("broken.example.org")

@@ -63,7 +63,7 @@ func (o *RouterOptions) AddFlags(f *pflag.FlagSet) {
 	f.IntVar(&o.WakeQueue, "wake-queue", 1000, "requests held per sleeping app while it wakes (more get 503)")
 	f.DurationVar(&o.WakeDeadline, "wake-deadline", 30*time.Second, "how long a request is held for a waking app")
 	o.ACME.AddFlags(f)
-	o.RouterKey.AddFlags(f, defaultRouterKeyFile, "the routers' key: 32 bytes (hex or base64), the same on every router, opening the private keys of the certificates in etcd (berth cert put) and sealing the ACME storage; required with --acme; without it, only those certificates are not served")
+	o.RouterKey.AddFlags(f, defaultRouterKeyFile, "the routers' key: 32 bytes (hex or base64), the same on every router, sealing the ACME storage and deriving the key pair the certificates in etcd are sealed to (berth cert put; its public key is published at acme/cert-recipient); required with --acme; without it, only those certificates are not served")
 }
 
 func newRouterCommand(g *GlobalOptions) *cobra.Command {
@@ -127,7 +127,7 @@ func (o *RouterOptions) routerKey(log logrus.FieldLogger) ([]byte, error) {
 		return nil, err
 	}
 	log.WithError(err).Warn("no router key: the certificates stored in etcd with berth cert put are not served " +
-		"(their private keys are sealed with it); give --router-key-file, the key every router shares (docs/security.md)")
+		"(their private keys are sealed to the key pair derived from it); give --router-key-file, the key every router shares (docs/security.md)")
 	return nil, nil
 }
 
@@ -195,6 +195,7 @@ func runRouter(ctx context.Context, g *GlobalOptions, o RouterOptions) error {
 	goRun(r.RunACME) // wildcard certificates by DNS-01 (waits when off)
 	goRun(owner.Run)
 	goRun(func(ctx context.Context) error { return r.RunAccess(ctx, k, owner) })
+	goRun(func(ctx context.Context) error { return r.RunCertRecipient(ctx, cli, cli, k) })
 	if _, err := daemon.ServeAdmin(bg, o.Admin, r.AdminHandler(reg, o.Pprof), log); err != nil {
 		return err
 	}

@@ -15,6 +15,10 @@ import (
 // router has published its recipient.
 var ErrNoCertRecipient = errors.New("no router has published its certificate recipient")
 
+// ErrBadCertRecipient is returned (wrapped) by GetCertRecipient for a
+// published value that does not read as a CertRecipient of this suite.
+var ErrBadCertRecipient = errors.New("the published certificate recipient does not read")
+
 // ErrCertRecipientDiffers is returned (wrapped) by PublishCertRecipient
 // when another recipient (or an unreadable value) is published: the
 // routers disagree on their key.
@@ -37,15 +41,16 @@ func certRecipientRecord(r *seal.Recipient) []byte {
 	return b
 }
 
-// parseCertRecipient reads a published record.
+// parseCertRecipient reads a published record; an error wraps
+// ErrBadCertRecipient.
 func parseCertRecipient(key string, b []byte) (*seal.Recipient, error) {
 	var rec CertRecipient
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrBadCertRecipient, key, err)
 	}
 	r, err := seal.ParseRecipient(rec.KEM, rec.KDF, rec.AEAD, rec.PublicKey)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrBadCertRecipient, key, err)
 	}
 	return r, nil
 }

@@ -47,8 +47,8 @@ func TestCertRecipient(t *testing.T) {
 
 	for _, bad := range []string{`nope`, `{"kem":16,"kdf":1,"aead":2,"publicKey":"AAAA"}`, `{"kem":32,"kdf":1,"aead":2,"publicKey":"AAAA"}`} {
 		cli.Put(ctx, k.CertRecipient(), bad)
-		if _, err := GetCertRecipient(ctx, cli, k); err == nil || errors.Is(err, ErrNoCertRecipient) {
-			t.Errorf("GetCertRecipient of %s: %v, want an error", bad, err)
+		if _, err := GetCertRecipient(ctx, cli, k); !errors.Is(err, ErrBadCertRecipient) {
+			t.Errorf("GetCertRecipient of %s: %v, want ErrBadCertRecipient", bad, err)
 		}
 		if _, _, err := PublishCertRecipient(ctx, cli, k, mine); !errors.Is(err, ErrCertRecipientDiffers) {
 			t.Errorf("publish over %s: %v, want ErrCertRecipientDiffers", bad, err)

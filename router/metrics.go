@@ -47,7 +47,7 @@ func newMetrics() *metrics {
 		healthChecks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_router_health_checks_total",
 			Help: "Active health probes by app and result (pass, fail)."}, []string{"app", "result"}),
 		etcdCertsSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_router_etcd_certs_skipped_total",
-			Help: "Certificates in etcd (berth cert put) not served, once per record value, by reason: no-router-key (the router has no --router-key-file), does-not-open (sealed with another key, or for another host), invalid (the key does not match)."},
+			Help: "Certificates in etcd (berth cert put) not served, once per record value, by reason: no-router-key (the router has no --router-key-file), does-not-open (sealed to another recipient than the one derived from this router's key, or for another host), invalid (the key does not match)."},
 			[]string{"reason"}),
 		etcdCertsClear: prometheus.NewGauge(prometheus.GaugeOpts{Name: "berth_router_etcd_certs_clear_key",
 			Help: "Certificates in etcd served with a private key stored in clear (written before keys were sealed: berth cert put again seals it)."}),

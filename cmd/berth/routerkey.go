@@ -8,13 +8,15 @@ import (
 	"github.com/berthproject/berth/internal/seal"
 )
 
-// defaultRouterKeyFile is where "berth router" and "berth cert put" look
-// for the routers' key when no flag or environment names it.
+// defaultRouterKeyFile is where "berth router" looks for the routers' key
+// when no flag or environment names it.
 const defaultRouterKeyFile = "/etc/berth/acme.key"
 
 // RouterKeyOptions name the routers' key: 32 bytes (hex or base64), the
 // same on every router, sealing their secrets in etcd: the ACME storage
-// and the private keys stored with "berth cert put" (docs/security.md).
+// under it, the private keys stored with "berth cert put" to the HPKE key
+// pair derived from it (docs/security.md). "berth cert put" needs it only
+// when no router has published that pair's public key.
 // The flag is --router-key-file, also spelled --acme-key-file (its name
 // from when only ACME used the key); the environment BERTH_ROUTER_KEY_FILE,
 // or BERTH_ROUTER_ACME_KEY_FILE (what the stack's router unit sets).

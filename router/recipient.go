@@ -52,7 +52,7 @@ func (r *Router) RunCertRecipient(ctx context.Context, kv clientv3.KV, w clientv
 			log.Info("published the certificate recipient berth cert put seals to")
 		default:
 			r.metrics.recipientConflict.Set(0)
-			log.Debug("the certificate recipient published is this router's")
+			log.Info("the certificate recipient published is this router's")
 		}
 		backoff = 500 * time.Millisecond
 		if !waitKeyChange(ctx, w, key, rev) {

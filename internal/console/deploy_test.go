@@ -47,7 +47,7 @@ func TestConsoleDeployAndCertificates(t *testing.T) {
 		{"old.example.com", -time.Hour, `<span class="badge bad">expired`},
 	} {
 		certPEM, keyPEM := selfSigned(t, c.host, time.Now().Add(c.left))
-		if err := registry.PutCert(t.Context(), e.cli, e.keys, c.host, certPEM, keyPEM, testSealer(t)); err != nil {
+		if err := registry.PutCert(t.Context(), e.cli, e.keys, c.host, certPEM, keyPEM, testRecipient(t)); err != nil {
 			t.Fatal(err)
 		}
 		until(t, c.host+" on the certificates page", func() bool {
@@ -94,12 +94,12 @@ func selfSigned(t *testing.T, host string, notAfter time.Time) (certPEM, keyPEM 
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }
 
-// testSealer seals certificate keys as the routers' key would.
-func testSealer(t *testing.T) *seal.Sealer {
+// testRecipient seals certificate keys as the routers' recipient would.
+func testRecipient(t *testing.T) *seal.Recipient {
 	t.Helper()
-	s, err := seal.New(bytes.Repeat([]byte{5}, seal.KeySize))
+	r, err := seal.RecipientFromKey(bytes.Repeat([]byte{5}, seal.KeySize))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	return r
 }

@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -265,20 +267,47 @@ func TestSealedCertificates(t *testing.T) {
 	}
 }
 
-// TestCertRecipientRepublished: the recipient deleted from etcd is
-// published again by a running router.
+// TestCertRecipientRepublished: a running router watches the published
+// recipient. Replaced by another one (whoever holds a reader's etcd
+// credentials could), it logs the disagreement and raises the gauge
+// without overwriting it; deleted, it publishes its own again and the
+// gauge falls.
 func TestCertRecipientRepublished(t *testing.T) {
 	_, cli := etcdtest.New(t)
+	ctx := t.Context()
 	k, _ := registry.NewKeys("")
 	key := bytes.Repeat([]byte{3}, seal.KeySize)
-	startTLSRouter(t, cli, key)
+	tr := startTLSRouter(t, cli, key)
 	first := publishedRecipient(t, cli)
-	if _, err := cli.Delete(t.Context(), k.CertRecipient()); err != nil {
+
+	other, _ := seal.RecipientFromKey(bytes.Repeat([]byte{9}, seal.KeySize))
+	resp, err := cli.Put(ctx, k.CertRecipient(), fmt.Sprintf(`{"kem":32,"kdf":1,"aead":2,"publicKey":%q}`,
+		base64.StdEncoding.EncodeToString(other.Bytes())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaced := resp.Header.Revision
+	waitFor(t, "the disagreement logged", func() bool {
+		return tr.logged(logrus.ErrorLevel, "routers disagree on --router-key-file") >= 1 &&
+			testutil.ToFloat64(tr.r.metrics.recipientConflict) == 1
+	})
+	if got := testutil.ToFloat64(tr.r.metrics.recipientConflicts); got < 1 {
+		t.Errorf("conflicts counted %v, want at least 1", got)
+	}
+	if now, _ := registry.GetCertRecipient(ctx, cli, k); !now.Equal(other) {
+		t.Fatalf("the router overwrote the replaced recipient with %s", now.Fingerprint())
+	}
+	if now, _ := cli.Get(ctx, k.CertRecipient()); now.Kvs[0].ModRevision != replaced {
+		t.Error("the replaced recipient was rewritten")
+	}
+
+	if _, err := cli.Delete(ctx, k.CertRecipient()); err != nil {
 		t.Fatal(err)
 	}
 	if again := publishedRecipient(t, cli); !again.Equal(first) {
 		t.Errorf("republished %s, want %s", again.Fingerprint(), first.Fingerprint())
 	}
+	waitFor(t, "the conflict gauge back to 0", func() bool { return testutil.ToFloat64(tr.r.metrics.recipientConflict) == 0 })
 }
 
 // BenchmarkEtcdCertificate: picking a certificate from etcd at a TLS

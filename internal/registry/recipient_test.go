@@ -5,6 +5,9 @@ import (
 	"errors"
 	"testing"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
+	"github.com/berthproject/berth/internal/etcdauth"
 	"github.com/berthproject/berth/internal/etcdtest"
 	"github.com/berthproject/berth/internal/seal"
 )
@@ -56,5 +59,46 @@ func TestCertRecipient(t *testing.T) {
 		if got, _ := cli.Get(ctx, k.CertRecipient()); string(got.Kvs[0].Value) != bad {
 			t.Errorf("%s was overwritten", bad)
 		}
+	}
+}
+
+// TestCertRecipientWithEtcdRoles: under berth's etcd roles a router
+// (berth-reader) publishes the recipient, an operator seals to it and
+// stores a certificate without any router key; the agent may do neither.
+func TestCertRecipientWithEtcdRoles(t *testing.T) {
+	s, p := etcdtest.Secure(t)
+	op := etcdtest.SecureClient(t, s, p, etcdauth.Operator)
+	agent := etcdtest.SecureClient(t, s, p, etcdauth.Agent)
+	reader := etcdtest.SecureClient(t, s, p, etcdauth.Reader)
+	k := keys(t)
+	ctx := t.Context()
+	routers, _ := seal.PrivateFromKey(bytes.Repeat([]byte{1}, seal.KeySize))
+
+	if _, _, err := PublishCertRecipient(ctx, agent, k, routers.Recipient()); !errors.Is(err, rpctypes.ErrPermissionDenied) {
+		t.Errorf("publish as berth-agent: %v, want permission denied", err)
+	}
+	if created, _, err := PublishCertRecipient(ctx, reader, k, routers.Recipient()); err != nil || !created {
+		t.Fatalf("publish as berth-reader (a router): created=%v, %v", created, err)
+	}
+	rcpt, err := GetCertRecipient(ctx, op, k)
+	if err != nil {
+		t.Fatalf("read as berth-operator: %v", err)
+	}
+	certPEM, keyPEM, leaf, err := etcdtest.SelfSigned("shop.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := PutCert(ctx, agent, k, "shop.example.com", certPEM, keyPEM, rcpt); !errors.Is(err, rpctypes.ErrPermissionDenied) {
+		t.Errorf("cert put as berth-agent: %v, want permission denied", err)
+	}
+	if err := PutCert(ctx, op, k, "shop.example.com", certPEM, keyPEM, rcpt); err != nil {
+		t.Fatalf("cert put as berth-operator: %v", err)
+	}
+	snap, err := NewCache(reader, reader, CacheConfig{Keys: k}, nullLog()).Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := snap.Certs["shop.example.com"].Open(routers); err != nil || !bytes.Equal(c.Certificate[0], leaf.Raw) {
+		t.Errorf("the router opens the stored key: %v", err)
 	}
 }

@@ -56,7 +56,8 @@ var (
 //     lists and watches it, the router serves certs/) and writes its access
 //     records (access/), the router's wake (a status transition,
 //     status/) and the routers' shared ACME storage and its locks (acme/,
-//     sealed values). It cannot read <root>/secrets/: a router or dnsd holds no
+//     sealed values), and the certificate recipient the routers publish
+//     there (acme/cert-recipient, a public key). It cannot read <root>/secrets/: a router or dnsd holds no
 //     sealed value, not even encrypted.
 //   - berth-agent reads everything under root, sealed secrets included (the
 //     pre-start hook opens an app's secrets with the node's key), and

@@ -41,12 +41,12 @@ func newCertCommand(g *GlobalOptions) *cobra.Command {
 		Short: "Store a certificate and key for HOST (or *.example.com); routers pick it by SNI",
 		Long: `put stores a certificate chain and its private key in etcd, for every router to
 serve by SNI. The chain is stored as it is (public); the private key is sealed
-with HPKE to the routers' public key, which the routers publish at
-/berth/v1/acme/cert-recipient (derived from their --router-key-file), bound to
-HOST, so that only a router opens it: readers of etcd (dnsd, the API, the
-console, an etcd backup), and whoever ran put, never can. put needs write access
-to certs/ only, not the routers' key. The certificate and the key must belong
-together.`,
+with HPKE, bound to HOST, to the routers' public key: the one derived from their
+--router-key-file, which they publish at /berth/v1/acme/cert-recipient. Only a
+router opens it: readers of etcd (dnsd, the API, the console, an etcd backup),
+and whoever ran put, never can. put needs write access to certs/, not the
+routers' key, and prints the fingerprint of the key it sealed to. The
+certificate and the key must belong together.`,
 		Example: "  berth cert put '*.example.com' fullchain.pem privkey.pem",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 3 {

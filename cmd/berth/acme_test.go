@@ -134,12 +134,7 @@ func TestRouterCommandACME(t *testing.T) {
 		io.WriteString(w, "hello from backend")
 	}))
 	defer backend.Close()
-	srv := etcdWithWebInstance(t, strings.TrimPrefix(backend.URL, "http://"))
-	k, _ := registry.NewKeys("")
-	dk, _ := k.Domain("web.example.com")
-	if _, err := etcdtest.Client(t, srv.Endpoint).Put(t.Context(), dk, `{"app":"web"}`); err != nil {
-		t.Fatal(err)
-	}
+	srv := etcdWithWebDomain(t, strings.TrimPrefix(backend.URL, "http://"))
 	var files []*os.File
 	var ports []int
 	for range 2 {

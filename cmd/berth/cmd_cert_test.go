@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -15,12 +14,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sirupsen/logrus/hooks/test"
 
+	"github.com/berthproject/berth/internal/acmetest"
 	"github.com/berthproject/berth/internal/etcdtest"
 	"github.com/berthproject/berth/internal/registry"
 	"github.com/berthproject/berth/internal/seal"
@@ -176,25 +175,6 @@ func waitServed(t *testing.T, f func() error) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer a child process's stderr can write to
-// while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestRouterCommandServesCertPut: "berth router --router-key-file", as
 // systemd starts it, publishes its certificate recipient; "berth cert put"
 // without any router key seals to it; an HTTPS request for the host is
@@ -206,12 +186,7 @@ func TestRouterCommandServesCertPut(t *testing.T) {
 		io.WriteString(w, "hello from backend")
 	}))
 	defer backend.Close()
-	srv := etcdWithWebInstance(t, strings.TrimPrefix(backend.URL, "http://"))
-	k, _ := registry.NewKeys("")
-	dk, _ := k.Domain("web.example.com")
-	if _, err := etcdtest.Client(t, srv.Endpoint).Put(t.Context(), dk, `{"app":"web"}`); err != nil {
-		t.Fatal(err)
-	}
+	srv := etcdWithWebDomain(t, strings.TrimPrefix(backend.URL, "http://"))
 	dir := t.TempDir()
 	certPEM, keyPEM, leaf, err := etcdtest.SelfSigned("web.example.com")
 	if err != nil {
@@ -227,7 +202,7 @@ func TestRouterCommandServesCertPut(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
 
-	start := func(t *testing.T, extra ...string) (plain, secure int, stderr *lockedBuffer) {
+	start := func(t *testing.T, extra ...string) (plain, secure int, stderr *acmetest.SyncBuffer) {
 		t.Helper()
 		var files []*os.File
 		var ports []int
@@ -247,7 +222,7 @@ func TestRouterCommandServesCertPut(t *testing.T) {
 		cmd.Env = append(os.Environ(), "BERTH_TEST_AS_MAIN=1", "LISTEN_FDS=2", "LISTEN_FDNAMES=http:https", "NOTIFY_SOCKET="+notify,
 			"BERTH_ROUTER_KEY_FILE=", "BERTH_ROUTER_ACME_KEY_FILE=")
 		cmd.ExtraFiles = files
-		stderr = &lockedBuffer{}
+		stderr = &acmetest.SyncBuffer{}
 		cmd.Stderr = stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -275,6 +250,7 @@ func TestRouterCommandServesCertPut(t *testing.T) {
 	t.Run("with the key", func(t *testing.T) {
 		_, secure, _ := start(t, "--router-key-file", routerKey)
 		cli := etcdtest.Client(t, srv.Endpoint)
+		k, _ := registry.NewKeys("")
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			if _, err := registry.GetCertRecipient(t.Context(), cli, k); err == nil {

@@ -27,6 +27,19 @@ func etcdWithWebInstance(t *testing.T, addr string) *etcdserver.Server {
 	return srv
 }
 
+// etcdWithWebDomain is etcdWithWebInstance with the instance at addr and
+// the domain web.example.com routed to "web".
+func etcdWithWebDomain(t *testing.T, addr string) *etcdserver.Server {
+	t.Helper()
+	srv := etcdWithWebInstance(t, addr)
+	k, _ := registry.NewKeys("")
+	dk, _ := k.Domain("web.example.com")
+	if _, err := etcdtest.Client(t, srv.Endpoint).Put(t.Context(), dk, `{"app":"web"}`); err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
 func TestDNSDCommand(t *testing.T) {
 	srv := etcdWithWebInstance(t, "10.9.8.7:8080")
 

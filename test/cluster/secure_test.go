@@ -143,7 +143,7 @@ func TestSecureCluster(t *testing.T) {
 			{etcdauth.Reader, "put", "/berth/v1/apps/demo", false},
 			{etcdauth.Reader, "put", "/berth/v1/instances/demo/99", false},
 			{etcdauth.Reader, "put", "/berth/v1/nodes/n9", false},
-			// dnsd's role reads and writes nothing: not the routers'
+			// dnsd's role reads /berth/v1/ and writes nothing: not the routers'
 			// certificate recipient, ACME storage, access records or wakes.
 			{etcdauth.DNS, "get", "/berth/v1/instances/", true},
 			{etcdauth.DNS, "put", "/berth/v1/acme/cert-recipient", false},

@@ -238,7 +238,7 @@ sans=(--ip 127.0.0.1 --dns localhost)
 for ip in "${etcd_ips[@]}"; do sans+=(--ip "$ip"); done
 issue etcd-server --role server "${sans[@]}"
 issue etcd-peer --role peer "${sans[@]}"
-for user in berth-reader berth-agent berth-operator root; do issue "$user" --role client; done
+for user in berth-reader berth-dns berth-agent berth-operator root; do issue "$user" --role client; done
 # The cluster's sealed-secrets key (docs/secrets.md): made once, kept here;
 # nodes get it from SSM like their certificates.
 if [ ! -f "$pki/secrets.key" ]; then
@@ -254,7 +254,7 @@ fi
 # add and remove members as root) read /berth/NAME/pki-server/.
 # berth-operator stays here: no node needs it.
 uploads=(
-  pki/ca.pem pki/berth-agent.pem pki/berth-agent-key.pem pki/berth-reader.pem pki/berth-reader-key.pem pki/secrets.key
+  pki/ca.pem pki/berth-agent.pem pki/berth-agent-key.pem pki/berth-reader.pem pki/berth-reader-key.pem pki/berth-dns.pem pki/berth-dns-key.pem pki/secrets.key
   pki-server/etcd-server.pem pki-server/etcd-server-key.pem pki-server/etcd-peer.pem pki-server/etcd-peer-key.pem
   pki-server/root.pem pki-server/root-key.pem
 )

@@ -28,7 +28,7 @@ func (a *account) ssmParams(region string) map[string]struct{ Type, Value, KeyID
 
 // The node-side files of etcd's TLS, by SSM parameter under /berth/STACK/.
 var nodeFiles = []string{
-	"pki/ca.pem", "pki/berth-agent.pem", "pki/berth-agent-key.pem", "pki/berth-reader.pem", "pki/berth-reader-key.pem", "pki/secrets.key",
+	"pki/ca.pem", "pki/berth-agent.pem", "pki/berth-agent-key.pem", "pki/berth-reader.pem", "pki/berth-reader-key.pem", "pki/berth-dns.pem", "pki/berth-dns-key.pem", "pki/secrets.key",
 	"pki-server/etcd-server.pem", "pki-server/etcd-server-key.pem", "pki-server/etcd-peer.pem", "pki-server/etcd-peer-key.pem",
 	"pki-server/root.pem", "pki-server/root-key.pem",
 }
@@ -63,8 +63,8 @@ func TestCreateStackPKI(t *testing.T) {
 	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o700 {
 		t.Fatalf("%s: %v, want a 0700 directory", dir, err)
 	}
-	mustContain(t, "output", out, "issued etcd-server etcd-peer berth-reader berth-agent berth-operator root in "+dir,
-		"SSM parameters under /berth/"+stackName+"/: 12 of 12 written (SecureString)",
+	mustContain(t, "output", out, "issued etcd-server etcd-peer berth-reader berth-dns berth-agent berth-operator root in "+dir,
+		"SSM parameters under /berth/"+stackName+"/: 14 of 14 written (SecureString)",
 		"made the secrets key "+dir+"/secrets.key", "berth secret init --recipient-identity "+dir+"/secrets.key")
 	mustContain(t, "calls", calls, "go build -o ", "ssm put-parameter --overwrite --name /berth/"+stackName+"/pki/ca.pem --type SecureString --value file://"+dir+"/ca.pem",
 		"ssm put-parameter --overwrite --name /berth/"+stackName+"/pki/secrets.key --type SecureString --value file://"+dir+"/secrets.key")
@@ -117,7 +117,7 @@ func TestCreateStackPKI(t *testing.T) {
 			t.Errorf("%s: DNS SANs %v lack localhost", name, c.DNSNames)
 		}
 	}
-	for _, user := range []string{"berth-reader", "berth-agent", "berth-operator", "root"} {
+	for _, user := range []string{"berth-reader", "berth-dns", "berth-agent", "berth-operator", "root"} {
 		if c := readCert(t, filepath.Join(dir, user+".pem")); c.Subject.CommonName != user {
 			t.Errorf("%s.pem: CN %q", user, c.Subject.CommonName)
 		}
@@ -137,7 +137,7 @@ func TestCreateStackPKITwice(t *testing.T) {
 		before[e.Name()], _ = os.ReadFile(filepath.Join(dir, e.Name()))
 	}
 	out, calls := a.create("", threeFlags...)
-	mustContain(t, "output", out, "CA and certificates in "+dir+" are kept", "0 of 12 written")
+	mustContain(t, "output", out, "CA and certificates in "+dir+" are kept", "0 of 14 written")
 	mustNotContain(t, "calls", calls, "put-parameter")
 	for name, b := range before {
 		if now, _ := os.ReadFile(filepath.Join(dir, name)); string(now) != string(b) {
@@ -149,7 +149,7 @@ func TestCreateStackPKITwice(t *testing.T) {
 		os.Remove(filepath.Join(dir, f))
 	}
 	out, calls = a.create("", threeFlags...)
-	mustContain(t, "output", out, "issued berth-agent in", "2 of 12 written")
+	mustContain(t, "output", out, "issued berth-agent in", "2 of 14 written")
 	if n := strings.Count(calls, "put-parameter"); n != 2 {
 		t.Errorf("%d put-parameter calls, want 2:\n%s", n, calls)
 	}

@@ -82,14 +82,17 @@ func TestNoPlainHTTPEtcd(t *testing.T) {
 		mustContain(t, role+" berth.env", env, "BERTH_ETCD_ENDPOINTS=https://10.0.1.11:2379,", "BERTH_ETCD_CACERT=/etc/berth/pki/ca.pem",
 			"BERTH_ETCD_CERT=/etc/berth/pki/berth-agent.pem", "BERTH_ETCD_KEY=/etc/berth/pki/berth-agent-key.pem")
 		mustContain(t, role+" berth-pki.service", texts["berth-pki.service"],
-			"ExecStart=/opt/bin/berth ssm-fetch --wait 10m --prefix /berth/berth-test/pki --dir /etc/berth/pki ca.pem:0644 berth-agent.pem berth-agent-key.pem berth-reader.pem berth-reader-key.pem secrets.key",
+			"ExecStart=/opt/bin/berth ssm-fetch --wait 10m --prefix /berth/berth-test/pki --dir /etc/berth/pki ca.pem:0644 berth-agent.pem berth-agent-key.pem berth-reader.pem berth-reader-key.pem berth-dns.pem berth-dns-key.pem secrets.key",
 			"Before=etcd-member.service berth-etcd-join.service berth-agent.service")
-		for _, u := range []string{"berth-router", "berth-dnsd"} {
-			mustContain(t, role+" "+u+" drop-in", texts[u+".service/20-etcd-reader.conf"], "Requires=berth-pki.service",
-				"LoadCredential=etcd-cert:/etc/berth/pki/berth-reader.pem", "LoadCredential=etcd-key:/etc/berth/pki/berth-reader-key.pem",
-				"EnvironmentFile=/etc/berth/reader-"+u+".env")
-			mustContain(t, role+" reader env", texts["/etc/berth/reader-"+u+".env"], "BERTH_ETCD_CERT=/run/credentials/"+u+".service/etcd-cert")
+		// The router as berth-reader, dnsd as berth-dns (read-only).
+		for _, c := range []struct{ unit, short, user string }{{"berth-router", "reader", "berth-reader"}, {"berth-dnsd", "dns", "berth-dns"}} {
+			u := c.unit
+			mustContain(t, role+" "+u+" drop-in", texts[u+".service/20-etcd-"+c.short+".conf"], "Requires=berth-pki.service",
+				"LoadCredential=etcd-cert:/etc/berth/pki/"+c.user+".pem", "LoadCredential=etcd-key:/etc/berth/pki/"+c.user+"-key.pem",
+				"EnvironmentFile=/etc/berth/"+c.short+"-"+u+".env")
+			mustContain(t, role+" "+c.short+" env", texts["/etc/berth/"+c.short+"-"+u+".env"], "BERTH_ETCD_CERT=/run/credentials/"+u+".service/etcd-cert")
 		}
+		mustNotContain(t, role+" berth-dnsd drop-in", texts["berth-dnsd.service/20-etcd-dns.conf"], "berth-reader")
 		if role == units.RoleWorker {
 			mustNotContain(t, "worker units", strings.Join(mapValues(texts), "\n"), "pki-server", "root-key.pem", "etcd-auth init")
 			continue

@@ -46,8 +46,8 @@ type IgnitionOptions struct {
 // set), /etc/berth/berth.env, the platform
 // units enabled (router and dnsd sockets, agent, passivation timer) and, for
 // servers, the etcd member with stable membership (berth-etcd-join). With
-// PKIPrefix, etcd's TLS: berth-pki.service, the reader's credentials for the
-// router and dnsd, and for servers berth-etcd-auth.service.
+// PKIPrefix, etcd's TLS: berth-pki.service, berth-reader's credentials for
+// the router and berth-dns's for dnsd, and for servers berth-etcd-auth.service.
 func Ignition(role string, o IgnitionOptions) ([]byte, error) {
 	if role != RoleServer && role != RoleWorker {
 		return nil, fmt.Errorf("role must be %s or %s, got %q", RoleServer, RoleWorker, role)

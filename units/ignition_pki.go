@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	ign "github.com/coreos/ignition/v2/config/v3_4/types"
+
+	"github.com/berthproject/berth/internal/etcdauth"
 )
 
 // Where a node keeps etcd's TLS files (docs/security.md).
@@ -23,7 +25,7 @@ const (
 // secrets.key is the cluster's sealed-secrets identity (internal/secret's
 // DefaultIdentityFile), root's with mode 0600 like the keys.
 var (
-	nodePKIFiles   = []string{"ca.pem:0644", "berth-agent.pem", "berth-agent-key.pem", "berth-reader.pem", "berth-reader-key.pem", "secrets.key"}
+	nodePKIFiles   = []string{"ca.pem:0644", "berth-agent.pem", "berth-agent-key.pem", "berth-reader.pem", "berth-reader-key.pem", "berth-dns.pem", "berth-dns-key.pem", "secrets.key"}
 	rootPKIFiles   = []string{"root.pem", "root-key.pem"}
 	memberPKIFiles = []string{"etcd-server.pem", "etcd-server-key.pem", "etcd-peer.pem", "etcd-peer-key.pem"}
 )
@@ -82,19 +84,27 @@ func pkiDropin() *unitFile {
 	return u
 }
 
-// readerDropin gives a DynamicUser unit (router, dnsd) berth-reader's
-// certificate as systemd credentials; its environment file, read after
-// berth.env's, overrides the agent's certificate.
-func readerDropin(unitName string) (dropin File, envFile, env string, err error) {
+// unitUsers are the etcd users of the DynamicUser units: the router's,
+// which writes its access records, wakes and ACME storage, and dnsd's,
+// which only reads (docs/security.md).
+var unitUsers = map[string]string{"berth-router.service": etcdauth.Reader, "berth-dnsd.service": etcdauth.DNS}
+
+// clientDropin gives a DynamicUser unit user's certificate as systemd
+// credentials; its environment file, read after berth.env's, overrides
+// the agent's certificate. The drop-in and the file are named after the
+// role: 20-etcd-reader.conf and /etc/berth/reader-UNIT.env for
+// berth-reader, 20-etcd-dns.conf and /etc/berth/dns-UNIT.env for berth-dns.
+func clientDropin(unitName, user string) (dropin File, envFile, env string, err error) {
+	short := strings.TrimPrefix(user, "berth-")
 	u := pkiDropin()
 	u.add("Service", "LoadCredential", "etcd-ca:"+PKIDir+"/ca.pem")
-	u.add("Service", "LoadCredential", "etcd-cert:"+PKIDir+"/berth-reader.pem")
-	u.add("Service", "LoadCredential", "etcd-key:"+PKIDir+"/berth-reader-key.pem")
-	envFile = "/etc/berth/reader-" + strings.TrimSuffix(unitName, ".service") + ".env"
+	u.add("Service", "LoadCredential", "etcd-cert:"+PKIDir+"/"+user+".pem")
+	u.add("Service", "LoadCredential", "etcd-key:"+PKIDir+"/"+user+"-key.pem")
+	envFile = "/etc/berth/" + short + "-" + strings.TrimSuffix(unitName, ".service") + ".env"
 	u.add("Service", "EnvironmentFile", envFile)
 	creds := "/run/credentials/" + unitName + "/"
 	env = "BERTH_ETCD_CACERT=" + creds + "etcd-ca\nBERTH_ETCD_CERT=" + creds + "etcd-cert\nBERTH_ETCD_KEY=" + creds + "etcd-key\n"
-	dropin, err = u.file("20-etcd-reader.conf")
+	dropin, err = u.file("20-etcd-" + short + ".conf")
 	return dropin, envFile, env, err
 }
 
@@ -146,7 +156,7 @@ func addPKI(cfg *ign.Config, role string, o IgnitionOptions, addFile func(string
 			dc := string(d.Content)
 			u.Dropins = append(u.Dropins, ign.Dropin{Name: d.Name, Contents: &dc})
 		case "berth-router.service", "berth-dnsd.service":
-			d, envFile, env, err := readerDropin(u.Name)
+			d, envFile, env, err := clientDropin(u.Name, unitUsers[u.Name])
 			if err != nil {
 				return err
 			}

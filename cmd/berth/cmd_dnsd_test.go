@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/berthproject/berth/internal/etcdauth"
 	"github.com/berthproject/berth/internal/etcdserver"
 	"github.com/berthproject/berth/internal/etcdtest"
 	"github.com/berthproject/berth/internal/registry"
@@ -108,5 +109,41 @@ func TestDNSDSocketActivation(t *testing.T) {
 		if err != nil || strings.TrimSpace(string(out)) != "10.9.8.7" {
 			t.Fatalf("dig %s over the activated socket: %q %v", proto, out, err)
 		}
+	}
+}
+
+// TestDNSDSecure: berth dnsd with berth-dns's certificate (its read-only
+// role, docs/security.md) follows a TLS + auth etcd and answers for the
+// instances an agent registers.
+func TestDNSDSecure(t *testing.T) {
+	s, p := etcdtest.Secure(t)
+	k, _ := registry.NewKeys("")
+	key, val, _ := registry.InstanceKV(k, &registry.Instance{App: "web", ID: "1", Addr: "10.9.8.7:8080", Node: "n1", State: registry.StateUp})
+	if _, err := etcdtest.SecureClient(t, s, p, etcdauth.Agent).Put(t.Context(), key, val); err != nil {
+		t.Fatal(err)
+	}
+	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	notify, msgs := notifySocket(t)
+	self, _ := os.Executable()
+	cmd := exec.Command(self, "dnsd", "--listen", addr, "--etcd-endpoints", s.Endpoint, "--admin", "", "--log-level", "warn")
+	dns := p.Client(etcdauth.DNS)
+	cmd.Env = append(os.Environ(), "BERTH_TEST_AS_MAIN=1", "NOTIFY_SOCKET="+notify,
+		"BERTH_ETCD_CACERT="+p.CACert(), "BERTH_ETCD_CERT="+dns.Cert, "BERTH_ETCD_KEY="+dns.Key)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitMsg(t, msgs, "READY=1")
+	host, port, _ := net.SplitHostPort(addr)
+	out, err := exec.Command("dig", "@"+host, "-p", port, "+short", "web.service.berth", "A").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "10.9.8.7" {
+		t.Fatalf("dig: %q %v", out, err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("dnsd exit: %v", err)
 	}
 }

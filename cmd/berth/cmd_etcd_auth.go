@@ -19,8 +19,8 @@ func newEtcdAuthCommand(g *GlobalOptions) *cobra.Command {
 		Short: "Create berth's roles and users (least privilege) and enable etcd auth; idempotent",
 		Long: `init connects with root access (a client certificate with CN=root, or
 --etcd-user root and BERTH_ETCD_PASSWORD) and makes etcd's roles match
-berth's: berth-reader (routers, dnsd), berth-agent (agents, hooks,
-passivation) and berth-operator (the CLI), each with a user of the same
+berth's: berth-reader (routers), berth-dns (dnsd, read-only), berth-agent
+(agents, hooks, passivation) and berth-operator (the CLI), each with a user of the same
 name without a password (its client certificate's CN names it), and the
 root user if missing. It grants missing permissions, revokes ones a berth
 role should not have, enables auth, and prints each change. The

@@ -23,7 +23,7 @@ type PKIIssueOptions struct {
 
 // AddFlags registers the flags.
 func (o *PKIIssueOptions) AddFlags(f *pflag.FlagSet) {
-	f.StringVar(&o.Name, "name", "", "certificate name: the CN and file name; for --role client the etcd user (berth-reader, berth-agent, berth-operator, root)")
+	f.StringVar(&o.Name, "name", "", "certificate name: the CN and file name; for --role client the etcd user (berth-reader, berth-dns, berth-agent, berth-operator, root)")
 	f.StringVar(&o.Role, "role", "", "server (an etcd member's client port), peer (its peer port) or client")
 	f.IPSliceVar(&o.IPs, "ip", nil, "IP address the server or peer answers on (repeatable)")
 	f.StringSliceVar(&o.DNS, "dns", nil, "DNS name the server or peer answers on (repeatable)")

@@ -125,13 +125,29 @@ func TestPKICommands(t *testing.T) {
 }
 
 // TestEtcdAuthInit: berth etcd-auth init as root finds berth's roles in
-// place on a secure etcd and only reports auth enabled.
+// place on a secure etcd and only reports auth enabled; on an etcd set up
+// before berth-dns existed it adds that role and its user.
 func TestEtcdAuthInit(t *testing.T) {
 	s, p := etcdtest.Secure(t)
 	root := p.Client(etcdauth.RootUser)
-	code, out, errOut := berth(t, "etcd-auth", "init", "--etcd-endpoints", s.Endpoint, "--etcd-cacert", p.CACert(),
-		"--etcd-cert", root.Cert, "--etcd-key", root.Key)
-	if code != 0 || strings.TrimSpace(out) != "auth: enabled already" {
+	initAuth := func() (int, string, string) {
+		return berth(t, "etcd-auth", "init", "--etcd-endpoints", s.Endpoint, "--etcd-cacert", p.CACert(),
+			"--etcd-cert", root.Cert, "--etcd-key", root.Key)
+	}
+	if code, out, errOut := initAuth(); code != 0 || strings.TrimSpace(out) != "auth: enabled already" {
 		t.Errorf("etcd-auth init: %d %q %q, want only auth enabled already", code, out, errOut)
+	}
+	rc := etcdtest.SecureClient(t, s, p, etcdauth.RootUser)
+	if _, err := rc.UserDelete(t.Context(), etcdauth.DNS); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rc.RoleDelete(t.Context(), etcdauth.DNS); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := initAuth()
+	for _, want := range []string{"role berth-dns: created", "role berth-dns: granted read /berth/v1/*", "user berth-dns: created", "user berth-dns: granted role berth-dns"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("etcd-auth init without berth-dns: %d %q %q, want %q", code, out, errOut, want)
+		}
 	}
 }

@@ -286,7 +286,7 @@ func TestApplyOnFreshEtcd(t *testing.T) {
 	if err := etcdauth.Apply(ctx(t), cli, etcdauth.Roles("/berth"), &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"role berth-reader: created", "role berth-agent: granted readwrite /berth/v1/instances/*",
+	for _, want := range []string{"role berth-reader: created", "role berth-dns: granted read /berth/v1/*", "user berth-dns: created", "role berth-agent: granted readwrite /berth/v1/instances/*",
 		"role berth-operator: granted readwrite /berth/*", "user root: created", "auth: enabled\n"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("apply printed\n%s\nwant %q in it", out.String(), want)

@@ -1,6 +1,7 @@
 package etcdauth
 
 import (
+	"slices"
 	"strings"
 
 	"go.etcd.io/etcd/api/v3/authpb"
@@ -9,7 +10,8 @@ import (
 
 // The roles, each with a user of the same name; RootUser is etcd's own.
 const (
-	Reader   = "berth-reader"   // routers and dnsd
+	Reader   = "berth-reader"   // routers
+	DNS      = "berth-dns"      // dnsd: reads, writes nothing
 	Agent    = "berth-agent"    // node agents, unit hooks, passivation, the scheduler and deployer
 	Operator = "berth-operator" // the CLI: apply, deploy, scale, delete, cert, fleet
 	RootUser = "root"
@@ -52,13 +54,18 @@ var (
 // Roles returns berth's roles for the schema under root (default "/berth"),
 // derived from the "written by" column of docs/schema.md:
 //
-//   - berth-reader reads the schema version and <root>/v1/ (the watch cache
-//     lists and watches it, the router serves certs/) and writes its access
-//     records (access/), the router's wake (a status transition,
-//     status/) and the routers' shared ACME storage and its locks (acme/,
-//     sealed values), and the certificate recipient the routers publish
-//     there (acme/cert-recipient, a public key). It cannot read <root>/secrets/: a router or dnsd holds no
-//     sealed value, not even encrypted.
+//   - berth-reader, the routers' role, reads the schema version and
+//     <root>/v1/ (the watch cache lists and watches it, the router serves
+//     certs/) and writes its access records (access/), the router's wake
+//     (a status transition, status/) and the routers' shared ACME storage
+//     and its locks (acme/, sealed values), and the certificate recipient
+//     the routers publish there (acme/cert-recipient, a public key). It
+//     cannot read <root>/secrets/: a router holds no sealed value, not even
+//     encrypted.
+//   - berth-dns, dnsd's role, reads the schema version and <root>/v1/ (its
+//     watch cache) and writes nothing: a dnsd, which holds no router key,
+//     can neither replace the routers' certificate recipient nor touch
+//     their ACME storage. Like berth-reader it cannot read <root>/secrets/.
 //   - berth-agent reads everything under root, sealed secrets included (the
 //     pre-start hook opens an app's secrets with the node's key), and
 //     writes what nodes write: the schema
@@ -82,9 +89,11 @@ func Roles(root string) []Role {
 	}
 	agent := append(rw([]Perm{all}, "instances", "status", "nodes", "fleet", "apps", "releases", "rollouts", "deploy"),
 		Perm{Type: readWrite, Key: root + "/schema"}, Prefix(readWrite, SkyDNSPrefix+"/"))
-	reader := rw([]Perm{{Type: read, Key: root + "/schema"}, Prefix(read, v1)}, "access", "status", "acme")
+	readOnly := []Perm{{Type: read, Key: root + "/schema"}, Prefix(read, v1)}
+	reader := rw(slices.Clone(readOnly), "access", "status", "acme")
 	return []Role{
 		{Name: Reader, Perms: reader},
+		{Name: DNS, Perms: readOnly},
 		{Name: Agent, Perms: agent},
 		{Name: Operator, Perms: []Perm{Prefix(readWrite, root+"/"), Prefix(readWrite, SkyDNSPrefix+"/")}},
 	}

@@ -21,7 +21,7 @@ import (
 
 // SecureUsers are the client certificates StartSecure issues: one per
 // berth role, and root.
-var SecureUsers = []string{etcdauth.RootUser, etcdauth.Operator, etcdauth.Agent, etcdauth.Reader}
+var SecureUsers = []string{etcdauth.RootUser, etcdauth.Operator, etcdauth.Agent, etcdauth.Reader, etcdauth.DNS}
 
 // PKI names the files of a secure etcd: the CA certificate and each user's
 // client certificate and key (pki.CA.Paths).

@@ -13,11 +13,15 @@ import (
 
 // clients are berth up's etcd connections, one per role: with --secure
 // each acts as its own etcd user (its client certificate); otherwise all
-// three are one client.
+// three are one client. dnsd opens no connection here: in this one process
+// it answers from the router's watch cache, so berth-dns (dnsd's role on a
+// cluster) would guard nothing the process does not hold already; its
+// certificate is issued with the others (etcdserver.SecureUsers) for a
+// berth dnsd run beside berth up.
 type clients struct {
 	operator *clientv3.Client // publishes the apps given to berth up
 	agent    *clientv3.Client // the exec driver, its reconciler and leases, passivation, the deployer
-	reader   *clientv3.Client // the watch cache, the router (its access records, wakes) and dnsd
+	reader   *clientv3.Client // the watch cache, the router (its access records, wakes); dnsd reads the same cache
 	all      []*clientv3.Client
 }
 

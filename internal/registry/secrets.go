@@ -8,7 +8,7 @@ import (
 
 // Keys of sealed secrets (internal/secret, docs/secrets.md). They live
 // outside Prefix() on purpose: the routers' watch cache lists and watches
-// all of <root>/v1/, and berth-reader, which routers and dnsd use, must not
+// all of <root>/v1/, and berth-reader (routers) and berth-dns (dnsd) must not
 // read secrets. etcd grants ranges, so the secrets need a range of their own.
 //
 //	<root>/secrets/v1/recipients           the age recipients new values are sealed to, one a line

@@ -26,15 +26,15 @@ import (
 // certificates on the client and peer ports, certificates from
 // internal/pki in /etc/berth/pki and /etc/berth/pki-etcd, and etcd auth
 // with berth's roles, turned on by each server's berth-etcd-auth.service.
-// What the platform units get (berth.env's TLS lines, the reader's
-// drop-ins and environment files, berth-etcd-auth.service) is taken from
+// What the platform units get (berth.env's TLS lines, the router's and
+// dnsd's drop-ins and environment files, berth-etcd-auth.service) is taken from
 // the Ignition config "berth render --ignition server --pki-prefix" writes.
 // Only berth-pki.service is a stand-in: it fetches from SSM Parameter
 // Store on AWS; here the harness has put the files in place.
 
 // StartSecureFleet starts the fleet cluster (StartFleet) on a TLS + auth
-// etcd: the agents connect as berth-agent, routers and dnsd as
-// berth-reader; Operator runs the CLI as berth-operator from the hub.
+// etcd: the agents connect as berth-agent, routers as berth-reader, dnsd
+// as berth-dns; Operator runs the CLI as berth-operator from the hub.
 func StartSecureFleet(t *testing.T) *Cluster {
 	t.Helper()
 	return start(t, &Cluster{t: t, root: t, fleet: true, secure: true}, nil)
@@ -42,7 +42,7 @@ func StartSecureFleet(t *testing.T) *Cluster {
 
 // clientUsers are the etcd users with a client certificate: berth's roles
 // and root (berth-etcd-auth.service, member changes).
-var clientUsers = []string{etcdauth.Reader, etcdauth.Agent, etcdauth.Operator, etcdauth.RootUser}
+var clientUsers = []string{etcdauth.Reader, etcdauth.DNS, etcdauth.Agent, etcdauth.Operator, etcdauth.RootUser}
 
 // makePKI creates the cluster's CA and certificates in dir, as
 // bin/create-stack.sh does: one server and one peer certificate naming
@@ -87,7 +87,7 @@ func installPKI(t testing.TB, ca *pki.CA, etc string) {
 		}
 	}
 	cp(pki.CACertFile, "pki", 0o644)
-	for _, u := range []string{etcdauth.Agent, etcdauth.Reader, etcdauth.RootUser} { // no berth-operator: it stays with the operators
+	for _, u := range []string{etcdauth.Agent, etcdauth.Reader, etcdauth.DNS, etcdauth.RootUser} { // no berth-operator: it stays with the operators
 		cp(u+".pem", "pki", 0o600)
 		cp(u+"-key.pem", "pki", 0o600)
 	}
@@ -111,14 +111,14 @@ Description=berth test cluster: etcd's certificates in place (the harness wrote 
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart=/usr/bin/test -s /etc/berth/pki/ca.pem -a -s /etc/berth/pki/berth-reader-key.pem -a -s /etc/berth/pki/berth-agent-key.pem
+ExecStart=/usr/bin/test -s /etc/berth/pki/ca.pem -a -s /etc/berth/pki/berth-reader-key.pem -a -s /etc/berth/pki/berth-dns-key.pem -a -s /etc/berth/pki/berth-agent-key.pem
 `
 
 // secureNode is what a secure server gets from its rendered Ignition
 // config.
 type secureNode struct {
 	env   []string          // berth.env's TLS lines (BERTH_ETCD_CACERT, _CERT, _KEY)
-	etc   map[string]string // files of /etc/berth by name (the readers' environment files)
+	etc   map[string]string // files of /etc/berth by name (the router's and dnsd's environment files)
 	units map[string]string // unit files and drop-ins ("UNIT.d/NAME") by path under the units directory
 }
 
@@ -156,7 +156,7 @@ func renderSecure(opts units.Options, initialCluster string) (*secureNode, error
 					s.env = append(s.env, sc.Text())
 				}
 			}
-		case strings.HasPrefix(name, "reader-"):
+		case strings.HasPrefix(name, "reader-"), strings.HasPrefix(name, "dns-"):
 			s.etc[name] = text
 		}
 	}
@@ -174,20 +174,20 @@ func renderSecure(opts units.Options, initialCluster string) (*secureNode, error
 		}
 	}
 	// What the test relies on: the agent's certificate in berth.env, the
-	// reader's drop-ins for router and dnsd, the auth unit.
-	for _, want := range []string{"berth-etcd-auth.service", "berth-router.service.d/20-etcd-reader.conf", "berth-dnsd.service.d/20-etcd-reader.conf"} {
+	// router's drop-in (berth-reader) and dnsd's (berth-dns), the auth unit.
+	for _, want := range []string{"berth-etcd-auth.service", "berth-router.service.d/20-etcd-reader.conf", "berth-dnsd.service.d/20-etcd-dns.conf"} {
 		if s.units[want] == "" {
 			return nil, fmt.Errorf("the rendered secure server has no %s", want)
 		}
 	}
 	if len(s.env) != 3 || len(s.etc) != 2 {
-		return nil, fmt.Errorf("the rendered secure server's berth.env TLS lines %q, reader environment files %d: want 3 and 2", s.env, len(s.etc))
+		return nil, fmt.Errorf("the rendered secure server's berth.env TLS lines %q, router and dnsd environment files %d: want 3 and 2", s.env, len(s.etc))
 	}
 	return s, nil
 }
 
-// writeSecure writes a node's secure files: its PKI, the readers'
-// environment files, the auth unit, the drop-ins (under dropins/, copied
+// writeSecure writes a node's secure files: its PKI, the router's and
+// dnsd's environment files, the auth unit, the drop-ins (under dropins/, copied
 // into /etc/systemd/system at every boot) and the berth-pki stand-in.
 func (c *Cluster) writeSecure(n *Node, s *secureNode) {
 	installPKI(c.t, c.ca, n.dirs.etc)

@@ -15,8 +15,8 @@ import (
 // TestSecureCluster runs the fleet cluster on an etcd with TLS (client and
 // peer), client certificate auth and berth's roles, set up as on the AWS
 // stack (secure.go): the operator places the demo units with berth fleet
-// from outside the nodes as berth-operator, every node's router and dnsd
-// serve them as berth-reader, each certificate can do what
+// from outside the nodes as berth-operator, every node's router serves
+// them as berth-reader and its dnsd as berth-dns, each certificate can do what
 // docs/security.md grants and no more, and when a node is lost its units
 // move and its member rejoins over TLS.
 func TestSecureCluster(t *testing.T) {
@@ -77,7 +77,7 @@ func TestSecureCluster(t *testing.T) {
 		}
 	})
 
-	t.Run("2 every router and dnsd serve every node's instances as berth-reader", func(t *testing.T) {
+	t.Run("2 every router (berth-reader) and dnsd (berth-dns) serve every node's instances", func(t *testing.T) {
 		c.Use(t)
 		for _, n := range c.Nodes {
 			seen := map[string]bool{}
@@ -97,8 +97,8 @@ func TestSecureCluster(t *testing.T) {
 			if err != nil || len(strings.Fields(out)) != 40 {
 				t.Errorf("dnsd on %s: SRV answers %q (%v), want 10", n.Name, out, err)
 			}
-			// Each daemon holds its role's certificate: the reader's from
-			// its credentials, the agent's from berth.env.
+			// Each daemon holds its role's certificate: the router's and
+			// dnsd's from their credentials, the agent's from berth.env.
 			for unit, want := range map[string]string{
 				"berth-router.service": "BERTH_ETCD_CERT=/run/credentials/berth-router.service/etcd-cert",
 				"berth-dnsd.service":   "BERTH_ETCD_CERT=/run/credentials/berth-dnsd.service/etcd-cert",
@@ -107,6 +107,12 @@ func TestSecureCluster(t *testing.T) {
 				env, err := n.Try("sh", "-c", "tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value "+unit+")/environ")
 				if err != nil || !strings.Contains(env, want) {
 					t.Errorf("%s on %s: environment %v\n%s\nwant %s", unit, n.Name, err, env, want)
+				}
+			}
+			for unit, user := range map[string]string{"berth-router.service": etcdauth.Reader, "berth-dnsd.service": etcdauth.DNS} {
+				want := "LoadCredential=etcd-cert:/etc/berth/pki/" + user + ".pem"
+				if cat, err := n.Try("systemctl", "cat", unit); err != nil || !strings.Contains(cat, want) {
+					t.Errorf("%s on %s: %v, want %s in its unit:\n%s", unit, n.Name, err, want, cat)
 				}
 			}
 			j, _ := n.Try("journalctl", "--no-pager", "-u", "berth-*", "-u", "demo@*") // the platform and the demo units' hooks
@@ -137,6 +143,14 @@ func TestSecureCluster(t *testing.T) {
 			{etcdauth.Reader, "put", "/berth/v1/apps/demo", false},
 			{etcdauth.Reader, "put", "/berth/v1/instances/demo/99", false},
 			{etcdauth.Reader, "put", "/berth/v1/nodes/n9", false},
+			// dnsd's role reads /berth/v1/ and writes nothing: not the routers'
+			// certificate recipient, ACME storage, access records or wakes.
+			{etcdauth.DNS, "get", "/berth/v1/instances/", true},
+			{etcdauth.DNS, "put", "/berth/v1/acme/cert-recipient", false},
+			{etcdauth.DNS, "put", "/berth/v1/acme/locks/x", false},
+			{etcdauth.DNS, "put", "/berth/v1/access/demo/dnsd", false},
+			{etcdauth.DNS, "put", "/berth/v1/status/demo", false},
+			{etcdauth.DNS, "get", "/berth/secrets/", false},
 			{etcdauth.Agent, "get", "/berth/v1/apps/", true},
 			{etcdauth.Agent, "put", "/berth/v1/domains/evil.example.com", false},
 			{etcdauth.Agent, "put", "/berth/v1/certs/evil.example.com", false},

@@ -11,7 +11,6 @@ import (
 
 	"github.com/berthproject/berth/internal/acmestore"
 	"github.com/berthproject/berth/internal/etcdauth"
-	"github.com/berthproject/berth/internal/etcdtest"
 	"github.com/berthproject/berth/internal/registry"
 	"github.com/berthproject/berth/internal/seal"
 )
@@ -21,37 +20,8 @@ import (
 // storage the routers' user writes, not the certificate recipient the
 // operators seal certificate keys to; and it cannot read sealed secrets.
 func TestDNS(t *testing.T) {
-	s, p := etcdtest.Secure(t)
-	k := keys(t)
-	op := etcdtest.SecureClient(t, s, p, etcdauth.Operator)
-	if err := registry.PublishApp(ctx(t), op, k, app("shop")); err != nil {
-		t.Fatalf("operator publishes: %v", err)
-	}
-	d := etcdtest.SecureClient(t, s, p, etcdauth.DNS)
+	op, d, k, as := followsRegistry(t, etcdauth.DNS)
 	log, _ := test.NewNullLogger()
-	cache := registry.NewCache(d, d, registry.CacheConfig{Keys: k}, log)
-	cctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- cache.Run(cctx) }()
-	defer func() { stop(); <-done }()
-	select {
-	case <-cache.Synced():
-	case <-time.After(10 * time.Second):
-		t.Fatal("the cache never synced as berth-dns")
-	}
-	if cache.Snapshot().Apps["shop"] == nil {
-		t.Errorf("snapshot apps %v, want shop", cache.Snapshot().AppNames())
-	}
-	if err := registry.PublishApp(ctx(t), op, k, app("cart")); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for cache.Snapshot().Apps["cart"] == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("the watch never delivered cart to berth-dns")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 
 	// What a router may write, dnsd may not.
 	access, _ := k.Access("shop", "dnsd-1")
@@ -77,7 +47,7 @@ func TestDNS(t *testing.T) {
 	_, _, err = registry.PublishCertRecipient(ctx(t), d, k, own.Recipient())
 	mustDeny(t, "publish the certificate recipient", err)
 	routers, _ := seal.PrivateFromKey(bytes.Repeat([]byte{1}, seal.KeySize))
-	r := etcdtest.SecureClient(t, s, p, etcdauth.Reader)
+	r := as(etcdauth.Reader)
 	if created, _, err := registry.PublishCertRecipient(ctx(t), r, k, routers.Recipient()); err != nil || !created {
 		t.Fatalf("publish as berth-reader (a router): created=%v, %v", created, err)
 	}

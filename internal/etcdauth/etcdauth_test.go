@@ -52,33 +52,30 @@ func mustDeny(t *testing.T, what string, err error) {
 }
 
 // TestSkyDNSPrefix: the SkyDNS grant covers the mirror registry writes.
-func TestSkyDNSPrefix(t *testing.T) {
-	if etcdauth.SkyDNSPrefix != registry.SkyDNSPrefix {
-		t.Errorf("SkyDNSPrefix %q, want registry's %q", etcdauth.SkyDNSPrefix, registry.SkyDNSPrefix)
-	}
-}
-
-// TestReader: a router's user follows the registry through the watch cache
-// over TLS, writes its access records and wakes apps (a status
-// transition), uses the ACME storage, and cannot write specs, domains, instances or certificates.
-func TestReader(t *testing.T) {
+// followsRegistry starts a TLS + auth etcd in which an operator has
+// published the app "shop", and checks that role's user follows the
+// registry through the watch cache: its first snapshot, then a change
+// watched ("cart"). It returns the operator's and the role's clients,
+// and as, which connects to the same etcd as another role.
+func followsRegistry(t *testing.T, role string) (op, c *clientv3.Client, k registry.Keys, as func(role string) *clientv3.Client) {
+	t.Helper()
 	s, p := etcdtest.Secure(t)
-	k := keys(t)
-	op := etcdtest.SecureClient(t, s, p, etcdauth.Operator)
+	k = keys(t)
+	op = etcdtest.SecureClient(t, s, p, etcdauth.Operator)
 	if err := registry.PublishApp(ctx(t), op, k, app("shop")); err != nil {
 		t.Fatalf("operator publishes: %v", err)
 	}
-	r := etcdtest.SecureClient(t, s, p, etcdauth.Reader)
+	c = etcdtest.SecureClient(t, s, p, role)
 	log, _ := test.NewNullLogger()
-	cache := registry.NewCache(r, r, registry.CacheConfig{Keys: k}, log)
+	cache := registry.NewCache(c, c, registry.CacheConfig{Keys: k}, log)
 	cctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- cache.Run(cctx) }()
-	defer func() { stop(); <-done }()
+	t.Cleanup(func() { stop(); <-done })
 	select {
 	case <-cache.Synced():
 	case <-time.After(10 * time.Second):
-		t.Fatal("the cache never synced as berth-reader")
+		t.Fatalf("the cache never synced as %s", role)
 	}
 	if cache.Snapshot().Apps["shop"] == nil {
 		t.Errorf("snapshot apps %v, want shop", cache.Snapshot().AppNames())
@@ -89,10 +86,25 @@ func TestReader(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for cache.Snapshot().Apps["cart"] == nil {
 		if time.Now().After(deadline) {
-			t.Fatal("the watch never delivered cart to berth-reader")
+			t.Fatalf("the watch never delivered cart to %s", role)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return op, c, k, func(role string) *clientv3.Client { return etcdtest.SecureClient(t, s, p, role) }
+}
+
+func TestSkyDNSPrefix(t *testing.T) {
+	if etcdauth.SkyDNSPrefix != registry.SkyDNSPrefix {
+		t.Errorf("SkyDNSPrefix %q, want registry's %q", etcdauth.SkyDNSPrefix, registry.SkyDNSPrefix)
+	}
+}
+
+// TestReader: a router's user follows the registry through the watch cache
+// over TLS, writes its access records and wakes apps (a status
+// transition), uses the ACME storage, and cannot write specs, domains, instances or certificates.
+func TestReader(t *testing.T) {
+	op, r, k, _ := followsRegistry(t, etcdauth.Reader)
+	log, _ := test.NewNullLogger()
 
 	access, _ := k.Access("shop", "router-1")
 	if _, err := r.Put(ctx(t), access, `{"last":1}`); err != nil {

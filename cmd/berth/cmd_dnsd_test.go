@@ -41,27 +41,37 @@ func etcdWithWebDomain(t *testing.T, addr string) *etcdserver.Server {
 	return srv
 }
 
-func TestDNSDCommand(t *testing.T) {
-	srv := etcdWithWebInstance(t, "10.9.8.7:8080")
-
+// startDNSD runs "berth dnsd" as systemd would (sd_notify) on a free UDP
+// port against endpoint, with env added, and checks that once ready it
+// answers dig for web.service.berth with web's instance, 10.9.8.7. The
+// process is killed at the end of the test.
+func startDNSD(t *testing.T, endpoint string, env ...string) (*exec.Cmd, <-chan string) {
+	t.Helper()
 	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
 	addr := pc.LocalAddr().String()
 	pc.Close()
 	notify, msgs := notifySocket(t)
 	self, _ := os.Executable()
-	cmd := exec.Command(self, "dnsd", "--listen", addr, "--etcd-endpoints", srv.Endpoint, "--admin", "", "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "BERTH_TEST_AS_MAIN=1", "NOTIFY_SOCKET="+notify)
+	cmd := exec.Command(self, "dnsd", "--listen", addr, "--etcd-endpoints", endpoint, "--admin", "", "--log-level", "warn")
+	cmd.Env = append(append(os.Environ(), "BERTH_TEST_AS_MAIN=1", "NOTIFY_SOCKET="+notify), env...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
+	t.Cleanup(func() { cmd.Process.Kill() })
 	waitMsg(t, msgs, "READY=1")
 	host, port, _ := net.SplitHostPort(addr)
 	out, err := exec.Command("dig", "@"+host, "-p", port, "+short", "web.service.berth", "A").CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "10.9.8.7" {
 		t.Fatalf("dig: %q %v", out, err)
 	}
+	return cmd, msgs
+}
+
+func TestDNSDCommand(t *testing.T) {
+	srv := etcdWithWebInstance(t, "10.9.8.7:8080")
+
+	cmd, msgs := startDNSD(t, srv.Endpoint)
 	code, listing, errOut := berth(t, "dns", "--etcd-endpoints", srv.Endpoint)
 	if code != 0 || !strings.Contains(listing, "_web._tcp.service.berth.") || !strings.Contains(listing, "1 1 8080 web-1.n1.node.berth.") {
 		t.Fatalf("berth dns: exit %d %q %q", code, listing, errOut)
@@ -122,26 +132,8 @@ func TestDNSDSecure(t *testing.T) {
 	if _, err := etcdtest.SecureClient(t, s, p, etcdauth.Agent).Put(t.Context(), key, val); err != nil {
 		t.Fatal(err)
 	}
-	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
-	addr := pc.LocalAddr().String()
-	pc.Close()
-	notify, msgs := notifySocket(t)
-	self, _ := os.Executable()
-	cmd := exec.Command(self, "dnsd", "--listen", addr, "--etcd-endpoints", s.Endpoint, "--admin", "", "--log-level", "warn")
 	dns := p.Client(etcdauth.DNS)
-	cmd.Env = append(os.Environ(), "BERTH_TEST_AS_MAIN=1", "NOTIFY_SOCKET="+notify,
-		"BERTH_ETCD_CACERT="+p.CACert(), "BERTH_ETCD_CERT="+dns.Cert, "BERTH_ETCD_KEY="+dns.Key)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	waitMsg(t, msgs, "READY=1")
-	host, port, _ := net.SplitHostPort(addr)
-	out, err := exec.Command("dig", "@"+host, "-p", port, "+short", "web.service.berth", "A").CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != "10.9.8.7" {
-		t.Fatalf("dig: %q %v", out, err)
-	}
+	cmd, _ := startDNSD(t, s.Endpoint, "BERTH_ETCD_CACERT="+p.CACert(), "BERTH_ETCD_CERT="+dns.Cert, "BERTH_ETCD_KEY="+dns.Key)
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("dnsd exit: %v", err)

@@ -22,12 +22,16 @@ type CertPutOptions struct {
 	// the routers publish; given, the recipient derived from it is used
 	// (and must equal the published one, if any).
 	RouterKey RouterKeyOptions
+	// Recipient pins the recipient's fingerprint (sha256:…): put refuses
+	// to seal to any other.
+	Recipient string
 }
 
 // AddFlags registers the flags.
 func (o *CertPutOptions) AddFlags(f *pflag.FlagSet) {
 	o.Etcd.AddFlags(f)
 	o.RouterKey.AddFlags(f, "", "optional: the routers' key, to seal to the recipient derived from it (which must equal the one the routers published) instead of reading the published one; an operator does not need it")
+	f.StringVar(&o.Recipient, "recipient", os.Getenv("BERTH_CERT_RECIPIENT"), "the routers' recipient fingerprint (sha256:…, as each router logs at start and put prints): refuse to seal to any other (env BERTH_CERT_RECIPIENT)")
 }
 
 func newCertCommand(g *GlobalOptions) *cobra.Command {
@@ -45,9 +49,10 @@ with HPKE, bound to HOST, to the routers' public key: the one derived from their
 --router-key-file, which they publish at /berth/v1/acme/cert-recipient. Only a
 router opens it: readers of etcd (dnsd, the API, the console, an etcd backup),
 and whoever ran put, never can. put needs write access to certs/, not the
-routers' key, and prints the fingerprint of the key it sealed to. The
-certificate and the key must belong together.`,
-		Example: "  berth cert put '*.example.com' fullchain.pem privkey.pem",
+routers' key, and prints the fingerprint of the key it sealed to; --recipient
+refuses any other than the one given. The certificate and the key must belong
+together.`,
+		Example: "  berth cert put '*.example.com' fullchain.pem privkey.pem\n  berth cert put --recipient sha256:0123456789abcdef shop.example.com fullchain.pem privkey.pem",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 3 {
 				return usagef("cert put needs HOST, CERT.pem and KEY.pem")
@@ -92,6 +97,10 @@ func runCertPut(ctx context.Context, g *GlobalOptions, o CertPutOptions, host, c
 	rcpt, err := o.certRecipient(rctx, cli, k, local)
 	if err != nil {
 		return err
+	}
+	if o.Recipient != "" && rcpt.Fingerprint() != o.Recipient {
+		return usagef("--recipient %s: the routers' recipient is %s, not this one (the published one may have been replaced: "+
+			"compare with the recipient each router logs at start); nothing stored", o.Recipient, rcpt.Fingerprint())
 	}
 	if err := registry.PutCert(rctx, cli, k, host, certPEM, keyPEM, rcpt); err != nil {
 		return o.Etcd.wrapErr(err)

@@ -148,9 +148,21 @@ func TestCertPut(t *testing.T) {
 		t.Errorf("with the matching router key: exit %d: %s", code, errOut)
 	}
 
+	// Pinned: the published recipient's fingerprint is accepted, any
+	// other refused with nothing written.
+	if code, _, errOut := put("--recipient", mine.Fingerprint(), "web.example.com", certFile, keyFile); code != 0 {
+		t.Errorf("pinned to the published recipient: exit %d: %s", code, errOut)
+	}
+	before, _ := cli.Get(t.Context(), rec)
+	refused(t, exitUsage, []string{"--recipient sha256:0000000000000000", "the routers' recipient is " + mine.Fingerprint(), "nothing stored"},
+		"--recipient", "sha256:0000000000000000", "web.example.com", certFile, keyFile)
+	if after, _ := cli.Get(t.Context(), rec); after.Kvs[0].ModRevision != before.Kvs[0].ModRevision {
+		t.Error("the put refused by --recipient wrote the record")
+	}
+
 	// A router key that is not the routers': refused, nothing written.
 	stranger, _ := seal.RecipientFromKey(func() []byte { b, _ := seal.ReadKeyFile(strangerKey); return b }())
-	before, _ := cli.Get(t.Context(), rec)
+	before, _ = cli.Get(t.Context(), rec)
 	refused(t, exitUsage, []string{"--router-key-file", "is not the one the routers published at /berth/v1/acme/cert-recipient",
 		stranger.Fingerprint(), mine.Fingerprint()}, "--router-key-file", strangerKey, "web.example.com", certFile, keyFile)
 	if after, _ := cli.Get(t.Context(), rec); after.Kvs[0].ModRevision != before.Kvs[0].ModRevision {

@@ -182,6 +182,7 @@ func TestConsoleBrowserActions(t *testing.T) {
 	ctx := browser(t)
 	e := newEnv(t, false)
 	e.seed()
+	e.served("/apps/shop", e.read, `data-action="delete"`)
 	do(t, ctx, chromedp.Navigate(e.url+"/apps/shop"))
 	if a := eval[string](t, ctx, `document.body.dataset.auth || ''`); a != "required" {
 		t.Fatalf("without a token the page is not the token form (data-auth %q)", a)
@@ -271,6 +272,7 @@ func TestConsoleBrowserDelete(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	e.served("/apps/shop", "", `data-action="delete"`)
 	do(t, ctx, chromedp.Navigate(e.url+"/apps/shop"))
 	eval[bool](t, ctx, `(sessionStorage.setItem('berth.token', '`+e.admin+`'), true)`)
 	// Clicked by script once the page is live: the live refresh of the

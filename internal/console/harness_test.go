@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,6 +142,18 @@ func (e *env) get(path, token string) (int, http.Header, string) {
 }
 
 // until polls f every 10ms for up to 5s.
+// served waits until the console serves path (read with token, "" for
+// none) with want in it: pages come from the API's watch cache, which
+// follows etcd a moment after a write, and a page asked for before it
+// has an app says the app is unknown.
+func (e *env) served(path, token, want string) {
+	e.t.Helper()
+	until(e.t, path+" with "+want, func() bool {
+		code, _, b := e.get(path, token)
+		return code == http.StatusOK && strings.Contains(b, want)
+	})
+}
+
 func until(t testing.TB, what string, f func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)

@@ -36,6 +36,17 @@ func TestFleetCluster(t *testing.T) {
 		}
 		return us
 	}
+	// polled is units inside a wait: a read that fails (an etcd leader
+	// election after a node loss: "leader changed") is asked again, as
+	// nil.
+	polled := func() []fleetUnit {
+		out, err := n1.Try("/opt/bin/berth", "fleet", "--etcd-request-timeout", "2s", "list-units", "-o", "json")
+		var us []fleetUnit
+		if err != nil || json.Unmarshal([]byte(strings.TrimSpace(out)), &us) != nil {
+			return nil
+		}
+		return us
+	}
 	perMachine := func(us []fleetUnit) map[string]int {
 		m := map[string]int{}
 		for _, u := range us {
@@ -71,7 +82,7 @@ func TestFleetCluster(t *testing.T) {
 		c.KillNode(n3)
 		stopped := time.Since(start)
 		c.waitFor("n3's units placed on n1 and n2", 40*time.Second, func() bool {
-			pm := perMachine(units(t))
+			pm := perMachine(polled())
 			return pm["n3"] == 0 && pm["n1"]+pm["n2"] == 10
 		})
 		placed := time.Since(start)
@@ -108,7 +119,7 @@ func TestFleetCluster(t *testing.T) {
 		fleet(t, "start", "--no-block", "sleeper@{1..100}.service")
 		took := c.waitFor("100 sleeper units active", 120*time.Second, func() bool {
 			active := 0
-			for _, u := range units(t) {
+			for _, u := range polled() {
 				if strings.HasPrefix(u.Unit, "sleeper@") && u.Active == "active" {
 					active++
 				}
@@ -172,7 +183,7 @@ func TestFleetCluster(t *testing.T) {
 		}
 		fleet(t, "start", write("new.service", "Replaces=old.service"))
 		c.waitFor("old.service moved off its machine", 20*time.Second, func() bool {
-			for _, u := range units(t) {
+			for _, u := range polled() {
 				got[u.Unit] = u.Machine
 			}
 			return got["old.service"] != was
@@ -228,11 +239,8 @@ func TestFleetCluster(t *testing.T) {
 		start := time.Now()
 		c.Partition(n2, true)
 		c.waitFor("n2's units placed on n1 and n3", 40*time.Second, func() bool {
-			// While the majority elects a new etcd leader a read can fail:
-			// asked again.
-			out, err := n1.Try("/opt/bin/berth", "fleet", "--etcd-request-timeout", "2s", "list-units", "-o", "json")
-			var us []fleetUnit
-			if err != nil || json.Unmarshal([]byte(strings.TrimSpace(out)), &us) != nil || len(us) == 0 {
+			us := polled()
+			if len(us) == 0 {
 				return false
 			}
 			for _, u := range us {

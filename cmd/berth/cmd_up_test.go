@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -24,19 +25,30 @@ import (
 	"github.com/berthproject/berth/internal/socktest"
 )
 
-// freeAddrs returns n distinct free addresses: each port stays taken
-// until all are chosen (one at a time, the kernel may hand out a port it
-// just handed out).
+// freeAddrs returns n loopback addresses whose TCP and UDP ports are
+// free now, taken below the kernel's ephemeral range (32768–60999): a
+// port handed out by listening on :0 is an ephemeral one, which the next
+// outgoing connection (berth up's own etcd clients) can take as its
+// source port before berth up listens on it.
 func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
 	var out []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(out) < n; tries++ {
+		if tries == 1000 {
+			t.Fatal("no free port between 20000 and 32000")
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
 		defer l.Close()
-		out = append(out, l.Addr().String())
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			continue
+		}
+		defer pc.Close()
+		out = append(out, addr)
 	}
 	return out
 }

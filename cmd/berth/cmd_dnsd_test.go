@@ -47,9 +47,7 @@ func etcdWithWebDomain(t *testing.T, addr string) *etcdserver.Server {
 // process is killed at the end of the test.
 func startDNSD(t *testing.T, endpoint string, env ...string) (*exec.Cmd, <-chan string) {
 	t.Helper()
-	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
-	addr := pc.LocalAddr().String()
-	pc.Close()
+	addr := freeAddrs(t, 1)[0]
 	notify, msgs := notifySocket(t)
 	self, _ := os.Executable()
 	cmd := exec.Command(self, "dnsd", "--listen", addr, "--etcd-endpoints", endpoint, "--admin", "", "--log-level", "warn")

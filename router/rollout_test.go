@@ -355,3 +355,26 @@ func FuzzRolloutCookie(f *testing.F) {
 		}
 	})
 }
+
+// TestPickRetriesOnAnotherHost: a retry goes to an instance on another
+// host than those tried (a dead node fails all its instances alike), and
+// back to the tried host only when its side has no other.
+func TestPickRetriesOnAnotherHost(t *testing.T) {
+	a1, a2, a3 := &Upstream{ID: "1", Addr: "10.0.0.1:8001"}, &Upstream{ID: "2", Addr: "10.0.0.1:8002"}, &Upstream{ID: "3", Addr: "10.0.0.1:8003"}
+	b1 := &Upstream{ID: "4", Addr: "10.0.0.2:8001"}
+	rt := &route{sides: [2]side{{upstreams: []*Upstream{a1, a2, a3, b1}, selector: &RoundRobin{}}, {}}}
+	now := time.Now().UnixNano()
+	for range 8 {
+		if got := pick(rt, sideStable, []*Upstream{a1}, now); got != b1 {
+			t.Fatalf("after 10.0.0.1:8001 failed: %s, want the instance on 10.0.0.2", got.Addr)
+		}
+	}
+	if got := pick(rt, sideStable, []*Upstream{a1, b1}, now); got != a2 && got != a3 {
+		t.Fatalf("both hosts tried: %v, want another instance on 10.0.0.1", got)
+	}
+	b1.markFailed(time.Minute)
+	defer b1.markHealthy()
+	if got := pick(rt, sideStable, []*Upstream{a1}, now); got != a2 && got != a3 {
+		t.Fatalf("the other host's instance down: %v, want one in rotation on the tried host before it", got)
+	}
+}

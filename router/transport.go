@@ -74,7 +74,10 @@ func isDialError(err error) bool {
 // the request was assigned, then of the other side (a canary without an
 // upstream in rotation fails over to stable, and stable to the canary);
 // if every untried upstream is marked down, it tries them anyway, its
-// own side's first (the mark is a hint).
+// own side's first (the mark is a hint). On a retry, a side's upstreams
+// on hosts no tried upstream is on come first: when a node dies, all of
+// its instances fail alike, and three attempts on one dead node would
+// fail the request (Envoy's previous_hosts retry predicate).
 func pick(r *route, sd int, tried []*Upstream, now int64) *Upstream {
 	own, other := &r.sides[sd], &r.sides[1-sd]
 	if len(tried) == 0 && own.allAvailable(now) {
@@ -82,18 +85,23 @@ func pick(r *route, sd int, tried []*Upstream, now int64) *Upstream {
 	}
 	var down [2][]*Upstream
 	for i, s := range [2]*side{own, other} {
-		var avail []*Upstream
+		var avail, sameHost []*Upstream
 		for _, u := range s.upstreams {
 			switch {
 			case slices.Contains(tried, u):
-			case u.availableAt(now):
-				avail = append(avail, u)
-			default:
+			case !u.availableAt(now):
 				down[i] = append(down[i], u)
+			case onTriedHost(u, tried):
+				sameHost = append(sameHost, u)
+			default:
+				avail = append(avail, u)
 			}
 		}
 		if len(avail) > 0 {
 			return s.selector.Select(avail)
+		}
+		if len(sameHost) > 0 {
+			return s.selector.Select(sameHost)
 		}
 	}
 	for i, s := range [2]*side{own, other} {
@@ -102,6 +110,26 @@ func pick(r *route, sd int, tried []*Upstream, now int64) *Upstream {
 		}
 	}
 	return nil
+}
+
+// onTriedHost reports whether u listens on the host of an upstream
+// already tried.
+func onTriedHost(u *Upstream, tried []*Upstream) bool {
+	h := upstreamHost(u.Addr)
+	for _, t := range tried {
+		if upstreamHost(t.Addr) == h {
+			return true
+		}
+	}
+	return false
+}
+
+// upstreamHost is addr's host ("10.0.1.5" of "10.0.1.5:8080").
+func upstreamHost(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
 }
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
